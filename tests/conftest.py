@@ -1,0 +1,28 @@
+"""Shared fixtures: the real dataset and a tiny model trained once per test session."""
+
+from pathlib import Path
+
+import pytest
+
+from toolkit import import_tensorflow
+
+TINY = {"limit": 2000, "epochs": 2}
+
+
+@pytest.fixture(scope="session")
+def dataset():
+    from toolkit.data import load_dataset
+
+    return load_dataset()
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory, dataset) -> Path:
+    """An output folder holding a tiny trained tutorial model and its training outputs."""
+    from toolkit.model import TrainConfig, save_training_outputs, train
+
+    import_tensorflow()
+    out = tmp_path_factory.mktemp("trained")
+    result = train(dataset, TrainConfig(**TINY), out / "training" / "checkpoint")
+    save_training_outputs(out, dataset, result)
+    return out

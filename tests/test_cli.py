@@ -1,0 +1,71 @@
+"""The command line: help without TensorFlow, train through the CLI, exit codes."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from toolkit.cli import app
+
+runner = CliRunner()
+COMMANDS = ["train", "verify"]
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from toolkit.cli import app\n"
+        f"for args in [['--help']] + [[c, '--help'] for c in {COMMANDS!r}]:\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'onnxruntime', 'ai_edge_litert', 'tf2onnx')\n"
+        "         if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_writes_every_output(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["train", "--out", str(out), "--limit", "1000", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output
+    metrics = json.loads((out / "training" / "metrics.json").read_text())
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "train_seconds",
+        "epochs",
+        "batch_size",
+        "seed",
+        "arch",
+        "versions",
+    ):
+        assert key in metrics
+    assert 0.5 < metrics["test_accuracy"] <= 1.0  # 2 epochs on 1,000 images reach about 0.7
+    assert metrics["epochs"] == 2 and metrics["train_images"] == 1000
+    assert metrics["dataset"]["verified"] is True
+    history = json.loads((out / "training" / "history.json").read_text())
+    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
+    csv_lines = (out / "training" / "history.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,") and len(csv_lines) == 3
+    for name in (
+        "sample_image",
+        "class_grid",
+        "training_curves",
+        "predictions",
+        "confusion_matrix",
+    ):
+        png = out / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size > 5_000
+    assert (out / "model.keras").stat().st_size > 100_000
+    assert not list(out.rglob(".*tmp*"))
+
+
+def test_option_ranges_are_usage_errors(tmp_path):
+    for args in (["--epochs", "0"], ["--batch-size", "0"], ["--limit", "0"], ["--arch", "rnn"]):
+        result = runner.invoke(app, ["train", "--out", str(tmp_path), *args])
+        assert result.exit_code == 2, args

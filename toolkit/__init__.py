@@ -1,0 +1,26 @@
+"""Edge-deployment model conversion toolkit: train, export, compare."""
+
+import os
+import sys
+
+# TensorFlow reads these at import time; setting them here (cheap, no TF import) keeps every
+# entry point quiet without each module having to remember.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+__version__ = "0.1.0"
+
+
+def import_tensorflow():
+    """Imports TensorFlow with stderr muted: its CUDA-probing notes ignore TF_CPP_MIN_LOG_LEVEL."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow

@@ -1,0 +1,160 @@
+"""The tutorial's figures, written as PNG files (matplotlib's Agg backend: no screen needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.artifacts import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_sample_image(image: np.ndarray, path: Path) -> Path:
+    """The tutorial's first look at a training image, raw pixel values with a colour bar."""
+    plt = _pyplot()
+    fig = plt.figure()
+    plt.imshow(image)
+    plt.colorbar()
+    plt.grid(False)
+    return _save(fig, path)
+
+
+def plot_class_grid(images: np.ndarray, labels: np.ndarray, class_names, path: Path) -> Path:
+    """The first 25 training images with their class names."""
+    plt = _pyplot()
+    fig = plt.figure(figsize=(10, 10))
+    for i in range(min(25, len(images))):
+        plt.subplot(5, 5, i + 1)
+        plt.xticks([])
+        plt.yticks([])
+        plt.grid(False)
+        plt.imshow(images[i], cmap=plt.cm.binary)
+        plt.xlabel(class_names[labels[i]])
+    return _save(fig, path)
+
+
+def plot_training_curves(history: dict[str, list[float]], path: Path) -> Path:
+    """Loss and accuracy per epoch."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    ax_loss.plot(epochs, history["loss"], marker="o")
+    ax_loss.set(title="Training loss", xlabel="epoch", ylabel="loss")
+    ax_acc.plot(epochs, history["accuracy"], marker="o", color="tab:green")
+    ax_acc.set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_names) -> None:
+    """The tutorial's per-image panel: the image with predicted/true label, and the ten bars."""
+    predicted = int(np.argmax(probabilities))
+    colour = "blue" if true_label is None or predicted == true_label else "red"
+    ax_image.grid(False)
+    ax_image.set_xticks([])
+    ax_image.set_yticks([])
+    ax_image.imshow(image, cmap="binary")
+    truth = "" if true_label is None else f" ({class_names[true_label]})"
+    ax_image.set_xlabel(
+        f"{class_names[predicted]} {100 * np.max(probabilities):2.0f}%{truth}", color=colour
+    )
+    ax_bars.grid(False)
+    ax_bars.set_xticks(range(len(class_names)))
+    ax_bars.set_yticks([])
+    bars = ax_bars.bar(range(len(class_names)), probabilities, color="#777777")
+    ax_bars.set_ylim([0, 1])
+    bars[predicted].set_color("red")
+    if true_label is not None:
+        bars[true_label].set_color("blue")
+
+
+def plot_predictions(images, probabilities, labels, class_names, path: Path, rows=5, cols=3):
+    """The tutorial's grid: each test image beside its probability bars, right in blue, wrong in red."""
+    plt = _pyplot()
+    count = min(rows * cols, len(images))
+    fig = plt.figure(figsize=(2 * 2 * cols, 2 * rows))
+    for i in range(count):
+        draw_prediction(
+            plt.subplot(rows, 2 * cols, 2 * i + 1),
+            plt.subplot(rows, 2 * cols, 2 * i + 2),
+            images[i],
+            probabilities[i],
+            int(labels[i]),
+            class_names,
+        )
+    plt.tight_layout()
+    return _save(fig, path)
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Counts[true, predicted]."""
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (labels, predicted), 1)
+    return counts
+
+
+def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
+    """Which classes the model mixes up on the test set (Shirt vs T-shirt/top, mostly)."""
+    plt = _pyplot()
+    counts = confusion_matrix(labels, predicted, len(class_names))
+    fig, ax = plt.subplots(figsize=(8, 7))
+    im = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test set)")
+    threshold = counts.max() / 2
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(
+            j,
+            i,
+            n,
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if n > threshold else "black",
+        )
+    return _save(fig, path)
+
+
+def plot_training_figures(dataset, history, test_probabilities, folder: Path) -> list[Path]:
+    """All five training figures into `folder`."""
+    predicted = np.argmax(test_probabilities, axis=1)
+    return [
+        plot_sample_image(dataset.train_images[0], folder / "sample_image.png"),
+        plot_class_grid(
+            dataset.train_images,
+            dataset.train_labels,
+            dataset.class_names,
+            folder / "class_grid.png",
+        ),
+        plot_training_curves(history, folder / "training_curves.png"),
+        plot_predictions(
+            dataset.test_images,
+            test_probabilities,
+            dataset.test_labels,
+            dataset.class_names,
+            folder / "predictions.png",
+        ),
+        plot_confusion_matrix(
+            dataset.test_labels, predicted, dataset.class_names, folder / "confusion_matrix.png"
+        ),
+    ]
