@@ -26,3 +26,16 @@ def trained_dir(tmp_path_factory, dataset) -> Path:
     result = train(dataset, TrainConfig(**TINY), out / "training" / "checkpoint")
     save_training_outputs(out, dataset, result)
     return out
+
+
+@pytest.fixture(scope="session")
+def exported_dir(tmp_path_factory, trained_dir) -> Path:
+    """The tiny model exported to every registered format, with its manifest."""
+    import shutil
+
+    from toolkit.export import export_artifacts
+
+    out = tmp_path_factory.mktemp("exported") / "out"
+    shutil.copytree(trained_dir, out)
+    export_artifacts(out)
+    return out

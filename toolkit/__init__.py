@@ -1,5 +1,6 @@
 """Edge-deployment model conversion toolkit: train, export, compare."""
 
+import contextlib
 import os
 import sys
 
@@ -11,16 +12,21 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 __version__ = "0.1.0"
 
 
-def import_tensorflow():
-    """Imports TensorFlow with stderr muted: its CUDA-probing notes ignore TF_CPP_MIN_LOG_LEVEL."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+@contextlib.contextmanager
+def quiet_stderr():
+    """Mutes file descriptor 2: TF, LiteRT and the converters print C++ notes there directly."""
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def import_tensorflow():
+    """Imports TensorFlow quietly: its CUDA-probing notes ignore TF_CPP_MIN_LOG_LEVEL."""
+    with quiet_stderr():
+        import tensorflow
     return tensorflow

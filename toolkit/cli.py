@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from toolkit.errors import ExitCode, ToolkitError
+from toolkit.exporters import EXPORTERS
 from toolkit.model import ARCHITECTURES
 
 app = typer.Typer(
@@ -24,11 +25,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 Arch = Enum("Arch", {name: name for name in ARCHITECTURES}, type=str)
+Format = Enum("Format", {name: name for name in ["all", *EXPORTERS]}, type=str)
 
 OutOption = Annotated[
     Path, typer.Option("--out", help="Working folder: model, artifacts, manifest, reports.")
@@ -161,6 +163,55 @@ def train(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _human_size(size: int) -> str:
+    return f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+
+
+def _artifact_line(artifact) -> str:
+    v = artifact.validation
+    if not v:
+        figure = "not validated"
+    elif "min_agreement" in v["tolerance"]:
+        figure = f"agreement {v['agreement']:.4f} (>= {v['tolerance']['min_agreement']})"
+    else:
+        figure = f"max |diff| {v['max_abs_diff']:.2e} (<= {v['tolerance']['max_abs_diff']:g})"
+    return f"  {artifact.name:<26} {artifact.format:<10} {_human_size(artifact.size_bytes):>9}  {figure}"
+
+
+@app.command()
+@handles_errors
+def export(
+    out: OutOption = Path("exported"),
+    model: Annotated[
+        Path | None, typer.Option(help="Keras model to export (default: OUT/model.keras).")
+    ] = None,
+    format: Annotated[
+        list[Format], typer.Option("--format", help="Format(s) to write; repeatable.")
+    ] = ["all"],  # noqa: B006 - Typer reads the default from here
+    calib_samples: Annotated[
+        int, typer.Option(min=1, help="Training images used to calibrate the int8 variants.")
+    ] = 500,
+    opset: Annotated[int, typer.Option(min=13, help="ONNX opset.")] = 17,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Keep artifacts that miss their tolerance.")
+    ] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Export to Keras, SavedModel, TFLite (x4) and ONNX (x2), validate each, write the manifest."""
+    from toolkit import import_tensorflow
+    from toolkit.export import export_artifacts
+
+    import_tensorflow()
+    console.print(f"exporting {model or out / 'model.keras'} into {out}/", highlight=False)
+    manifest = export_artifacts(
+        out, model, [Format(f).value for f in format], calib_samples, opset,
+        validate=not no_validate, data_dir=data_dir,
+        on_artifact=lambda a: console.print(_artifact_line(a), highlight=False),
+    )
+    console.print(f"{len(manifest.artifacts)} artifacts listed in {out / 'manifest.json'}",
+                  highlight=False)
 
 
 @app.command()

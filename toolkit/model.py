@@ -283,3 +283,60 @@ def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> l
         write_json(out / "training" / "metrics.json", result.metrics),
         *plot_training_figures(dataset, history, probabilities, out / "plots"),
     ]
+
+
+ACCEPTED_INPUT_SHAPES = ((None, IMAGE_SIDE, IMAGE_SIDE), (None, IMAGE_SIDE, IMAGE_SIDE, 1))
+LFS_POINTER_PREFIX = b"version https://git-lfs"
+
+
+def load_keras_model(path: Path):
+    """A `.keras` file loaded with safe_mode=True, refused with a clear reason when it is not one.
+
+    Model files are code (Keras, TF and ONNX security policies say so): legacy formats that need
+    unsafe deserialization are never loaded, and the model's shape is checked before any use.
+    """
+    import zipfile
+
+    path = Path(path)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        raise ToolkitError(
+            f"{path}: legacy HDF5 model refused (loading it is not safe); convert it where you "
+            "trust it: keras.models.load_model(path).save('model.keras')",
+            ExitCode.ARTIFACT,
+        )
+    if path.suffix.lower() != ".keras":
+        raise ToolkitError(f"{path}: expected a .keras model file", ExitCode.ARTIFACT)
+    if not path.is_file():
+        raise ToolkitError(f"{path}: model file not found", ExitCode.ARTIFACT)
+    with open(path, "rb") as f:
+        head = f.read(len(LFS_POINTER_PREFIX))
+    if head == LFS_POINTER_PREFIX:
+        raise ToolkitError(f"{path}: a Git LFS pointer, not the model; run `git lfs pull`",
+                           ExitCode.ARTIFACT)
+    if not zipfile.is_zipfile(path):
+        raise ToolkitError(f"{path}: not a Keras archive (empty, truncated or another format)",
+                           ExitCode.ARTIFACT)
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ToolkitError(f"{path}: cannot load as a Keras model: {reason}",
+                           ExitCode.ARTIFACT) from None
+    check_model_io(model, path)
+    return model
+
+
+def check_model_io(model, path: Path) -> None:
+    """Only a 28x28 grayscale input and 10 class scores can be exported and compared."""
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+        raise ToolkitError(f"{path}: expected one input and one output", ExitCode.ARTIFACT)
+    input_shape, output_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
+    if input_shape not in ACCEPTED_INPUT_SHAPES or output_shape != (None, NUM_CLASSES):
+        raise ToolkitError(
+            f"{path}: expected input (None, 28, 28) or (None, 28, 28, 1) and output (None, 10), "
+            f"found input {input_shape} and output {output_shape}",
+            ExitCode.ARTIFACT,
+        )

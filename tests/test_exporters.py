@@ -1,0 +1,192 @@
+"""Every registered export variant: written, reloaded in its runtime, within its tolerance."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.artifacts import load_manifest, sha256_path, verify_manifest
+from toolkit.cli import app
+from toolkit.data import normalize
+from toolkit.export import VALIDATION_IMAGES, selected_variants
+from toolkit.exporters import EXPORTERS
+from toolkit.runners import RUNNERS
+
+ALL_VARIANTS = selected_variants(["all"])
+runner = CliRunner()
+
+
+def _tflite_tensor_types(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    return {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+
+
+def _onnx_op_types(path):
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def check_keras(path):
+    assert path.read_bytes()[:2] == b"PK"  # a .keras file is a zip archive
+
+
+def check_savedmodel(path):
+    assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
+
+
+def check_float_tflite(path):
+    assert "int8" not in _tflite_tensor_types(path) or "float16" in path.name
+
+
+def check_dynamic_int8_tflite(path):
+    types = _tflite_tensor_types(path)
+    assert "int8" in types and "float32" in types  # int8 weights, float activations
+
+
+def check_int8_tflite(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    float_path = path.with_name("model_float32.tflite")
+    assert path.stat().st_size <= 0.3 * float_path.stat().st_size
+
+
+def check_float_onnx(path):
+    model = onnx.load(str(path))
+    assert model.graph.input[0].name == "images"
+    assert model.graph.output[0].name == "probabilities"
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert "QuantizeLinear" not in _onnx_op_types(path)
+
+
+def check_int8_onnx(path):
+    ops = _onnx_op_types(path)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    model = onnx.load(str(path))
+    int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert int8_weights, "no int8 initializers"
+
+
+# One structure check per registered variant: adding a format without a test fails below.
+STRUCTURE_CHECKS = {
+    "model.keras": check_keras,
+    "savedmodel": check_savedmodel,
+    "model_float32.tflite": check_float_tflite,
+    "model_float16.tflite": check_float_tflite,
+    "model_dynamic_int8.tflite": check_dynamic_int8_tflite,
+    "model_int8.tflite": check_int8_tflite,
+    "model_float32.onnx": check_float_onnx,
+    "model_int8.onnx": check_int8_onnx,
+}
+
+
+def test_every_registered_variant_has_a_test():
+    assert {v.filename for v in ALL_VARIANTS} == set(STRUCTURE_CHECKS)
+    assert {v.runtime for v in ALL_VARIANTS} <= set(RUNNERS)
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=lambda v: v.filename)
+def test_variant_structure(exported_dir, variant):
+    STRUCTURE_CHECKS[variant.filename](exported_dir / variant.filename)
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=lambda v: v.filename)
+def test_variant_round_trip_within_tolerance(exported_dir, dataset, variant):
+    """Reload in the device runtime and compare with the Keras reference independently."""
+    images = normalize(dataset.test_images[:VALIDATION_IMAGES])
+    with RUNNERS["keras"](exported_dir / "model.keras") as reference_runner:
+        reference = reference_runner.predict(images)
+    with RUNNERS[variant.runtime](exported_dir / variant.filename) as artifact_runner:
+        probabilities = artifact_runner.predict(images)
+    assert probabilities.shape == (VALIDATION_IMAGES, 10)
+    diff = float(np.max(np.abs(probabilities - reference)))
+    agree = float(np.mean(probabilities.argmax(1) == reference.argmax(1)))
+    assert variant.tolerance.failures(diff, agree) == []
+    recorded = load_manifest(exported_dir).artifact(variant.filename).validation
+    assert recorded["images"] == VALIDATION_IMAGES
+    assert recorded["agreement"] == pytest.approx(agree, abs=0.002)
+
+
+def test_manifest_lists_every_artifact_with_matching_checksums(exported_dir):
+    data = json.loads((exported_dir / "manifest.json").read_text())
+    for key in ("class_names", "preprocessing", "source_model_sha256", "versions", "created"):
+        assert key in data
+    assert len(data["class_names"]) == 10
+    names = [a["name"] for a in data["artifacts"]]
+    assert sorted(names) == sorted(STRUCTURE_CHECKS)
+    for entry in data["artifacts"]:
+        assert entry["sha256"] == sha256_path(exported_dir / entry["path"])
+        assert entry["inputs"][0]["name"] == "images"
+        assert entry["outputs"][0]["name"] == "probabilities"
+        assert entry["size_bytes"] > 0
+    int8 = next(a for a in data["artifacts"] if a["name"] == "model_int8.tflite")
+    assert int8["inputs"][0]["quantization"]["scale"] > 0
+    assert verify_manifest(exported_dir, load_manifest(exported_dir)) == []
+
+
+def test_verify_catches_a_changed_byte(exported_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(exported_dir, out)
+    assert runner.invoke(app, ["verify", "--out", str(out)]).exit_code == 0
+    target = out / "model_float32.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    (out / "model_int8.tflite").unlink()
+    result = runner.invoke(app, ["verify", "--out", str(out)])
+    assert result.exit_code == 4
+    assert "model_float32.onnx: changed" in result.output
+    assert "model_int8.tflite: missing" in result.output
+
+
+def test_channel_last_input_model_exports(tmp_path, dataset):
+    """A model trained elsewhere with (28, 28, 1) input exports and validates too."""
+    import keras
+
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    # Trained enough that classes are clear-cut: int8 agreement is meaningless on a coin toss.
+    model.fit(normalize(dataset.train_images[:2000])[..., None], dataset.train_labels[:2000],
+              epochs=2, verbose=0)
+    source = tmp_path / "elsewhere.keras"
+    model.save(source)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export", "--out", str(out), "--model", str(source)])
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(out)
+    assert len(manifest.artifacts) == len(ALL_VARIANTS)
+    assert manifest.artifact("model_float32.onnx").inputs[0]["shape"] == ["batch", 28, 28, 1]
+
+
+def test_format_option_writes_only_that_format_and_keeps_the_rest(exported_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(exported_dir, out)
+    before = load_manifest(out)
+    result = runner.invoke(app, ["export", "--out", str(out), "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(".onnx") >= 2 and ".tflite" not in result.output
+    after = load_manifest(out)
+    assert {a.name for a in after.artifacts} == {a.name for a in before.artifacts}
+    assert verify_manifest(out, after) == []
+
+
+def test_registry_formats_are_the_cli_choices(tmp_path):
+    from toolkit.cli import Format
+
+    assert [f.value for f in Format] == ["all", *EXPORTERS]
+    result = runner.invoke(app, ["export", "--out", str(tmp_path), "--format", "tfjs"])
+    assert result.exit_code == 2

@@ -1,0 +1,13 @@
+"""Format registry: one module per format; adding a format is one file plus one line here."""
+
+from toolkit.exporters import keras, onnx, savedmodel, tflite
+from toolkit.exporters.base import ExportContext, ExportVariant, Tolerance
+
+EXPORTERS: dict[str, tuple[ExportVariant, ...]] = {
+    "keras": keras.VARIANTS,
+    "savedmodel": savedmodel.VARIANTS,
+    "tflite": tflite.VARIANTS,
+    "onnx": onnx.VARIANTS,
+}
+
+__all__ = ["EXPORTERS", "ExportContext", "ExportVariant", "Tolerance"]

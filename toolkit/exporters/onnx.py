@@ -1,0 +1,102 @@
+"""ONNX via tf2onnx (float32) and ONNX Runtime's static QDQ quantization (int8)."""
+
+from pathlib import Path
+
+from toolkit.errors import ExitCode, ToolkitError
+from toolkit.exporters.base import ExportVariant, Tolerance, serving_function
+
+BATCH_DIM = "batch"
+
+
+def name_batch_dimension(model_proto) -> None:
+    """tf2onnx calls the batch dimension `unk__N`; users and tools expect a readable name."""
+    for value in (*model_proto.graph.input, *model_proto.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = BATCH_DIM
+
+
+def export_onnx_float32(model, path, context):
+    # from_keras fails on Keras 3 models (tensorflow-onnx issue 2448); from_function on an
+    # explicit signature matches Keras to ~1e-7.
+    import onnx
+    import tf2onnx
+
+    serve = serving_function(model)
+    model_proto, _ = tf2onnx.convert.from_function(
+        serve, input_signature=serve.input_signature, opset=context.opset
+    )
+    name_batch_dimension(model_proto)
+    onnx.checker.check_model(model_proto)
+    onnx.save(model_proto, str(path))
+
+
+class _CalibrationReader:
+    """Feeds the calibration sample to ONNX Runtime's quantizer in batches of 32."""
+
+    def __init__(self, input_name: str, images, batch: int = 32):
+        self._batches = iter(
+            {input_name: images[i : i + batch]} for i in range(0, len(images), batch)
+        )
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def export_onnx_int8(model, path, context):
+    """Static int8 QDQ: int8 weights and activations, float input and output at the edges."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    float_path = path.with_name(path.stem + ".float32.onnx")
+    export_onnx_float32(model, float_path, context)
+    input_name = onnx.load(str(float_path)).graph.input[0].name
+    shape = (-1, *model.inputs[0].shape[1:])
+    try:
+        quantize_static(
+            str(float_path),
+            str(path),
+            _CalibrationReader(input_name, context.calibration.reshape(shape)),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
+    finally:
+        float_path.unlink(missing_ok=True)
+
+
+def check_external_data(path: Path) -> None:
+    """Refuses ONNX files whose external tensor data points outside the artifact's folder."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model_proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as exc:
+        raise ToolkitError(f"{path}: not a valid ONNX model ({type(exc).__name__})",
+                           ExitCode.ARTIFACT) from None
+    folder = path.parent.resolve()
+    for tensor in model_proto.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise ToolkitError(
+                f"{path}: tensor {tensor.name} reads external data from {location!r}, outside "
+                f"{folder}; refusing to load it",
+                ExitCode.ARTIFACT,
+            )
+
+
+# Same graph, ORT's MLAS kernels vs TF's Eigen: float32 summation order only (~1e-7).
+FLOAT32 = Tolerance(max_abs_diff=1e-4)
+# int8 activations and weights: scores move by a few percent; the class must stay.
+INT8 = Tolerance(min_agreement=0.97)
+
+VARIANTS = (
+    ExportVariant("onnx", "float32", "model_float32.onnx", "onnxruntime", FLOAT32,
+                  export_onnx_float32),
+    ExportVariant("onnx", "int8", "model_int8.onnx", "onnxruntime", INT8, export_onnx_int8),
+)

@@ -1,0 +1,72 @@
+"""The interface every runtime implements: load a file, predict probabilities, expose a bare call."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.errors import ExitCode, ToolkitError
+
+
+class Runner(ABC):
+    """One artifact loaded in one runtime; used as a context manager so it is always closed.
+
+    `predict` takes normalized float32 images (N, 28, 28) and returns (N, 10) float32
+    probabilities; each runner adapts the layout and any integer quantization itself.
+    """
+
+    runtime: str = ""
+
+    def __init__(self, path: Path, threads: int = 1):
+        self.path = Path(path)
+        self.threads = threads
+
+    @abstractmethod
+    def predict(self, images: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def bind(self, images: np.ndarray) -> Callable[[], object]:
+        """Puts `images` into the runtime's own input buffers; returns the bare call to time."""
+
+    def io_details(self) -> tuple[list[dict], list[dict]]:
+        """Inputs and outputs as the manifest records them (name, shape, dtype, quantization)."""
+        return [], []
+
+    def close(self) -> None:
+        """Releases the runtime's resources."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def quantize(values: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """Float -> integer with the tensor's own affine parameters, saturating at the type's range."""
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def check_quantization(path: Path, scale: float, what: str) -> None:
+    """A zero, negative or non-finite scale makes every score meaningless: refuse the file."""
+    if not np.isfinite(scale) or scale <= 0:
+        raise ToolkitError(
+            f"{path}: invalid quantization of the {what} (scale {scale}); re-export the model",
+            ExitCode.ARTIFACT,
+        )
+
+
+def in_batches(predict_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+               batch_size: int = 256) -> np.ndarray:
+    """Runs `predict_batch` over `images` in fixed-size chunks and stacks the results."""
+    return np.concatenate(
+        [predict_batch(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    )

@@ -1,0 +1,52 @@
+"""The Keras reference model in TensorFlow."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolkit.runners.base import Runner, in_batches
+
+
+def set_tf_threads(threads: int) -> None:
+    """Pins TensorFlow's pools; only possible before TF's runtime starts, so a no-op later."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+
+
+class KerasRunner(Runner):
+    runtime = "keras"
+
+    def __init__(self, path, threads=1):
+        super().__init__(path, threads)
+        import tensorflow as tf
+
+        from toolkit.model import load_keras_model
+
+        set_tf_threads(threads)
+        self.model = load_keras_model(self.path)
+        self.input_shape = tuple(self.model.inputs[0].shape[1:])
+        self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
+    def _reshape(self, images: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(images, dtype=np.float32).reshape((-1, *self.input_shape))
+
+    def predict(self, images):
+        return in_batches(lambda x: np.asarray(self._call(self._reshape(x))), images)
+
+    def bind(self, images):
+        import tensorflow as tf
+
+        tensor = tf.constant(self._reshape(images))
+        return lambda: self._call(tensor)
+
+    def io_details(self):
+        tensor_in, tensor_out = self.model.inputs[0], self.model.outputs[0]
+        return (
+            [{"name": "images", "shape": list(tensor_in.shape), "dtype": tensor_in.dtype}],
+            [{"name": "probabilities", "shape": list(tensor_out.shape), "dtype": tensor_out.dtype}],
+        )

@@ -1,0 +1,84 @@
+"""A .tflite file in LiteRT's interpreter (ai-edge-litert), with XNNPACK as devices run it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolkit.errors import ExitCode, ToolkitError
+from toolkit.runners.base import Runner, check_quantization, dequantize, in_batches, quantize
+
+
+class LiteRTRunner(Runner):
+    runtime = "litert"
+
+    def __init__(self, path, threads=1):
+        super().__init__(path, threads)
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ToolkitError(f"{self.path}: not a valid TFLite model: {reason}",
+                               ExitCode.ARTIFACT) from None
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        for detail, what in ((self._input, "input"), (self._output, "output")):
+            if np.issubdtype(detail["dtype"], np.integer):
+                check_quantization(self.path, detail["quantization"][0], what)
+        self._batch = int(self._input["shape"][0])
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._batch:
+            index = self._input["index"]
+            self.interpreter.resize_tensor_input(index, [batch, *self._input["shape"][1:]])
+            self.interpreter.allocate_tensors()
+            self._batch = batch
+
+    def _set_input(self, images: np.ndarray) -> None:
+        shaped = np.asarray(images, dtype=np.float32).reshape((-1, *self._input["shape"][1:]))
+        self._resize(len(shaped))
+        dtype = self._input["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            scale, zero_point = self._input["quantization"]
+            shaped = quantize(shaped, scale, zero_point, dtype)
+        self.interpreter.set_tensor(self._input["index"], shaped.astype(dtype, copy=False))
+
+    def _get_output(self) -> np.ndarray:
+        values = self.interpreter.get_tensor(self._output["index"])
+        if np.issubdtype(values.dtype, np.integer):
+            return dequantize(values, *self._output["quantization"])
+        return values.astype(np.float32, copy=False)
+
+    def _predict_batch(self, images):
+        self._set_input(images)
+        self.interpreter.invoke()
+        return self._get_output().copy()
+
+    def predict(self, images):
+        return in_batches(self._predict_batch, images)
+
+    def bind(self, images):
+        self._set_input(images)
+        return self.interpreter.invoke
+
+    def io_details(self):
+        signature = self.interpreter.get_signature_list().get("serving_default", {})
+        names = (signature.get("inputs", [None])[0], signature.get("outputs", [None])[0])
+
+        def describe(detail, name):
+            scale, zero_point = detail["quantization"]
+            entry = {
+                "name": name or detail["name"],
+                "shape": [int(d) for d in detail["shape_signature"]],
+                "dtype": np.dtype(detail["dtype"]).name,
+            }
+            if scale:
+                entry["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
+            return entry
+
+        return [describe(self._input, names[0])], [describe(self._output, names[1])]
+
+    def close(self):
+        self.interpreter = None
