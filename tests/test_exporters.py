@@ -150,16 +150,22 @@ def test_channel_last_input_model_exports(tmp_path, dataset):
     """A model trained elsewhere with (28, 28, 1) input exports and validates too."""
     import keras
 
-    model = keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     # Trained enough that classes are clear-cut: int8 agreement is meaningless on a coin toss.
-    model.fit(normalize(dataset.train_images[:2000])[..., None], dataset.train_labels[:2000],
-              epochs=2, verbose=0)
+    model.fit(
+        normalize(dataset.train_images[:2000])[..., None],
+        dataset.train_labels[:2000],
+        epochs=2,
+        verbose=0,
+    )
     source = tmp_path / "elsewhere.keras"
     model.save(source)
     out = tmp_path / "out"

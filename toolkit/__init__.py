@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import sys
 
 # TensorFlow reads these at import time; setting them here (cheap, no TF import) keeps every
 # entry point quiet without each module having to remember.

@@ -69,7 +69,7 @@ def sha256_file(path: Path) -> str:
 
 
 def sha256_tree(folder: Path) -> str:
-    """Digest of a folder: SHA-256 over "relative/path NUL sha256-of-file LF" for each file, sorted."""
+    """Digest of a folder: SHA-256 over "relpath NUL sha256(file) LF" per file, sorted by path."""
     digest = hashlib.sha256()
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = file.relative_to(folder).as_posix()

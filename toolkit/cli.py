@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -25,7 +26,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(soft_wrap=True)
+# Logs and CI capture output without a terminal: give tables room rather than rich's 80 columns.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
@@ -177,7 +179,8 @@ def _artifact_line(artifact) -> str:
         figure = f"agreement {v['agreement']:.4f} (>= {v['tolerance']['min_agreement']})"
     else:
         figure = f"max |diff| {v['max_abs_diff']:.2e} (<= {v['tolerance']['max_abs_diff']:g})"
-    return f"  {artifact.name:<26} {artifact.format:<10} {_human_size(artifact.size_bytes):>9}  {figure}"
+    size = _human_size(artifact.size_bytes)
+    return f"  {artifact.name:<26} {artifact.format:<10} {size:>9}  {figure}"
 
 
 @app.command()
@@ -206,12 +209,197 @@ def export(
     import_tensorflow()
     console.print(f"exporting {model or out / 'model.keras'} into {out}/", highlight=False)
     manifest = export_artifacts(
-        out, model, [Format(f).value for f in format], calib_samples, opset,
-        validate=not no_validate, data_dir=data_dir,
+        out,
+        model,
+        [Format(f).value for f in format],
+        calib_samples,
+        opset,
+        validate=not no_validate,
+        data_dir=data_dir,
         on_artifact=lambda a: console.print(_artifact_line(a), highlight=False),
     )
-    console.print(f"{len(manifest.artifacts)} artifacts listed in {out / 'manifest.json'}",
-                  highlight=False)
+    console.print(
+        f"{len(manifest.artifacts)} artifacts listed in {out / 'manifest.json'}", highlight=False
+    )
+
+
+def _checked_manifest(out: Path, no_verify: bool):
+    """The manifest, refusing (exit 4) when a listed file changed, unless --no-verify."""
+    from toolkit.artifacts import load_manifest, verify_manifest
+
+    manifest = load_manifest(out)
+    problems = [] if no_verify else verify_manifest(out, manifest)
+    if problems:
+        raise ToolkitError(
+            f"{problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            + "; re-export, or pass --no-verify",
+            ExitCode.ARTIFACT,
+        )
+    return manifest
+
+
+NoVerifyOption = Annotated[
+    bool, typer.Option("--no-verify", help="Skip the manifest checksum check.")
+]
+
+
+@app.command()
+@handles_errors
+def compare(
+    out: OutOption = Path("exported"),
+    threads: Annotated[int, typer.Option(min=1, help="Threads for every runtime.")] = 1,
+    runs: Annotated[int, typer.Option(min=1, help="Timed batch-1 calls per artifact.")] = 1000,
+    max_seconds: Annotated[
+        float, typer.Option(min=0.01, help="Stop timing an artifact after this long.")
+    ] = 5.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch for the throughput test.")] = 256,
+    max_accuracy_drop: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Exit 1 when an artifact is more than PTS points below the reference.",
+            metavar="PTS",
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="An earlier report.json to report changes against.")
+    ] = None,
+    max_latency_regression: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="With --baseline: exit 1 when p50 grew more than PCT %.", metavar="PCT"
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds before an artifact's worker is stopped.")
+    ] = 300.0,
+    no_verify: NoVerifyOption = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run every artifact in its runtime: accuracy, agreement, latency, throughput, size, memory."""
+    import json
+
+    from rich.progress import Progress
+
+    from toolkit.artifacts import OutputLock
+    from toolkit.data import load_dataset
+    from toolkit.evaluate import MeasureConfig, apply_baseline, compare_artifacts, gate_failures
+    from toolkit.report import recommend, report_table, write_reports
+
+    if max_latency_regression is not None and baseline is None:
+        raise ToolkitError("--max-latency-regression needs --baseline", ExitCode.USAGE)
+    earlier = None
+    if baseline is not None:
+        try:
+            earlier = json.loads(baseline.read_text())
+        except (OSError, ValueError) as exc:
+            raise ToolkitError(
+                f"{baseline}: not a readable report.json ({exc})", ExitCode.USAGE
+            ) from None
+    manifest = _checked_manifest(out, no_verify)
+    dataset = load_dataset(data_dir)
+    config = MeasureConfig(
+        threads=threads,
+        runs=runs,
+        max_seconds=max_seconds,
+        batch_size=batch_size,
+        timeout_seconds=timeout,
+    )
+    with OutputLock(out), Progress(console=console, transient=True) as progress:
+        task = progress.add_task("comparing", total=len(manifest.artifacts))
+
+        def advance(artifact, status):
+            progress.update(task, advance=1, description=f"{artifact.name} {status}")
+
+        report, samples = compare_artifacts(
+            out, manifest, dataset.test_images, dataset.test_labels, config, advance
+        )
+        if earlier is not None:
+            apply_baseline(report, earlier)
+        reference = next(r for r in report["rows"] if r["artifact"] == report["reference"])
+        report["recommended"] = recommend(report["rows"], reference["accuracy"])
+        failures = gate_failures(report, max_accuracy_drop, max_latency_regression)
+        report["gate"] = {
+            "max_accuracy_drop": max_accuracy_drop,
+            "max_latency_regression": max_latency_regression,
+            "failures": failures,
+        }
+        write_reports(report, samples, out / "report")
+    console.print(report_table(report))
+    console.print(
+        f"reports in {out / 'report'}/ (report.json, .csv, .md, .html, plots)", highlight=False
+    )
+    for failure in failures:
+        err_console.print(f"[bold red]gate:[/] {failure}", highlight=False)
+    if failures:
+        raise typer.Exit(int(ExitCode.GATE))
+
+
+@app.command()
+@handles_errors
+def predict(
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="28x28 grayscale PNG/JPEG/.npy files.")
+    ] = None,
+    out: OutOption = Path("exported"),
+    artifact: Annotated[
+        Path | None, typer.Option(help="Artifact to run (default: OUT/model.keras).")
+    ] = None,
+    index: Annotated[
+        list[int] | None,
+        typer.Option(min=0, max=9999, help="Test-set image(s) to classify; repeatable."),
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, max=10, help="How many classes to show.")] = 3,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the tutorial's prediction figure to this PNG.")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Runtime threads.")] = 1,
+    no_verify: NoVerifyOption = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Classify images with any artifact and print the top classes with their probabilities."""
+    import numpy as np
+
+    from toolkit import quiet_stderr
+    from toolkit.artifacts import MANIFEST_NAME, load_manifest
+    from toolkit.data import CLASS_NAMES, load_dataset, normalize
+    from toolkit.figures import plot_image_predictions
+    from toolkit.predict import check_listed_checksum, load_image, runtime_for, top_k
+    from toolkit.runners import RUNNERS
+
+    if not images and not index:
+        raise ToolkitError("give image files, or --index N for test-set images", ExitCode.USAGE)
+    path = artifact or out / "model.keras"
+    manifest = load_manifest(path.parent) if (path.parent / MANIFEST_NAME).is_file() else None
+    if not no_verify:
+        check_listed_checksum(path, manifest)
+    names, pixels, labels = [], [], []
+    for image_path in images or []:
+        array, warning = load_image(image_path)
+        if warning:
+            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        names.append(str(image_path))
+        pixels.append(array)
+        labels.append(None)
+    if index:
+        dataset = load_dataset(data_dir)
+        for i in index:
+            names.append(f"test image {i}")
+            pixels.append(dataset.test_images[i])
+            labels.append(int(dataset.test_labels[i]))
+    batch = np.stack(pixels)
+    with quiet_stderr(), RUNNERS[runtime_for(path, manifest)](path, threads) as runner:
+        probabilities = runner.predict(normalize(batch))
+    for name, label, best in zip(names, labels, top_k(probabilities, top), strict=True):
+        truth = f"  (true: {CLASS_NAMES[label]})" if label is not None else ""
+        ranked = ", ".join(f"{CLASS_NAMES[c]} {100 * p:.1f}%" for c, p in best)
+        console.print(
+            f"{name}: [bold]{CLASS_NAMES[best[0][0]]}[/]{truth}  [{ranked}]", highlight=False
+        )
+    if plot is not None:
+        plot_image_predictions(batch, probabilities, labels, CLASS_NAMES, plot)
+        console.print(f"figure written to {plot}", highlight=False)
 
 
 @app.command()

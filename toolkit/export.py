@@ -38,9 +38,10 @@ def selected_variants(formats: list[str]) -> list[ExportVariant]:
     return [v for name, variants in EXPORTERS.items() if name in wanted for v in variants]
 
 
-def validate_artifact(variant: ExportVariant, path: Path, images: np.ndarray,
-                      reference: np.ndarray) -> tuple[dict, list[dict], list[dict]]:
-    """Runs the artifact in its runtime beside the reference; raises when it misses its tolerance."""
+def validate_artifact(
+    variant: ExportVariant, path: Path, images: np.ndarray, reference: np.ndarray
+) -> tuple[dict, list[dict], list[dict]]:
+    """Runs the artifact in its runtime beside the reference; raises if it misses its tolerance."""
     with quiet_stderr(), RUNNERS[variant.runtime](path) as runner:
         probabilities = runner.predict(images)
         inputs, outputs = runner.io_details()
@@ -80,8 +81,16 @@ def _training_record(out: Path) -> dict:
     if not path.is_file():
         return {}
     metrics = json.loads(path.read_text())
-    keys = ("seed", "arch", "epochs", "batch_size", "limit", "test_accuracy", "determinism",
-            "dataset")
+    keys = (
+        "seed",
+        "arch",
+        "epochs",
+        "batch_size",
+        "limit",
+        "test_accuracy",
+        "determinism",
+        "dataset",
+    )
     return {k: metrics[k] for k in keys if k in metrics}
 
 
@@ -118,12 +127,12 @@ def export_artifacts(
                     raise
                 except Exception as exc:  # noqa: BLE001 - converters raise anything
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    raise ToolkitError(f"{variant.filename}: conversion failed: {reason}",
-                                       ExitCode.CONVERSION) from None
+                    raise ToolkitError(
+                        f"{variant.filename}: conversion failed: {reason}", ExitCode.CONVERSION
+                    ) from None
                 figures, inputs, outputs = ({}, [], [])
                 if validate:
-                    figures, inputs, outputs = validate_artifact(variant, target, images,
-                                                                 reference)
+                    figures, inputs, outputs = validate_artifact(variant, target, images, reference)
                 artifact = Artifact(
                     name=variant.filename,
                     format=variant.format,
@@ -144,8 +153,11 @@ def export_artifacts(
                 class_names=list(CLASS_NAMES),
                 source_model_sha256=source_sha256,
                 versions=library_versions(),
-                training={**_training_record(out), "calibration_samples": len(context.calibration),
-                          "dataset_verified": dataset.verified},
+                training={
+                    **_training_record(out),
+                    "calibration_samples": len(context.calibration),
+                    "dataset_verified": dataset.verified,
+                },
             )
             (staging.dir / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2))
             staging.commit([*sorted(written), MANIFEST_NAME])

@@ -86,7 +86,7 @@ def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_n
 
 
 def plot_predictions(images, probabilities, labels, class_names, path: Path, rows=5, cols=3):
-    """The tutorial's grid: each test image beside its probability bars, right in blue, wrong in red."""
+    """The tutorial's grid: each test image beside its probability bars (right blue, wrong red)."""
     plt = _pyplot()
     count = min(rows * cols, len(images))
     fig = plt.figure(figsize=(2 * 2 * cols, 2 * rows))
@@ -97,6 +97,24 @@ def plot_predictions(images, probabilities, labels, class_names, path: Path, row
             images[i],
             probabilities[i],
             int(labels[i]),
+            class_names,
+        )
+    plt.tight_layout()
+    return _save(fig, path)
+
+
+def plot_image_predictions(images, probabilities, labels, class_names, path: Path) -> Path:
+    """`toolkit predict --plot`: one row per image, the tutorial's panel; labels may be None."""
+    plt = _pyplot()
+    rows = len(images)
+    fig = plt.figure(figsize=(6, 3 * rows))
+    for i in range(rows):
+        draw_prediction(
+            plt.subplot(rows, 2, 2 * i + 1),
+            plt.subplot(rows, 2, 2 * i + 2),
+            images[i],
+            probabilities[i],
+            labels[i],
             class_names,
         )
     plt.tight_layout()

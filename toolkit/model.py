@@ -175,7 +175,7 @@ def train(
     resume: bool = False,
     callbacks: list | None = None,
 ) -> TrainResult:
-    """Trains with the tutorial's hyper-parameters; raises INTERRUPTED after keeping the last epoch."""
+    """Trains with the tutorial's hyper-parameters; on Ctrl-C keeps the last epoch for --resume."""
 
     seed_everything(config.seed)
     images = dataset.train_images[: config.limit] if config.limit else dataset.train_images
@@ -311,19 +311,22 @@ def load_keras_model(path: Path):
     with open(path, "rb") as f:
         head = f.read(len(LFS_POINTER_PREFIX))
     if head == LFS_POINTER_PREFIX:
-        raise ToolkitError(f"{path}: a Git LFS pointer, not the model; run `git lfs pull`",
-                           ExitCode.ARTIFACT)
+        raise ToolkitError(
+            f"{path}: a Git LFS pointer, not the model; run `git lfs pull`", ExitCode.ARTIFACT
+        )
     if not zipfile.is_zipfile(path):
-        raise ToolkitError(f"{path}: not a Keras archive (empty, truncated or another format)",
-                           ExitCode.ARTIFACT)
+        raise ToolkitError(
+            f"{path}: not a Keras archive (empty, truncated or another format)", ExitCode.ARTIFACT
+        )
     import keras
 
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ToolkitError(f"{path}: cannot load as a Keras model: {reason}",
-                           ExitCode.ARTIFACT) from None
+        raise ToolkitError(
+            f"{path}: cannot load as a Keras model: {reason}", ExitCode.ARTIFACT
+        ) from None
     check_model_io(model, path)
     return model
 

@@ -11,6 +11,7 @@ def export_keras(model, path, context):
 
 VARIANTS = (
     # A byte copy of the reference; only batch-size-dependent summation order differs (~1e-6).
-    ExportVariant("keras", "float32", "model.keras", "keras", Tolerance(max_abs_diff=1e-5),
-                  export_keras),
+    ExportVariant(
+        "keras", "float32", "model.keras", "keras", Tolerance(max_abs_diff=1e-5), export_keras
+    ),
 )

@@ -74,8 +74,9 @@ def check_external_data(path: Path) -> None:
     try:
         model_proto = onnx.load(str(path), load_external_data=False)
     except (DecodeError, OSError, ValueError) as exc:
-        raise ToolkitError(f"{path}: not a valid ONNX model ({type(exc).__name__})",
-                           ExitCode.ARTIFACT) from None
+        raise ToolkitError(
+            f"{path}: not a valid ONNX model ({type(exc).__name__})", ExitCode.ARTIFACT
+        ) from None
     folder = path.parent.resolve()
     for tensor in model_proto.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
@@ -96,7 +97,8 @@ FLOAT32 = Tolerance(max_abs_diff=1e-4)
 INT8 = Tolerance(min_agreement=0.97)
 
 VARIANTS = (
-    ExportVariant("onnx", "float32", "model_float32.onnx", "onnxruntime", FLOAT32,
-                  export_onnx_float32),
+    ExportVariant(
+        "onnx", "float32", "model_float32.onnx", "onnxruntime", FLOAT32, export_onnx_float32
+    ),
     ExportVariant("onnx", "int8", "model_int8.onnx", "onnxruntime", INT8, export_onnx_int8),
 )

@@ -15,6 +15,12 @@ def export_savedmodel(model, path, context):
 
 VARIANTS = (
     # Same TF kernels as the reference; only graph-level rewrites differ (seen: ~1e-7).
-    ExportVariant("savedmodel", "float32", "savedmodel", "tensorflow",
-                  Tolerance(max_abs_diff=1e-4), export_savedmodel),
+    ExportVariant(
+        "savedmodel",
+        "float32",
+        "savedmodel",
+        "tensorflow",
+        Tolerance(max_abs_diff=1e-4),
+        export_savedmodel,
+    ),
 )

@@ -42,12 +42,36 @@ FLOAT16 = Tolerance(max_abs_diff=1e-2)
 INT8 = Tolerance(min_agreement=0.97)
 
 VARIANTS = (
-    ExportVariant("tflite", "float32", "model_float32.tflite", "litert", FLOAT32,
-                  partial(export_tflite, variant="float32")),
-    ExportVariant("tflite", "float16", "model_float16.tflite", "litert", FLOAT16,
-                  partial(export_tflite, variant="float16")),
-    ExportVariant("tflite", "dynamic_int8", "model_dynamic_int8.tflite", "litert", INT8,
-                  partial(export_tflite, variant="dynamic_int8")),
-    ExportVariant("tflite", "int8", "model_int8.tflite", "litert", INT8,
-                  partial(export_tflite, variant="int8")),
+    ExportVariant(
+        "tflite",
+        "float32",
+        "model_float32.tflite",
+        "litert",
+        FLOAT32,
+        partial(export_tflite, variant="float32"),
+    ),
+    ExportVariant(
+        "tflite",
+        "float16",
+        "model_float16.tflite",
+        "litert",
+        FLOAT16,
+        partial(export_tflite, variant="float16"),
+    ),
+    ExportVariant(
+        "tflite",
+        "dynamic_int8",
+        "model_dynamic_int8.tflite",
+        "litert",
+        INT8,
+        partial(export_tflite, variant="dynamic_int8"),
+    ),
+    ExportVariant(
+        "tflite",
+        "int8",
+        "model_int8.tflite",
+        "litert",
+        INT8,
+        partial(export_tflite, variant="int8"),
+    ),
 )

@@ -1,4 +1,4 @@
-"""The interface every runtime implements: load a file, predict probabilities, expose a bare call."""
+"""The interface every runtime implements: load, predict probabilities, expose a bare call."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class Runner(ABC):
         """Inputs and outputs as the manifest records them (name, shape, dtype, quantization)."""
         return [], []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most runtimes free everything on garbage collection
         """Releases the runtime's resources."""
 
     def __enter__(self) -> Runner:
@@ -64,8 +64,9 @@ def check_quantization(path: Path, scale: float, what: str) -> None:
         )
 
 
-def in_batches(predict_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
-               batch_size: int = 256) -> np.ndarray:
+def in_batches(
+    predict_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
     """Runs `predict_batch` over `images` in fixed-size chunks and stacks the results."""
     return np.concatenate(
         [predict_batch(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]

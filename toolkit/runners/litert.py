@@ -20,8 +20,9 @@ class LiteRTRunner(Runner):
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ToolkitError(f"{self.path}: not a valid TFLite model: {reason}",
-                               ExitCode.ARTIFACT) from None
+            raise ToolkitError(
+                f"{self.path}: not a valid TFLite model: {reason}", ExitCode.ARTIFACT
+            ) from None
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         for detail, what in ((self._input, "input"), (self._output, "output")):

@@ -32,8 +32,9 @@ class OnnxRuntimeRunner(Runner):
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ToolkitError(f"{self.path}: not a valid ONNX model: {reason}",
-                               ExitCode.ARTIFACT) from None
+            raise ToolkitError(
+                f"{self.path}: not a valid ONNX model: {reason}", ExitCode.ARTIFACT
+            ) from None
         self._input = self.session.get_inputs()[0]
         self._output = self.session.get_outputs()[0]
         self._shape = [d if isinstance(d, int) else -1 for d in self._input.shape]

@@ -18,14 +18,16 @@ class SavedModelRunner(Runner):
 
         set_tf_threads(threads)
         if not (self.path / "saved_model.pb").is_file():
-            raise ToolkitError(f"{self.path}: not a SavedModel (no saved_model.pb)",
-                               ExitCode.ARTIFACT)
+            raise ToolkitError(
+                f"{self.path}: not a SavedModel (no saved_model.pb)", ExitCode.ARTIFACT
+            )
         try:
             self._loaded = tf.saved_model.load(str(self.path))
             self._signature = self._loaded.signatures["serving_default"]
         except Exception as exc:  # noqa: BLE001 - TF raises many types for a bad SavedModel
-            raise ToolkitError(f"{self.path}: cannot load SavedModel: {type(exc).__name__}",
-                               ExitCode.ARTIFACT) from None
+            raise ToolkitError(
+                f"{self.path}: cannot load SavedModel: {type(exc).__name__}", ExitCode.ARTIFACT
+            ) from None
         spec = self._signature.structured_input_signature[1]
         self.input_name, input_spec = next(iter(spec.items()))
         self.input_shape = tuple(input_spec.shape[1:])

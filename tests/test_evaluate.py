@@ -1,0 +1,172 @@
+"""compare: isolation of runtimes, reports, the accuracy and latency gates."""
+
+import json
+import os
+import shutil
+import signal
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.cli import app
+from toolkit.evaluate import (
+    MeasureConfig,
+    apply_baseline,
+    gate_failures,
+    measure_isolated,
+    time_calls,
+)
+
+runner = CliRunner()
+QUICK = ["--runs", "50", "--max-seconds", "0.5"]
+
+
+def crashing_worker(connection, *args):
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def hanging_worker(connection, *args):
+    time.sleep(600)
+
+
+def failing_worker(connection, *args):
+    connection.send(("error", "runtime said no"))
+
+
+@pytest.mark.parametrize(
+    ("worker", "timeout", "reason"),
+    [
+        (crashing_worker, 60, "worker crashed (SIGSEGV)"),
+        (hanging_worker, 2, "timed out after 2 s"),
+        (failing_worker, 60, "runtime said no"),
+    ],
+)
+def test_a_failing_runtime_becomes_a_failed_row(tmp_path, worker, timeout, reason):
+    config = MeasureConfig(timeout_seconds=timeout)
+    status, result = measure_isolated(
+        "litert", tmp_path / "x", np.zeros((1, 28, 28), np.uint8), config, worker=worker
+    )
+    assert (status, result) == ("error", reason)
+
+
+def test_time_calls_stops_at_runs_or_deadline():
+    assert len(time_calls(lambda: None, runs=30, max_seconds=10, warmup=1)) == 30
+    slow = time_calls(lambda: time.sleep(0.02), runs=1000, max_seconds=0.05, warmup=0)
+    assert 1 <= len(slow) < 10
+
+
+def _row(name, accuracy, p50=1.0, status="ok"):
+    return {
+        "artifact": name,
+        "status": status,
+        "accuracy": accuracy,
+        "latency_ms": {"p50": p50},
+        "error": None if status == "ok" else "boom",
+    }
+
+
+def test_gates_pass_and_fail():
+    report = {
+        "reference": "model.keras",
+        "rows": [_row("model.keras", 0.88), _row("a.tflite", 0.875), _row("b.onnx", 0.86)],
+    }
+    assert gate_failures(report, None, None) == []
+    assert gate_failures(report, 3.0, None) == []
+    failures = gate_failures(report, 1.0, None)
+    assert len(failures) == 1 and failures[0].startswith("b.onnx: accuracy 86.00% is 2.00 pt")
+    report["rows"].append(_row("c.tflite", None, status="failed"))
+    assert any(
+        f.startswith("c.tflite: could not be measured") for f in gate_failures(report, 3.0, None)
+    )
+
+
+def test_baseline_deltas_and_latency_gate():
+    baseline = {"rows": [_row("model.keras", 0.88, p50=1.0), _row("a.tflite", 0.87, p50=0.010)]}
+    report = {
+        "reference": "model.keras",
+        "rows": [_row("model.keras", 0.88, p50=1.05), _row("a.tflite", 0.875, p50=0.015)],
+    }
+    apply_baseline(report, baseline)
+    a = report["rows"][1]
+    assert a["delta_accuracy_pts"] == pytest.approx(0.5)
+    assert a["delta_p50_pct"] == pytest.approx(50.0)
+    assert gate_failures(report, None, 60.0) == []
+    failures = gate_failures(report, None, 10.0)
+    assert [f.split(":")[0] for f in failures] == ["a.tflite"]
+
+
+@pytest.fixture(scope="module")
+def compared_dir(exported_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "out"
+    shutil.copytree(exported_dir, out)
+    result = runner.invoke(app, ["compare", "--out", str(out), *QUICK, "--max-accuracy-drop", "5"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_compare_writes_parseable_reports(compared_dir):
+    report = json.loads((compared_dir / "report" / "report.json").read_text())
+    assert report["reference"] == "model.keras" and report["threads"] == 1
+    assert {"cpu", "cores", "versions"} <= set(report["environment"])
+    assert len(report["rows"]) == 8
+    keys = {
+        "artifact",
+        "format",
+        "variant",
+        "runtime",
+        "accuracy",
+        "agreement",
+        "flipped",
+        "max_abs_diff",
+        "per_class_accuracy",
+        "latency_ms",
+        "throughput_ips",
+        "load_ms",
+        "size_bytes",
+        "peak_rss_mb",
+    }
+    for row in report["rows"]:
+        assert row["status"] == "ok", row
+        assert keys <= set(row)
+        assert set(row["latency_ms"]) == {"p50", "p90", "p99", "mean", "std", "min"}
+        assert 0 < row["latency_ms"]["min"] <= row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+        assert row["throughput_ips"] > 0 and row["peak_rss_mb"] > 0
+        assert len(row["per_class_accuracy"]) == 10
+    reference = next(r for r in report["rows"] if r["artifact"] == "model.keras")
+    assert reference["agreement"] == 1.0 and reference["flipped"] == 0
+    assert report["recommended"] in {r["artifact"] for r in report["rows"]}
+    for name in ("report.csv", "report.md", "report.html", "accuracy_vs_latency.png"):
+        assert (compared_dir / "report" / name).stat().st_size > 0
+
+
+def test_accuracy_gate_fails_the_command_naming_the_offender(compared_dir, tmp_path, dataset):
+    """An untrained model's TFLite file in place of the int8 one must trip the gate."""
+    import keras
+
+    from toolkit.exporters.base import ExportContext
+    from toolkit.exporters.tflite import export_tflite
+    from toolkit.model import build_mlp
+
+    out = tmp_path / "out"
+    shutil.copytree(compared_dir, out)
+    untrained = build_mlp()
+    keras.utils.set_random_seed(1)
+    export_tflite(
+        untrained,
+        out / "model_float16.tflite",
+        ExportContext(np.zeros((1, 28, 28), np.float32), out / "model.keras", 17),
+    )
+    args = ["compare", "--out", str(out), *QUICK, "--max-accuracy-drop", "5"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 4 and "model_float16.tflite: changed" in refused.output
+    result = runner.invoke(
+        app, [*args, "--no-verify", "--baseline", str(compared_dir / "report" / "report.json")]
+    )
+    assert result.exit_code == 1, result.output
+    assert "model_float16.tflite: accuracy" in result.output
+    assert "model_int8.tflite: accuracy" not in result.output
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["gate"]["failures"]
+    assert all("delta_p50_pct" in row for row in report["rows"])

@@ -1,0 +1,88 @@
+"""`toolkit predict`: classify image files or test-set images with any exported artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.artifacts import Manifest, sha256_path
+from toolkit.data import IMAGE_SIDE
+from toolkit.errors import ExitCode, ToolkitError
+
+RUNTIME_BY_SUFFIX = {".keras": "keras", ".tflite": "litert", ".onnx": "onnxruntime"}
+
+
+def runtime_for(path: Path, manifest: Manifest | None) -> str:
+    """The runtime the manifest names for `path`, else the one its file type implies."""
+    if manifest is not None:
+        for artifact in manifest.artifacts:
+            if artifact.name == path.name:
+                return artifact.runtime
+    if path.is_dir():
+        return "tensorflow"
+    if path.suffix in RUNTIME_BY_SUFFIX:
+        return RUNTIME_BY_SUFFIX[path.suffix]
+    raise ToolkitError(
+        f"{path}: unknown artifact type (expected .keras, .tflite, .onnx or a SavedModel folder)",
+        ExitCode.USAGE,
+    )
+
+
+def check_listed_checksum(path: Path, manifest: Manifest | None) -> None:
+    """A file the manifest lists must still have the checksum export recorded."""
+    if manifest is None or not path.exists():
+        return
+    for artifact in manifest.artifacts:
+        if artifact.name == path.name and sha256_path(path) != artifact.sha256:
+            raise ToolkitError(
+                f"{path}: changed since export (sha256 differs from the "
+                "manifest); re-export, or pass --no-verify",
+                ExitCode.ARTIFACT,
+            )
+
+
+def load_image(path: Path) -> tuple[np.ndarray, str | None]:
+    """A 28x28 uint8 grayscale image from PNG/JPEG/.npy, and a warning when it was resized.
+
+    Fashion-MNIST is light garments on black: photos of dark garments on white need inverting.
+    """
+    if not path.is_file():
+        raise ToolkitError(f"{path}: image not found", ExitCode.USAGE)
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ToolkitError(
+                f"{path}: not a readable .npy array ({exc})", ExitCode.USAGE
+            ) from None
+        if array.shape != (IMAGE_SIDE, IMAGE_SIDE):
+            raise ToolkitError(
+                f"{path}: expected a 28x28 array, found shape {array.shape}", ExitCode.USAGE
+            )
+        if array.dtype != np.uint8:
+            array = np.clip(array * 255 if array.max() <= 1 else array, 0, 255)
+        return array.astype(np.uint8), None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            gray = image.convert("L")
+            warning = None
+            if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
+                warning = f"{path}: resized from {gray.size[0]}x{gray.size[1]} to 28x28"
+                gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
+            return np.asarray(gray, dtype=np.uint8), warning
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ToolkitError(
+            f"{path}: not a readable image ({type(exc).__name__})", ExitCode.USAGE
+        ) from None
+
+
+def top_k(probabilities: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    """(class index, probability) pairs, most likely first, for each row."""
+    order = np.argsort(-probabilities, axis=1)[:, :k]
+    return [
+        [(int(c), float(row[c])) for c in classes]
+        for row, classes in zip(probabilities, order, strict=True)
+    ]
