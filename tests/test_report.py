@@ -1,9 +1,13 @@
 """report.py on a hand-built compare result: recommendation, table, files and plots (no TF)."""
 
+import copy
 import csv
 import io
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,16 +56,15 @@ def failed_row(artifact: str, runtime: str, error: str) -> dict:
     return row | dict.fromkeys(metrics) | {"status": "failed", "error": error}
 
 
-@pytest.fixture(params=["plain", "baseline"])
-def report(request) -> dict:
-    """Four artifacts, one failed; the "baseline" variant carries the delta columns."""
+def make_report(baseline: bool) -> dict:
+    """Four artifacts, one failed; with a baseline the rows carry the delta columns."""
     rows = [
         ok_row("model.keras", "keras", 0.8774, 0.95, 1_220_000),
         ok_row("model_float32.tflite", "litert", 0.8774, 0.052, 407_000),
         ok_row("model_int8.tflite", "litert", 0.8760, 0.031, 104_000),
         failed_row("model.onnx", "onnxruntime", "onnxruntime: InvalidGraph | bad node"),
     ]
-    if request.param == "baseline":
+    if baseline:
         for row, deltas in zip(
             rows, [(0.0, 1.5), (-0.1, -3.0), (0.2, 12.5), (None, None)], strict=True
         ):
@@ -82,7 +85,13 @@ def report(request) -> dict:
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "baseline"])
+def report(request) -> dict:
+    """Shared by the tests of one variant: a test that changes it works on a copy."""
+    return make_report(baseline=request.param)
+
+
+@pytest.fixture(scope="module")
 def latency_samples(report) -> dict:
     rng = np.random.default_rng(0)
     return {
@@ -143,21 +152,36 @@ def render(report) -> str:
     return console.file.getvalue()
 
 
+def table_line(text: str, row: dict) -> int:
+    """Index of the one table line showing `row` (the caption names artifacts too)."""
+    pattern = re.compile(rf"^\s*\S?\s+{re.escape(row['artifact'])}\s+{row['runtime']}\s")
+    hits = [i for i, line in enumerate(text.splitlines()) if pattern.match(line)]
+    assert len(hits) == 1, (row["artifact"], text)
+    return hits[0]
+
+
 def test_table_is_deterministic_and_stars_only_the_recommended_row(report):
     text = render(report)
     assert text == render(report)
+    lines = text.splitlines()
     for row in report["rows"]:
-        lines = [line for line in text.splitlines() if row["artifact"] in line]
-        assert len(lines) == 1, row["artifact"]
-        assert (STAR in lines[0]) == (row["artifact"] == report["recommended"])
+        starred = STAR in lines[table_line(text, row)]
+        assert starred == (row["artifact"] == report["recommended"]), row["artifact"]
 
 
-def test_table_sorts_by_p50_with_failed_rows_last_showing_the_error(report):
+def test_table_sorts_by_p50_with_failed_rows_last_and_their_error(report):
     text = render(report)
+    by_name = {row["artifact"]: row for row in report["rows"]}
     order = ["model_int8.tflite", "model_float32.tflite", "model.keras", "model.onnx"]
-    positions = [text.index(name) for name in order]
+    positions = [table_line(text, by_name[name]) for name in order]
     assert positions == sorted(positions)
-    assert "InvalidGraph" in text
+    assert "model.onnx: onnxruntime: InvalidGraph | bad node" in text
+
+
+def test_table_shows_error_text_literally(report):
+    report = copy.deepcopy(report)
+    report["rows"][3]["error"] = "[bold]not markup[/] [ONNXRuntimeError]"
+    assert "[bold]not markup[/] [ONNXRuntimeError]" in render(report)
 
 
 def test_table_has_delta_columns_only_with_a_baseline(report):
@@ -173,48 +197,59 @@ def test_table_without_recommendation_has_no_star(report):
 # --- files --------------------------------------------------------------------------------------
 
 
-def test_write_reports_writes_every_file(report, latency_samples, tmp_path):
-    paths = write_reports(report, latency_samples, tmp_path / "reports")
+@pytest.fixture(scope="module")
+def written(report, latency_samples, tmp_path_factory) -> tuple[Path, list[Path]]:
+    """The report folder, written once per variant (plotting takes most of a second)."""
+    folder = tmp_path_factory.mktemp("reports")
+    return folder, write_reports(report, latency_samples, folder)
+
+
+def test_write_reports_writes_every_file_and_nothing_else(written):
+    folder, paths = written
     names = {"report.json", "report.csv", "report.md", "report.html", *PLOTS}
+    assert [p.name for p in paths][-1] == "report.html"
     assert {p.name for p in paths} == names
-    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
-    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == sorted(names)
+    assert all(p.parent == folder and p.stat().st_size > 0 for p in paths)
+    assert {p.name for p in folder.iterdir()} == names  # no temporary files left behind
 
 
-def test_report_json_round_trips(report, latency_samples, tmp_path):
-    write_reports(report, latency_samples, tmp_path)
-    assert json.loads((tmp_path / "report.json").read_text()) == report
+def test_report_json_round_trips(written, report):
+    folder, _ = written
+    assert json.loads((folder / "report.json").read_text()) == report
 
 
-def test_report_csv_has_one_row_per_artifact_with_p50(report, latency_samples, tmp_path):
-    write_reports(report, latency_samples, tmp_path)
-    with open(tmp_path / "report.csv", newline="") as f:
+def test_report_csv_has_one_row_per_artifact_with_p50(written, report):
+    folder, _ = written
+    with open(folder / "report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["artifact"] for r in rows] == [r["artifact"] for r in report["rows"]]
     for parsed, row in zip(rows, report["rows"], strict=True):
-        expected = "" if row["latency_ms"] is None else row["latency_ms"]["p50"]
-        assert parsed["latency_p50_ms"] == str(expected)
+        expected = "" if row["latency_ms"] is None else str(row["latency_ms"]["p50"])
+        assert parsed["latency_p50_ms"] == expected
         assert parsed["status"] == row["status"]
+        assert parsed["error"] == (row["error"] or "")
     assert rows[0]["acc_9"] == str(report["rows"][0]["per_class_accuracy"][9])
+    assert rows[3]["acc_0"] == ""
     assert ("delta_p50_pct" in rows[0]) == ("delta_p50_pct" in report["rows"][0])
 
 
-def test_report_md_names_every_artifact_and_failure(report, latency_samples, tmp_path):
-    write_reports(report, latency_samples, tmp_path)
-    text = (tmp_path / "report.md").read_text()
+def test_report_md_names_every_artifact_and_failure(written, report):
+    folder, _ = written
+    text = (folder / "report.md").read_text()
     assert all(row["artifact"] in text for row in report["rows"])
-    assert "InvalidGraph \\| bad node" in text  # a `|` in a cell must not split the table
+    assert "| ★ | model_int8.tflite |" in text
+    assert "- `model.onnx`: onnxruntime: InvalidGraph | bad node" in text
 
 
-def test_plots_are_png(report, latency_samples, tmp_path):
-    write_reports(report, latency_samples, tmp_path)
+def test_plots_are_png(written):
+    folder, _ = written
     for name in PLOTS:
-        assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE), name
+        assert (folder / name).read_bytes().startswith(PNG_SIGNATURE), name
 
 
-def test_report_html_is_self_contained(report, latency_samples, tmp_path):
-    write_reports(report, latency_samples, tmp_path)
-    text = (tmp_path / "report.html").read_text()
+def test_report_html_is_self_contained(written, report):
+    folder, _ = written
+    text = (folder / "report.html").read_text()
     assert text.count('src="data:image/png;base64,') == len(PLOTS)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
     assert all(row["artifact"] in text for row in report["rows"])
@@ -229,3 +264,14 @@ def test_write_reports_with_only_failed_rows(report, tmp_path):
     paths = write_reports(failed, {}, tmp_path)
     assert len(paths) == 8
     assert all(p.read_bytes().startswith(PNG_SIGNATURE) for p in paths if p.suffix == ".png")
+
+
+def test_import_loads_no_runtime_and_no_matplotlib():
+    code = (
+        "import sys, toolkit.report; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'onnxruntime', 'matplotlib') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.exporters import EXPORTERS
@@ -47,6 +48,11 @@ DataDirOption = Annotated[
 ]
 
 
+def _labelled(label: str, message: str, console_: Console = err_console) -> None:
+    """A coloured label and a message printed verbatim (paths may contain [brackets])."""
+    console_.print(f"{label} {escape(message)}", highlight=False)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -62,7 +68,7 @@ def handles_errors(command):
         except ToolkitError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _labelled("[bold red]error:[/]", str(exc))
             raise typer.Exit(int(exc.code)) from None
         except KeyboardInterrupt:
             if _state["debug"]:
@@ -140,10 +146,10 @@ def train(
 
     dataset = load_dataset(data_dir)
     if not dataset.verified:
-        err_console.print(
-            f"[yellow]warning:[/] {dataset.source}: files differ from the published "
-            "Fashion-MNIST digests (another IDX dataset?)",
-            highlight=False,
+        _labelled(
+            "[yellow]warning:[/]",
+            f"{dataset.source}: files differ from the published Fashion-MNIST digests "
+            "(another IDX dataset?)",
         )
     config = TrainConfig(
         arch=Arch(arch).value, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit
@@ -162,6 +168,7 @@ def train(
         f"test accuracy {m['test_accuracy']:.4f}  loss {m['test_loss']:.4f}  "
         f"trained in {m['train_seconds']:.1f} s ({m['epochs']} epochs, {m['train_images']} images)"
         f"  -> {out / 'model.keras'}",
+        markup=False,
         highlight=False,
         soft_wrap=True,
     )
@@ -207,7 +214,9 @@ def export(
     from toolkit.export import export_artifacts
 
     import_tensorflow()
-    console.print(f"exporting {model or out / 'model.keras'} into {out}/", highlight=False)
+    console.print(
+        f"exporting {model or out / 'model.keras'} into {out}/", markup=False, highlight=False
+    )
     manifest = export_artifacts(
         out,
         model,
@@ -216,7 +225,7 @@ def export(
         opset,
         validate=not no_validate,
         data_dir=data_dir,
-        on_artifact=lambda a: console.print(_artifact_line(a), highlight=False),
+        on_artifact=lambda a: console.print(_artifact_line(a), markup=False, highlight=False),
     )
     console.print(
         f"{len(manifest.artifacts)} artifacts listed in {out / 'manifest.json'}", highlight=False
@@ -331,7 +340,7 @@ def compare(
         f"reports in {out / 'report'}/ (report.json, .csv, .md, .html, plots)", highlight=False
     )
     for failure in failures:
-        err_console.print(f"[bold red]gate:[/] {failure}", highlight=False)
+        _labelled("[bold red]gate:[/]", failure)
     if failures:
         raise typer.Exit(int(ExitCode.GATE))
 
@@ -378,7 +387,7 @@ def predict(
     for image_path in images or []:
         array, warning = load_image(image_path)
         if warning:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            _labelled("[yellow]warning:[/]", warning)
         names.append(str(image_path))
         pixels.append(array)
         labels.append(None)
@@ -395,11 +404,11 @@ def predict(
         truth = f"  (true: {CLASS_NAMES[label]})" if label is not None else ""
         ranked = ", ".join(f"{CLASS_NAMES[c]} {100 * p:.1f}%" for c, p in best)
         console.print(
-            f"{name}: [bold]{CLASS_NAMES[best[0][0]]}[/]{truth}  [{ranked}]", highlight=False
+            f"{name}: {CLASS_NAMES[best[0][0]]}{truth}  ({ranked})", markup=False, highlight=False
         )
     if plot is not None:
         plot_image_predictions(batch, probabilities, labels, CLASS_NAMES, plot)
-        console.print(f"figure written to {plot}", highlight=False)
+        console.print(f"figure written to {plot}", markup=False, highlight=False)
 
 
 @app.command()
@@ -413,7 +422,7 @@ def verify(out: OutOption = Path("exported")) -> None:
         manifest = load_manifest(out)
         problems = verify_manifest(out, manifest)
     for problem in problems:
-        err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        _labelled("[bold red]error:[/]", problem)
     if problems:
         raise typer.Exit(int(ExitCode.ARTIFACT))
     console.print(f"{len(manifest.artifacts)} artifacts match {out / 'manifest.json'}")

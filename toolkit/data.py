@@ -7,6 +7,8 @@ import hashlib
 import os
 import stat
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -107,25 +109,44 @@ def candidate_dirs(data_dir: Path | None = None) -> list[Path]:
     return dirs
 
 
+def _exists(path: Path) -> bool:
+    """Path.exists, except that a path which cannot be looked at (name too long, no permission)
+    is a ToolkitError rather than an OSError escaping as a traceback."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise ToolkitError(f"{path}: cannot read: {exc.strerror}", ExitCode.DATASET) from None
+    return True
+
+
 def idx_path(folder: Path, idx: IdxFile) -> Path | None:
     """The file for `idx` in `folder`, gzipped or not, or None."""
     for name in (idx.stem + ".gz", idx.stem):
-        if (folder / name).exists():
+        if _exists(folder / name):
             return folder / name
     return None
+
+
+def _require_files(folder: Path) -> Path:
+    """`folder`, or a ToolkitError naming which of the four files it lacks."""
+    missing = [idx.stem for idx in IDX_FILES if idx_path(folder, idx) is None]
+    if missing:
+        raise ToolkitError(
+            f"{folder}: missing {', '.join(missing)} (.gz or uncompressed)", ExitCode.DATASET
+        )
+    return folder
 
 
 def find_data_dir(data_dir: Path | None = None) -> Path:
     """The first candidate folder holding all four files; an explicit --data-dir must hold them."""
     if data_dir is not None:
-        if not data_dir.is_dir():
+        if not _exists(data_dir):
             raise ToolkitError(f"{data_dir}: dataset folder does not exist", ExitCode.DATASET)
-        missing = [idx.stem for idx in IDX_FILES if idx_path(data_dir, idx) is None]
-        if missing:
-            raise ToolkitError(
-                f"{data_dir}: missing {', '.join(missing)} (.gz or uncompressed)", ExitCode.DATASET
-            )
-        return data_dir
+        if not data_dir.is_dir():
+            raise ToolkitError(f"{data_dir}: not a folder", ExitCode.DATASET)
+        return _require_files(data_dir)
     for folder in candidate_dirs():
         if all(idx_path(folder, idx) for idx in IDX_FILES):
             return folder
@@ -145,7 +166,8 @@ def download_with_keras() -> Path:
             f"({type(exc).__name__}): {INSTALL_HINT}",
             ExitCode.DATASET,
         ) from None
-    return KERAS_CACHE_DIR.expanduser()
+    # Keras caches under $KERAS_HOME (or /tmp/.keras when ~/.keras is read-only), not always here.
+    return _require_files(KERAS_CACHE_DIR.expanduser())
 
 
 def _read_exact(stream: BinaryIO, count: int, path: Path, what: str) -> bytes:
@@ -158,19 +180,23 @@ def _read_exact(stream: BinaryIO, count: int, path: Path, what: str) -> bytes:
     return data
 
 
-def _open_idx(path: Path) -> BinaryIO:
+@contextmanager
+def _open_idx(path: Path) -> Iterator[BinaryIO]:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
         raise ToolkitError(f"{path}: cannot read: {exc.strerror}", ExitCode.DATASET) from None
     if not stat.S_ISREG(mode):
         raise ToolkitError(f"{path}: not a regular file (FIFO, device or folder)", ExitCode.DATASET)
-    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, closed there
-    if raw.read(2) == b"\x1f\x8b":
+    with open(path, "rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            raw.seek(0)
+            yield raw
+            return
         raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    raw.seek(0)
-    return raw
+        # GzipFile(fileobj=...) does not close `raw`: the enclosing `with` does.
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            yield stream
 
 
 def read_idx(path: Path, kind: str, digest: hashlib._Hash | None = None) -> np.ndarray:

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from toolkit.artifacts import write_json, write_text
 from toolkit.figures import _pyplot, _save
@@ -39,12 +41,13 @@ CSV_COLUMNS = (
     + ["throughput_ips", "load_ms", "size_bytes", "peak_rss_mb"]
 )
 PLOTS = {  # file name -> caption, in the order the HTML page shows them
-    "accuracy_vs_latency.png": "Accuracy vs p50 latency (Pareto front connected; size = file size)",
+    "accuracy_vs_latency.png": "Accuracy vs p50 latency; the Pareto front is blue and connected",
     "latency_distribution.png": "Latency per call",
     "size.png": "File size",
     "per_class_accuracy.png": "Accuracy per class (%)",
 }
 STAR = "★"
+FAILED = "✗"
 
 
 def recommend(rows: list[dict], reference_accuracy: float, within_pts: float = 0.5) -> str | None:
@@ -96,14 +99,20 @@ def human_size(size: int | None) -> str:
     return f"{size:.1f} GB"
 
 
+def _mark(row: dict, recommended: str | None) -> str:
+    if row["status"] != "ok":
+        return FAILED
+    return STAR if row["artifact"] == recommended else ""
+
+
 def _columns(report: dict) -> list[_Column]:
-    rows, recommended = report["rows"], report.get("recommended")
+    rows, recommended = report["rows"], report["recommended"]
     columns = [
-        _Column("", lambda r: STAR if r["artifact"] == recommended else "", numeric=False),
+        _Column("", lambda r: _mark(r, recommended), numeric=False),
         _Column("artifact", lambda r: r["artifact"], numeric=False),
         _Column("runtime", lambda r: r["runtime"], numeric=False),
-        _Column("accuracy %", lambda r: _num(r["accuracy"], "{:.2f}", 100)),
-        _Column("agreement %", lambda r: _num(r["agreement"], "{:.2f}", 100)),
+        _Column("acc %", lambda r: _num(r["accuracy"], "{:.2f}", 100)),
+        _Column("agree %", lambda r: _num(r["agreement"], "{:.2f}", 100)),
         _Column("flipped", lambda r: _num(r["flipped"], "{:d}")),
         _Column("max|diff|", lambda r: _num(r["max_abs_diff"], "{:.1e}")),
         _Column("p50 ms", lambda r: _ms(_latency(r, "p50"))),
@@ -114,11 +123,9 @@ def _columns(report: dict) -> list[_Column]:
         _Column("RSS MB", lambda r: _num(r["peak_rss_mb"], "{:.1f}")),
     ]
     if any("delta_accuracy_pts" in r for r in rows):
-        columns.append(_Column("Δacc pts", lambda r: _num(r.get("delta_accuracy_pts"), "{:+.2f}")))
+        columns.append(_Column("Δacc pt", lambda r: _num(r.get("delta_accuracy_pts"), "{:+.2f}")))
     if any("delta_p50_pct" in r for r in rows):
         columns.append(_Column("Δp50 %", lambda r: _num(r.get("delta_p50_pct"), "{:+.1f}")))
-    if any(r["status"] != "ok" for r in rows):
-        columns.append(_Column("error", lambda r: r.get("error") or "", numeric=False))
     return columns
 
 
@@ -133,6 +140,10 @@ def _sorted_rows(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=key)
 
 
+def _failed(report: dict) -> list[dict]:
+    return [row for row in _sorted_rows(report["rows"]) if row["status"] != "ok"]
+
+
 def _reason(row: dict) -> str:
     return row.get("error") or "no reason given"
 
@@ -145,22 +156,29 @@ def _title(report: dict) -> str:
 
 
 def report_table(report: dict) -> Table:
-    """The terminal table: one row per artifact, fastest first, the recommended one starred."""
+    """The terminal table: one row per artifact, fastest first, the recommended one starred.
+
+    Failed rows come last; their reasons go in the caption, where a long one can wrap without
+    squeezing the number columns.
+    """
+    recommended = report["recommended"]
     columns = _columns(report)
-    caption = f"{STAR} recommended: {report['recommended']}" if report.get("recommended") else None
-    table = Table(title=_title(report), caption=caption)
+    caption = [f"{STAR} recommended: {recommended}"] if recommended else []
+    caption += [f"{FAILED} {row['artifact']}: {_reason(row)}" for row in _failed(report)]
+    table = Table(
+        title=Text(_title(report)),
+        caption=Text("\n".join(caption)) if caption else None,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+    )
     for column in columns:
-        table.add_column(
-            column.header,
-            justify="right" if column.numeric else "left",
-            no_wrap=column.header != "error",
-            overflow="fold",
-        )
+        table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=True)
     for row in _sorted_rows(report["rows"]):
-        style = "bold" if row["artifact"] == report.get("recommended") else None
-        if row["status"] != "ok":
-            style = "red"
-        table.add_row(*(column.cell(row) for column in columns), style=style)
+        style = (
+            "red" if row["status"] != "ok" else "bold" if row["artifact"] == recommended else None
+        )
+        table.add_row(*(Text(column.cell(row)) for column in columns), style=style)
     return table
 
 
@@ -172,13 +190,12 @@ def report_markdown(report: dict) -> str:
         return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
     lines = ["# Compare report", "", _title(report), ""]
-    if report.get("recommended"):
+    if report["recommended"]:
         lines += [f"Recommended: **{report['recommended']}** ({STAR})", ""]
     lines.append(line(c.header for c in columns))
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|")
     lines += [line(c.cell(row) for c in columns) for row in _sorted_rows(report["rows"])]
-    failed = [row for row in report["rows"] if row["status"] != "ok"]
-    if failed:
+    if failed := _failed(report):
         lines += ["", "## Failed", ""]
         lines += [f"- `{row['artifact']}`: {_reason(row)}" for row in failed]
     return "\n".join(lines) + "\n"
@@ -211,7 +228,7 @@ th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #d0d7de; text-align: lef
          white-space: nowrap; }
 th { background: #f6f8fa; } td.num, th.num { text-align: right; }
 tr.recommended td { font-weight: 600; background: #fff8c5; }
-tr.failed td { color: #cf222e; } td.error { white-space: normal; }
+tr.failed td { color: #cf222e; } .wide { overflow-x: auto; }
 figure { margin: 0 0 2em; } img { max-width: 100%; border: 1px solid #d0d7de; }
 figcaption { color: #57606a; font-size: 0.9em; }
 """
@@ -222,12 +239,10 @@ def report_html(report: dict, images: dict[str, bytes]) -> str:
     file name from PLOTS to its PNG bytes."""
     esc = html.escape
     columns = _columns(report)
-    recommended = report.get("recommended")
+    recommended = report["recommended"]
 
     def cls(column: _Column) -> str:
-        if column.numeric:
-            return ' class="num"'
-        return ' class="error"' if column.header == "error" else ""
+        return ' class="num"' if column.numeric else ""
 
     head = "".join(f"<th{cls(c)}>{esc(c.header)}</th>" for c in columns)
     body = []
@@ -249,12 +264,11 @@ def report_html(report: dict, images: dict[str, bytes]) -> str:
         "(lowest p50 latency within the accuracy budget of the reference)</p>"
         if recommended
         else "<p>No artifact is recommended: none is ok and close enough to the reference.</p>",
-        f"<h2>Results</h2><table><thead><tr>{head}</tr></thead><tbody>",
+        f'<h2>Results</h2><div class="wide"><table><thead><tr>{head}</tr></thead><tbody>',
         *body,
-        "</tbody></table>",
+        "</tbody></table></div>",
     ]
-    failed = [row for row in report["rows"] if row["status"] != "ok"]
-    if failed:
+    if failed := _failed(report):
         parts.append("<h2>Failed</h2><ul>")
         parts += [f"<li><code>{esc(r['artifact'])}</code>: {esc(_reason(r))}</li>" for r in failed]
         parts.append("</ul>")
@@ -318,19 +332,41 @@ def plot_accuracy_vs_latency(rows: list[dict], path: Path, recommended: str | No
     )
     order = np.argsort(p50[front])
     ax.plot(p50[front][order], acc[front][order], color="tab:blue", lw=1.2, zorder=0)
-    for row, x, y in zip(ok, p50, acc, strict=True):
-        name = row["artifact"] + (f" {STAR}" if row["artifact"] == recommended else "")
-        ax.annotate(name, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter("{x:g}")
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set(
         xlabel="p50 latency per call (ms, log scale)",
         ylabel="accuracy (%)",
-        title="Accuracy vs latency",
+        title="Accuracy vs latency (marker area ∝ file size)",
     )
-    ax.margins(x=0.25, y=0.15)
+    ax.margins(x=0.3, y=0.2)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", markerscale=0.5, fontsize=8)
+    names = [r["artifact"] + (f" {STAR}" if r["artifact"] == recommended else "") for r in ok]
+    _place_labels(fig, ax, list(zip(p50, acc, names, strict=True)))
     return _save(fig, path)
+
+
+def _place_labels(fig, ax, points: list[tuple[float, float, str]]) -> None:
+    """Labels each point, moving a label up or down (with a leader line) until it overlaps no
+    earlier one: variants of one format often share an accuracy and nearly share a latency."""
+    ax.autoscale_view()  # fix the limits first, so the label extents measured below are final
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for x, y, text in points:
+        label = ax.annotate(text, (x, y), xytext=(8, 3), textcoords="offset points", fontsize=8)
+        for dy in (3, -13, 15, -25, 27, -37, 39, -49, 51):  # the last one stays, free or not
+            label.xyann = (8, dy)
+            extent = label.get_window_extent(renderer)
+            if not any(extent.overlaps(other) for other in placed):
+                break
+        placed.append(extent)
+        if abs(dy) > 13:
+            leader = {"arrowstyle": "-", "color": "gray", "lw": 0.5, "shrinkA": 0}
+            ax.annotate(
+                "", (x, y), xytext=(8, dy + 4), textcoords="offset points", arrowprops=leader
+            )
 
 
 def plot_size(rows: list[dict], path: Path) -> Path:
@@ -379,6 +415,7 @@ def plot_latency_distribution(latency_samples: dict[str, np.ndarray], path: Path
         )
     ax.set_yticks(range(len(names)), names)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter("{x:g}")
     ax.margins(x=0.2)
     ax.set(
         xlabel="latency per call (ms, log scale)",
