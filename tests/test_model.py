@@ -1,5 +1,7 @@
 """The tutorial model's shape and training's reproducibility and resume."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -38,3 +40,57 @@ def test_same_seed_gives_bit_identical_weights(dataset, tmp_path):
     other = _weights(dataset, tmp_path, "c", seed=8)
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert not all(np.array_equal(a, c) for a, c in zip(first, other, strict=True))
+
+
+def test_sigterm_keeps_the_epoch_and_resume_matches_an_uninterrupted_run(tmp_path):
+    """Interrupt a real `toolkit train` process, resume it, and get bit-identical weights."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import keras
+
+    options = ["--limit", "3000", "--epochs", "40", "--seed", "3"]
+
+    def command(out, *extra):
+        return [sys.executable, "-m", "toolkit", "train", "--out", str(out), *options, *extra]
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        command(interrupted), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    state = interrupted / "training" / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert not (interrupted / "model.keras").exists()
+
+    resumed = subprocess.run(command(interrupted, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = subprocess.run(command(tmp_path / "straight"), capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr
+
+    def weights(out):
+        return keras.saving.load_model(out / "model.keras").get_weights()
+
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(weights(interrupted), weights(tmp_path / "straight"), strict=True)
+    )
+    history = json.loads((interrupted / "training" / "history.json").read_text())
+    assert len(history["loss"]) == 40
+    metrics = json.loads((interrupted / "training" / "metrics.json").read_text())
+    assert 0 < metrics["resumed_from_epoch"] < 40
+
+
+def test_resume_without_an_interrupted_run_is_a_usage_error(dataset, tmp_path):
+    from toolkit.errors import ToolkitError
+
+    with pytest.raises(ToolkitError, match="nothing to resume") as error:
+        train(dataset, TrainConfig(limit=100, epochs=1), tmp_path / "none", resume=True)
+    assert error.value.code == 2

@@ -131,11 +131,14 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
 
 
 class _Checkpoint:
-    """Weights, optimizer state and history after each finished epoch, for `train --resume`."""
+    """Weights, optimizer state and history after each finished epoch, for `train --resume`.
+
+    Each epoch's weights get their own file and state.json names the current one: replacing
+    state.json is the commit point, so an interrupt during a save never mixes two epochs.
+    """
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.weights = folder / "state.weights.h5"
         self.meta = folder / "state.json"
 
     def load(self, model, config: TrainConfig) -> tuple[int, dict[str, list[float]]]:
@@ -151,18 +154,25 @@ class _Checkpoint:
                 ExitCode.USAGE,
             )
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.weights)
+        model.load_weights(self.folder / meta["weights"])
         return meta["epochs_done"], meta["history"]
 
     def save(self, model, config: TrainConfig, epochs_done: int, history) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / "tmp.weights.h5"
-        model.save_weights(tmp)
-        os.replace(tmp, self.weights)
-        meta = {"config": asdict(config), "epochs_done": epochs_done, "history": history}
+        weights = f"epoch-{epochs_done}.weights.h5"
+        model.save_weights(self.folder / weights)
+        meta = {
+            "config": asdict(config),
+            "epochs_done": epochs_done,
+            "history": history,
+            "weights": weights,
+        }
         tmp_meta = self.meta.with_suffix(".tmp")
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, self.meta)
+        for old in self.folder.glob("epoch-*.weights.h5"):
+            if old.name != weights:
+                old.unlink()
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
