@@ -85,7 +85,8 @@ def _latency(row: dict, key: str) -> float | None:
 
 
 def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    """Three significant digits: edge runtimes answer in microseconds, TF in tenths of a ms."""
+    return "–" if value is None else f"{value:#.3g}" if value < 100 else f"{value:.0f}"
 
 
 def human_size(size: int | None) -> str:
