@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from toolkit.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "verify"]
+COMMANDS = ["train", "export", "compare", "predict", "verify"]
 
 
 def test_help_does_not_import_tensorflow():
