@@ -69,3 +69,12 @@ def test_option_ranges_are_usage_errors(tmp_path):
     for args in (["--epochs", "0"], ["--batch-size", "0"], ["--limit", "0"], ["--arch", "rnn"]):
         result = runner.invoke(app, ["train", "--out", str(tmp_path), *args])
         assert result.exit_code == 2, args
+
+
+def test_read_only_commands_do_not_create_a_missing_out_folder(tmp_path):
+    missing = tmp_path / "nowhere"
+    for command in ("verify", "compare"):
+        result = runner.invoke(app, [command, "--out", str(missing)])
+        assert result.exit_code == 4, result.output
+        assert f"{missing}: no such folder" in result.output
+        assert not missing.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -20,6 +21,21 @@ LOCK_NAME = ".toolkit.lock"
 STAGING_PREFIX = ".staging-"
 COMMIT_NAME = "COMMIT"  # inside a staging folder: the list of entries to move; written last
 _CHUNK = 1 << 20
+
+
+# Disk full, file too large, read-only, over quota, not writable: exit 6, whoever reports it.
+DISK_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES)
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """The reason when `exc` is a disk problem, else None.
+
+    Converters report them as OSError, or (TensorFlow's C++ writers) as a status message that
+    only carries the strerror text, e.g. "...tempstate123; File too large [Op:SaveV2]".
+    """
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        return os.strerror(exc.errno)
+    return next((os.strerror(e) for e in DISK_ERRNOS if os.strerror(e) in str(exc)), None)
 
 
 @contextlib.contextmanager

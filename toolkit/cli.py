@@ -232,6 +232,14 @@ def export(
     )
 
 
+def _require_folder(out: Path) -> None:
+    """Read-only commands must not create the folder (or its lock file) they were pointed at."""
+    if not out.is_dir():
+        raise ToolkitError(
+            f"{out}: no such folder; run `toolkit export --out {out}` first", ExitCode.ARTIFACT
+        )
+
+
 def _checked_manifest(out: Path, no_verify: bool):
     """The manifest, refusing (exit 4) when a listed file changed, unless --no-verify."""
     from toolkit.artifacts import load_manifest, verify_manifest
@@ -291,7 +299,7 @@ def compare(
 
     from rich.progress import Progress
 
-    from toolkit.artifacts import OutputLock
+    from toolkit.artifacts import OutputLock, recover_staging
     from toolkit.data import load_dataset
     from toolkit.evaluate import MeasureConfig, apply_baseline, compare_artifacts, gate_failures
     from toolkit.report import recommend, report_table, write_reports
@@ -306,7 +314,7 @@ def compare(
             raise ToolkitError(
                 f"{baseline}: not a readable report.json ({exc})", ExitCode.USAGE
             ) from None
-    manifest = _checked_manifest(out, no_verify)
+    _require_folder(out)
     dataset = load_dataset(data_dir)
     config = MeasureConfig(
         threads=threads,
@@ -316,6 +324,8 @@ def compare(
         timeout_seconds=timeout,
     )
     with OutputLock(out), Progress(console=console, transient=True) as progress:
+        recover_staging(out)
+        manifest = _checked_manifest(out, no_verify)
         task = progress.add_task("comparing", total=len(manifest.artifacts))
 
         def advance(artifact, status):
@@ -417,6 +427,7 @@ def verify(out: OutOption = Path("exported")) -> None:
     """Recompute every checksum in OUT/manifest.json; exit 4 naming each missing or changed file."""
     from toolkit.artifacts import OutputLock, load_manifest, recover_staging, verify_manifest
 
+    _require_folder(out)
     with OutputLock(out):
         recover_staging(out)
         manifest = load_manifest(out)

@@ -215,6 +215,8 @@ def compare_artifacts(
         )
         on_artifact(artifact, results[artifact.name][0])
     status, reference_result = results[REFERENCE]
+    if status == "ok" and not np.isfinite(reference_result["probabilities"]).all():
+        status, reference_result = "error", "outputs contain NaN or infinity"
     if status != "ok":
         raise ToolkitError(
             f"{out / REFERENCE}: the reference failed: {reference_result}", ExitCode.ARTIFACT

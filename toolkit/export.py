@@ -15,6 +15,8 @@ from toolkit.artifacts import (
     Manifest,
     OutputLock,
     Staging,
+    disk_problem,
+    io_errors,
     load_manifest,
     recover_staging,
     sha256_file,
@@ -126,6 +128,10 @@ def export_artifacts(
                 except ToolkitError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - converters raise anything
+                    if disk := disk_problem(exc):
+                        raise ToolkitError(
+                            f"{out / variant.filename}: cannot write: {disk}", ExitCode.IO
+                        ) from None
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     raise ToolkitError(
                         f"{variant.filename}: conversion failed: {reason}", ExitCode.CONVERSION
@@ -159,6 +165,7 @@ def export_artifacts(
                     "dataset_verified": dataset.verified,
                 },
             )
-            (staging.dir / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2))
+            with io_errors(out / MANIFEST_NAME):
+                (staging.dir / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2))
             staging.commit([*sorted(written), MANIFEST_NAME])
     return manifest

@@ -158,18 +158,23 @@ class _Checkpoint:
         return meta["epochs_done"], meta["history"]
 
     def save(self, model, config: TrainConfig, epochs_done: int, history) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from toolkit.artifacts import io_errors, write_json
+
         weights = f"epoch-{epochs_done}.weights.h5"
-        model.save_weights(self.folder / weights)
+        try:
+            with io_errors(self.folder / weights):
+                self.folder.mkdir(parents=True, exist_ok=True)
+                model.save_weights(self.folder / weights)
+        except BaseException:
+            (self.folder / weights).unlink(missing_ok=True)
+            raise
         meta = {
             "config": asdict(config),
             "epochs_done": epochs_done,
             "history": history,
             "weights": weights,
         }
-        tmp_meta = self.meta.with_suffix(".tmp")
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, self.meta)
+        write_json(self.meta, meta)
         for old in self.folder.glob("epoch-*.weights.h5"):
             if old.name != weights:
                 old.unlink()

@@ -66,8 +66,31 @@ def export_onnx_int8(model, path, context):
         float_path.unlink(missing_ok=True)
 
 
+def _tensors(graph):
+    """Every TensorProto of a graph: initializers, sparse ones, node attributes, subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes):
+    for node in nodes:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)
+
+
 def check_external_data(path: Path) -> None:
-    """Refuses ONNX files whose external tensor data points outside the artifact's folder."""
+    """Refuses ONNX files whose external tensor data points outside the artifact's folder.
+
+    Every tensor counts, not only initializers: a Constant node's value is read the same way.
+    """
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -78,7 +101,8 @@ def check_external_data(path: Path) -> None:
             f"{path}: not a valid ONNX model ({type(exc).__name__})", ExitCode.ARTIFACT
         ) from None
     folder = path.parent.resolve()
-    for tensor in model_proto.graph.initializer:
+    functions = (t for f in model_proto.functions for t in _node_tensors(f.node))
+    for tensor in (*_tensors(model_proto.graph), *functions):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
