@@ -609,6 +609,17 @@ def limited_file_size(nbytes: int):
     return limit
 
 
+def toolkit_under_file_limit(limit: int, *args) -> subprocess.CompletedProcess:
+    """Runs the CLI in a process whose files cannot grow past `limit` bytes: a full disk."""
+    return subprocess.run(
+        toolkit_command(*args),
+        preexec_fn=limited_file_size(limit),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.mark.parametrize(
     ("format_", "fails_on"),
     [
@@ -621,13 +632,7 @@ def test_export_on_a_full_disk_exits_6_and_keeps_earlier_outputs(
 ):
     out = copy_of(exported_dir, tmp_path)
     before = snapshot(out)
-    result = subprocess.run(
-        toolkit_command("export", "--out", out, "--format", format_),
-        preexec_fn=limited_file_size(300_000),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = toolkit_under_file_limit(300_000, "export", "--out", out, "--format", format_)
     assert result.returncode == ExitCode.IO, result.stderr
     assert "Traceback" not in result.stderr
     assert f"error: {out / fails_on}: cannot write: File too large" in result.stderr
@@ -669,12 +674,8 @@ def test_train_on_a_full_disk_exits_6_and_keeps_the_previous_model(trained_dir, 
     assert checkpoint < model
     out = copy_of(trained_dir, tmp_path)
     before = (out / "model.keras").read_bytes()
-    result = subprocess.run(
-        toolkit_command("train", "--out", out, "--epochs", "1", "--limit", "500"),
-        preexec_fn=limited_file_size((checkpoint + model) // 2),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = toolkit_under_file_limit(
+        (checkpoint + model) // 2, "train", "--out", out, "--epochs", "1", "--limit", "500"
     )
     assert result.returncode == ExitCode.IO, result.stderr
     assert "Traceback" not in result.stderr
@@ -686,12 +687,8 @@ def test_train_on_a_full_disk_exits_6_and_keeps_the_previous_model(trained_dir, 
 def test_train_on_a_very_full_disk_exits_6(trained_dir, tmp_path):
     out = copy_of(trained_dir, tmp_path)
     before = (out / "model.keras").read_bytes()
-    result = subprocess.run(
-        toolkit_command("train", "--out", out, "--epochs", "1", "--limit", "100"),
-        preexec_fn=limited_file_size(64_000),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = toolkit_under_file_limit(
+        64_000, "train", "--out", out, "--epochs", "1", "--limit", "100"
     )
     assert (out / "model.keras").read_bytes() == before
     assert "Traceback" not in result.stderr
