@@ -21,6 +21,7 @@ LOCK_NAME = ".toolkit.lock"
 STAGING_PREFIX = ".staging-"
 COMMIT_NAME = "COMMIT"  # inside a staging folder: the list of entries to move; written last
 _CHUNK = 1 << 20
+LFS_POINTER_PREFIX = b"version https://git-lfs"
 
 
 # Disk full, file too large, read-only, over quota, not writable: exit 6, whoever reports it.
@@ -62,6 +63,17 @@ def atomic_path(path: Path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+
+
+def check_not_lfs_pointer(path: Path) -> None:
+    """A Git LFS pointer checked out in place of a model: say so, not "invalid flatbuffer"."""
+    if path.is_file():
+        with open(path, "rb") as f:
+            if f.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX:
+                raise ToolkitError(
+                    f"{path}: a Git LFS pointer, not the model; run `git lfs pull`",
+                    ExitCode.ARTIFACT,
+                )
 
 
 def write_json(path: Path, data) -> Path:

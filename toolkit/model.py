@@ -301,7 +301,6 @@ def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> l
 
 
 ACCEPTED_INPUT_SHAPES = ((None, IMAGE_SIDE, IMAGE_SIDE), (None, IMAGE_SIDE, IMAGE_SIDE, 1))
-LFS_POINTER_PREFIX = b"version https://git-lfs"
 
 
 def load_keras_model(path: Path):
@@ -311,6 +310,8 @@ def load_keras_model(path: Path):
     unsafe deserialization are never loaded, and the model's shape is checked before any use.
     """
     import zipfile
+
+    from toolkit.artifacts import check_not_lfs_pointer
 
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5"):
@@ -323,12 +324,7 @@ def load_keras_model(path: Path):
         raise ToolkitError(f"{path}: expected a .keras model file", ExitCode.ARTIFACT)
     if not path.is_file():
         raise ToolkitError(f"{path}: model file not found", ExitCode.ARTIFACT)
-    with open(path, "rb") as f:
-        head = f.read(len(LFS_POINTER_PREFIX))
-    if head == LFS_POINTER_PREFIX:
-        raise ToolkitError(
-            f"{path}: a Git LFS pointer, not the model; run `git lfs pull`", ExitCode.ARTIFACT
-        )
+    check_not_lfs_pointer(path)
     if not zipfile.is_zipfile(path):
         raise ToolkitError(
             f"{path}: not a Keras archive (empty, truncated or another format)", ExitCode.ARTIFACT

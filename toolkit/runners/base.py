@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.artifacts import check_not_lfs_pointer
 from toolkit.errors import ExitCode, ToolkitError
 
 
@@ -54,19 +55,6 @@ def quantize(values: np.ndarray, scale: float, zero_point: int, dtype) -> np.nda
 
 def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
-
-
-def check_not_lfs_pointer(path: Path) -> None:
-    """A Git LFS pointer checked out in place of the model: say so, not "invalid flatbuffer"."""
-    from toolkit.model import LFS_POINTER_PREFIX
-
-    if path.is_file():
-        with open(path, "rb") as f:
-            if f.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX:
-                raise ToolkitError(
-                    f"{path}: a Git LFS pointer, not the model; run `git lfs pull`",
-                    ExitCode.ARTIFACT,
-                )
 
 
 def check_quantization(path: Path, scale: float, what: str) -> None:
