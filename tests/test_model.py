@@ -94,3 +94,13 @@ def test_resume_without_an_interrupted_run_is_a_usage_error(dataset, tmp_path):
     with pytest.raises(ToolkitError, match="nothing to resume") as error:
         train(dataset, TrainConfig(limit=100, epochs=1), tmp_path / "none", resume=True)
     assert error.value.code == 2
+
+
+def test_epoch_batches_keep_the_partial_last_batch():
+    from toolkit.model import epoch_batches
+
+    batches = epoch_batches(np.arange(70), 32)
+    assert [b.shape for b in batches] == [(2, 32), (1, 6)]
+    assert np.array_equal(np.concatenate([b.ravel() for b in batches]), np.arange(70))
+    assert [b.shape for b in epoch_batches(np.arange(64), 32)] == [(2, 32)]
+    assert [b.shape for b in epoch_batches(np.arange(5), 32)] == [(1, 5)]

@@ -661,7 +661,7 @@ def _checkpoint_and_model_sizes(tmp_path: Path) -> tuple[int, int]:
     from toolkit.model import build_mlp, compile_model
 
     model = build_mlp()
-    compile_model(model, steps_per_epoch=16)
+    compile_model(model)
     model.fit(np.zeros((32, 28, 28), np.float32), np.zeros(32, np.int32), verbose=0)
     model.save_weights(tmp_path / "epoch.weights.h5")
     model.save(tmp_path / "model.keras")

@@ -86,15 +86,28 @@ def main(
     _state["debug"] = debug
 
 
-def _keras_progress(epochs: int):
-    """A Keras callback that drives one rich progress bar per epoch."""
-    import keras
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+class _EpochProgress:
+    """One rich progress bar per epoch, fed by the library's on_progress callback."""
 
-    class RichEpochProgress(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+        self.epoch: int | None = None
+        self.progress = None
+
+    def __call__(self, epoch: int, done: int, total: int, logs: dict[str, float]) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        if epoch != self.epoch:
+            self.close()
+            self.epoch = epoch
             self.progress = Progress(
-                TextColumn(f"epoch {epoch + 1}/{epochs}"),
+                TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[stats]}"),
@@ -102,17 +115,20 @@ def _keras_progress(epochs: int):
                 console=console,
             )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=self.params["steps"], stats="")
+            self.task = self.progress.add_task("train", total=total, stats="")
+        stats = f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}"
+        self.progress.update(self.task, completed=done, stats=stats)
 
-        def on_train_batch_end(self, batch, logs=None):
-            stats = f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}" if logs else ""
-            self.progress.update(self.task, completed=batch + 1, stats=stats)
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.progress.update(self.task, completed=self.params["steps"])
+    def close(self) -> None:
+        if self.progress is not None:
             self.progress.stop()
+            self.progress = None
 
-    return RichEpochProgress()
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 @app.command()
@@ -154,13 +170,9 @@ def train(
     config = TrainConfig(
         arch=Arch(arch).value, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit
     )
-    with OutputLock(out):
+    with OutputLock(out), _EpochProgress(epochs) as progress:
         result = train_model(
-            dataset,
-            config,
-            out / "training" / "checkpoint",
-            resume=resume,
-            callbacks=[_keras_progress(epochs)],
+            dataset, config, out / "training" / "checkpoint", resume=resume, on_progress=progress
         )
         save_training_outputs(out, dataset, result)
     m = result.metrics

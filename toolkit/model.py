@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,9 @@ from toolkit.errors import ExitCode, ToolkitError
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
-# Several steps per compiled call removes the tutorial's one-Python-round-trip-per-batch cost
-# without touching the math (measured: 39-60 s -> 22 s for 10 epochs on 2 cores).
-STEPS_PER_EXECUTION = 64
+# An epoch is one XLA-compiled program that gathers its own batches. Measured on 2 cores for
+# the tutorial's 10 epochs: Keras's fit (64 steps per call) 22 s, fit with XLA 15 s, this 3.8 s.
+# Smaller programs (256 steps per call, for a livelier progress bar) cost 7.4 s.
 
 
 def build_mlp():
@@ -77,6 +78,7 @@ class TrainResult:
 
     model: object
     history: dict[str, list[float]]
+    test_probabilities: np.ndarray
     metrics: dict = field(default_factory=dict)
 
 
@@ -114,20 +116,44 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def compile_model(model, steps_per_epoch: int) -> None:
-    # No jit_compile: Keras turns XLA off whenever op determinism is on, and bit-identical
-    # weights for one seed matter more here than XLA's further 25%.
+def compile_model(model) -> None:
     model.compile(
         optimizer="adam",
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=max(1, min(STEPS_PER_EXECUTION, steps_per_epoch)),
     )
+
+
+def compiled_training_steps(model):
+    """Keras's own train_step (same loss, optimizer and metrics) looped inside one XLA program.
+
+    The batches are gathered inside the program from the whole training set, so an epoch
+    never round-trips to Python per batch nor copies a shuffled training set.
+    """
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def run_steps(images, labels, batch_indices):
+        for step in tf.range(tf.shape(batch_indices)[0]):
+            index = batch_indices[step]
+            model.train_step((tf.gather(images, index), tf.gather(labels, index)))
+
+    return run_steps
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     """The shuffle of one epoch, a pure function of (seed, epoch) so a resumed run sees the same."""
     return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+def epoch_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Index arrays: the full batches as one (steps, batch) array, then the partial last batch
+    (trained on, as Keras's fit does) as one more of its own shape."""
+    full = len(order) // batch_size * batch_size
+    batches = [order[:full].reshape(-1, batch_size)] if full else []
+    if full < len(order):
+        batches.append(order[full:][None])
+    return batches
 
 
 class _Checkpoint:
@@ -188,17 +214,21 @@ def train(
     config: TrainConfig,
     checkpoint_dir: Path,
     resume: bool = False,
-    callbacks: list | None = None,
+    on_progress: Callable[[int, int, int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Trains with the tutorial's hyper-parameters; on Ctrl-C keeps the last epoch for --resume."""
+
+    import tensorflow as tf
 
     seed_everything(config.seed)
     images = dataset.train_images[: config.limit] if config.limit else dataset.train_images
     labels = dataset.train_labels[: len(images)]
-    x, y = normalize(images), labels.astype(np.int32)
+    x, y = tf.constant(normalize(images)), tf.constant(labels.astype(np.int32))
     model = ARCHITECTURES[config.arch]()
-    steps_per_epoch = -(-len(x) // config.batch_size)
-    compile_model(model, steps_per_epoch)
+    compile_model(model)
+    model.optimizer.build(model.trainable_variables)
+    run_steps = compiled_training_steps(model)
+    steps_per_epoch = -(-len(images) // config.batch_size)
 
     checkpoint = _Checkpoint(checkpoint_dir)
     history: dict[str, list[float]] = {}
@@ -211,19 +241,17 @@ def train(
     start = time.perf_counter()
     try:
         for epoch in range(first_epoch, config.epochs):
-            order = epoch_order(config.seed, epoch, len(x))
-            fit = model.fit(
-                x[order],
-                y[order],
-                batch_size=config.batch_size,
-                epochs=epoch + 1,
-                initial_epoch=epoch,
-                shuffle=False,
-                verbose=0,
-                callbacks=callbacks or [],
-            )
-            for key, values in fit.history.items():
-                history.setdefault(key, []).extend(float(v) for v in values)
+            order = epoch_order(config.seed, epoch, len(images)).astype(np.int32)
+            batches = [tf.constant(b) for b in epoch_batches(order, config.batch_size)]
+            model.reset_metrics()
+            done = 0
+            for batch_indices in batches:
+                run_steps(x, y, batch_indices)
+                done += len(batch_indices)
+                if on_progress:
+                    on_progress(epoch, done, steps_per_epoch, _metric_values(model))
+            for key, value in _metric_values(model).items():
+                history.setdefault(key, []).append(value)
             checkpoint.save(model, config, epoch + 1, history)
     except KeyboardInterrupt:
         done = len(history.get("loss", []))
@@ -234,12 +262,12 @@ def train(
         ) from None
     train_seconds = time.perf_counter() - start
 
-    test_loss, test_accuracy = model.evaluate(
-        normalize(dataset.test_images),
-        dataset.test_labels.astype(np.int32),
-        batch_size=1024,
-        verbose=0,
-    )
+    # One forward pass serves the metrics and the figures; loss as Keras computes it.
+    probabilities = np.asarray(model(normalize(dataset.test_images), training=False))
+    test_labels = dataset.test_labels.astype(np.int64)
+    picked = np.clip(probabilities[np.arange(len(test_labels)), test_labels], 1e-7, 1.0)
+    test_loss = float(-np.mean(np.log(picked)))
+    test_accuracy = float(np.mean(probabilities.argmax(axis=1) == test_labels))
     checkpoint.clear()
     metrics = {
         "test_accuracy": float(test_accuracy),
@@ -250,19 +278,24 @@ def train(
         "seed": config.seed,
         "arch": config.arch,
         "limit": config.limit,
-        "train_images": len(x),
+        "train_images": len(images),
         "parameters": int(model.count_params()),
         "resumed_from_epoch": first_epoch if resume else None,
         "determinism": {
             "op_determinism": True,
-            "jit_compile": False,
-            "steps_per_execution": model.steps_per_execution,
+            "jit_compile": True,
+            "steps_per_call": "one epoch",
             **thread_settings(),
         },
         "dataset": {"source": str(dataset.source), "verified": dataset.verified},
         "versions": library_versions(),
     }
-    return TrainResult(model, history, metrics)
+    return TrainResult(model, history, probabilities, metrics)
+
+
+def _metric_values(model) -> dict[str, float]:
+    """The running epoch means of loss and accuracy, as Keras's fit reports them."""
+    return {key: float(value) for key, value in model.get_metrics_result().items()}
 
 
 def thread_settings() -> dict[str, int]:
@@ -290,13 +323,12 @@ def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> l
         f"{i + 1}," + ",".join(f"{history[k][i]:.6f}" for k in history)
         for i in range(len(history["loss"]))
     ]
-    probabilities = result.model.predict(normalize(dataset.test_images), batch_size=1024, verbose=0)
     return [
         model_path,
         write_json(out / "training" / "history.json", history),
         write_text(out / "training" / "history.csv", "\n".join(rows) + "\n"),
         write_json(out / "training" / "metrics.json", result.metrics),
-        *plot_training_figures(dataset, history, probabilities, out / "plots"),
+        *plot_training_figures(dataset, history, result.test_probabilities, out / "plots"),
     ]
 
 

@@ -1,0 +1,127 @@
+"""`python -m tests.bench --out OUT` (`make bench`): runs every part, writes OUT/bench/, prints."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tests.bench.document import bench_markdown, plot_bench
+from tests.bench.gemm import (
+    flops_per_image,
+    gemm_ratios,
+    measure_gemm,
+    pooled_gemm,
+    throughput_vs_gemm,
+)
+from tests.bench.latency import compare_litert_timings, latency_ratios
+from tests.bench.pipeline import export_and_compare, pipeline_ratios
+from tests.bench.quantization import explain_slower, int8_comparisons, int8_ratios
+from tests.bench.runs import BenchError
+from tests.bench.summary import ratio_table
+from tests.bench.training import compare_training, training_ratios
+from toolkit.artifacts import load_manifest, write_json, write_text
+from toolkit.errors import ToolkitError
+from toolkit.evaluate import MeasureConfig, environment
+
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+@contextlib.contextmanager
+def part(name: str, seconds: dict[str, float]):
+    """Announces a part and records how long it took, so a slow bench shows where."""
+    console.print(f"[bold]{name}[/] ...", highlight=False)
+    start = time.perf_counter()
+    yield
+    seconds[name] = round(time.perf_counter() - start, 1)
+    console.print(f"  {name}: {seconds[name]:.0f} s", highlight=False)
+
+
+def model_flops(out: Path) -> int:
+    from toolkit import import_tensorflow
+    from toolkit.model import load_keras_model
+
+    import_tensorflow()
+    return flops_per_image(load_keras_model(out / "model.keras"))
+
+
+def run_bench(out: Path, train_reps: int, reps: int, threads: int) -> tuple[dict, list]:
+    """Every part (the GEMM runs in turns with compare); bench.json's content and the ratios."""
+    from toolkit.data import load_dataset, normalize
+    from toolkit.model import library_versions
+
+    logs, seconds = out / "bench" / "logs", {}
+    config = MeasureConfig(threads=threads)
+    bench = {"command": "python -m tests.bench " + " ".join(sys.argv[1:])}
+    bench["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    bench["load_average"] = {"start": os.getloadavg()[0]}
+    bench["settings"] = {"train_reps": train_reps, "reps": reps, **asdict(config)}
+    with part("1 training: tutorial vs toolkit train", seconds):
+        bench["training"] = compare_training(out, train_reps, logs)
+    with part("5 export and compare, with the numpy GEMM of part 3 in the same turns", seconds):
+        gemm = {"gemm": lambda rep: measure_gemm(threads, logs / f"gemm-{rep}.log")}
+        bench["pipeline"] = export_and_compare(out, threads, reps, logs, alongside=gemm)
+    rows = bench["pipeline"]["report"]["rows"]
+    dataset = load_dataset()
+    with part("2 LiteRT: toolkit vs bare loop vs LiteRT tool", seconds):
+        tflite = [a.name for a in load_manifest(out).artifacts if a.runtime == "litert"]
+        bench["litert"] = compare_litert_timings(
+            out, tflite, dataset.test_images, config, reps, logs
+        )
+    with part("3 throughput against the GEMM rate", seconds):
+        reference = pooled_gemm(bench["pipeline"].pop("gemm"))
+        bench["gemm"] = throughput_vs_gemm(rows, model_flops(out), reference)
+    with part("4 int8 vs float32", seconds):
+        bench["int8"] = int8_comparisons(rows)
+        explain_slower(out, bench["int8"], normalize(dataset.test_images), config)
+    bench["environment"] = environment(library_versions())
+    bench["load_average"]["end"] = os.getloadavg()[0]
+    bench["part_seconds"] = seconds
+    ratios = [
+        *training_ratios(bench["training"]),
+        *latency_ratios(bench["litert"]),
+        *gemm_ratios(bench["gemm"]),
+        *int8_ratios(bench["int8"]),
+        *pipeline_ratios(bench["pipeline"]),
+    ]
+    bench["ratios"] = [asdict(ratio) for ratio in ratios]
+    return bench, ratios
+
+
+def main(
+    out: Annotated[Path, typer.Option(help="Working folder; results go to OUT/bench/.")] = Path(
+        "exported"
+    ),
+    train_reps: Annotated[
+        int, typer.Option(min=1, help="Training runs per side (each 20-60 s); median.")
+    ] = 3,
+    reps: Annotated[int, typer.Option(min=1, help="Repetitions of every short run.")] = 3,
+    threads: Annotated[int, typer.Option(min=1, help="Runtime and BLAS threads.")] = 1,
+) -> None:
+    """Measure the issue's ratios and write OUT/bench/bench.{json,md,png}."""
+    start = time.perf_counter()
+    out = out.resolve()
+    try:
+        bench, ratios = run_bench(out, train_reps, reps, threads)
+    except (BenchError, ToolkitError) as exc:
+        console.print(f"[bold red]bench failed:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    bench["total_seconds"] = round(time.perf_counter() - start, 1)
+    folder = out / "bench"
+    write_json(folder / "bench.json", bench)
+    write_text(folder / "bench.md", bench_markdown(bench, ratios))
+    plot_bench(bench, folder / "bench.png")
+    console.print(ratio_table(ratios, f"bench · {bench['total_seconds'] / 60:.1f} min"))
+    console.print(f"written: {folder}/bench.md, bench.json, bench.png", highlight=False)
+
+
+if __name__ == "__main__":
+    typer.run(main)
