@@ -101,8 +101,8 @@ def main(
         "exported"
     ),
     train_reps: Annotated[
-        int, typer.Option(min=1, help="Training runs per side (each 20-60 s); median.")
-    ] = 3,
+        int, typer.Option(min=1, help="Training runs per side (each 10-60 s); median.")
+    ] = 5,
     reps: Annotated[int, typer.Option(min=1, help="Repetitions of every short run.")] = 3,
     threads: Annotated[int, typer.Option(min=1, help="Runtime and BLAS threads.")] = 1,
 ) -> None:

@@ -85,7 +85,8 @@ def training(result: dict) -> str:
         + md_table(headers, rows)
         + f"\n\n**train_speedup = {result['speedup']:.2f}x** (goal >= 3x); accuracy "
         f"{result['accuracy_delta_pts']:+.2f} pt against the tutorial (goal: within 0.5 pt). "
-        "The tutorial is unseeded, so its accuracy varies from run to run; toolkit's does not."
+        "The tutorial is unseeded, so its accuracy varies from run to run; toolkit's rep N uses "
+        "`--seed N`, so both medians are over as many draws."
     )
 
 
