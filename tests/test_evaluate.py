@@ -170,3 +170,30 @@ def test_accuracy_gate_fails_the_command_naming_the_offender(compared_dir, tmp_p
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["gate"]["failures"]
     assert all("delta_p50_pct" in row for row in report["rows"])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[]",
+        '{"rows": [{"artifact": "a", "status": "ok"}]}',
+        '{"rows": [{"artifact": "a", "status": "ok", "accuracy": 0.9, "latency_ms": {"p50": 0}}]}',
+    ],
+)
+def test_an_unusable_baseline_is_refused_before_measuring(exported_dir, tmp_path, content):
+    baseline = tmp_path / "report.json"
+    baseline.write_text(content)
+    result = runner.invoke(
+        app, ["compare", "--out", str(exported_dir), "--baseline", str(baseline)]
+    )
+    assert result.exit_code == 2 and "not a usable toolkit report.json" in result.output
+
+
+def test_a_manifest_path_leading_outside_the_folder_is_refused(exported_dir, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(exported_dir, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["artifacts"][1]["path"] = "../../etc/passwd"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["verify", "--out", str(out)])
+    assert result.exit_code == 4 and "leads outside" in result.output

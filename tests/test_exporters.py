@@ -196,3 +196,22 @@ def test_registry_formats_are_the_cli_choices(tmp_path):
     assert [f.value for f in Format] == ["all", *EXPORTERS]
     result = runner.invoke(app, ["export", "--out", str(tmp_path), "--format", "tfjs"])
     assert result.exit_code == 2
+
+
+def test_a_partial_export_into_a_new_folder_still_lists_the_reference(trained_dir, tmp_path):
+    out = tmp_path / "new"
+    args = ["export", "--out", str(out), "--model", str(trained_dir / "model.keras")]
+    result = runner.invoke(app, [*args, "--format", "tflite", "--no-validate"])
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(out)
+    assert {a.name for a in manifest.artifacts} == {"model.keras"} | {
+        v.filename for v in EXPORTERS["tflite"]
+    }
+    # --no-validate still records the tensors' quantization for the runners.
+    assert manifest.artifact("model_int8.tflite").inputs[0]["quantization"]["scale"] > 0
+    # Provenance comes from training/metrics.json only when that training made this model.
+    assert manifest.training.get("seed") is None
+
+
+def test_manifest_records_training_provenance_for_its_own_model(exported_dir):
+    assert load_manifest(exported_dir).training["seed"] == 0

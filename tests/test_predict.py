@@ -94,3 +94,38 @@ def test_predict_refuses_a_changed_artifact(exported_dir, tmp_path):
         ],
     )
     assert result.exit_code == 4 and "changed since export" in result.output
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.array([["a"] * 28] * 28), "expected numbers"),
+        (np.full((28, 28), np.nan), "NaN or infinity"),
+        (np.zeros((32, 32)), "expected a 28x28 array"),
+    ],
+)
+def test_predict_refuses_unusable_npy(exported_dir, tmp_path, array, message):
+    path = tmp_path / "image.npy"
+    np.save(path, array)
+    result = runner.invoke(app, ["predict", str(path), "--out", str(exported_dir)])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_predict_refuses_an_unlisted_artifact_beside_a_manifest(exported_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(exported_dir, out)
+    shutil.copy(out / "model_float32.tflite", out / "old_model.tflite")
+    args = [
+        "predict",
+        "--index",
+        "0",
+        "--out",
+        str(out),
+        "--artifact",
+        str(out / "old_model.tflite"),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 4 and "not listed in" in result.output
+    assert runner.invoke(app, [*args, "--no-verify"]).exit_code == 0

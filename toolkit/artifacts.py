@@ -54,10 +54,10 @@ def io_errors(path: Path):
 @contextlib.contextmanager
 def atomic_path(path: Path):
     """Yields a temporary name beside `path` (same suffix) and renames it into place on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         with io_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
             yield tmp
             os.replace(tmp, path)
     finally:
@@ -175,11 +175,19 @@ def load_manifest(out: Path) -> Manifest:
             f"{path}: no manifest; run `toolkit export --out {out}` first", ExitCode.ARTIFACT
         )
     try:
-        return Manifest.from_json(json.loads(path.read_text()))
+        manifest = Manifest.from_json(json.loads(path.read_text()))
     except (ValueError, TypeError, KeyError) as exc:
         raise ToolkitError(
             f"{path}: not a valid toolkit manifest ({exc})", ExitCode.ARTIFACT
         ) from None
+    folder = out.resolve()
+    for artifact in manifest.artifacts:
+        if not (folder / artifact.path).resolve().is_relative_to(folder):
+            raise ToolkitError(
+                f"{path}: artifact path {artifact.path!r} leads outside {out}; refusing it",
+                ExitCode.ARTIFACT,
+            )
+    return manifest
 
 
 def verify_manifest(out: Path, manifest: Manifest) -> list[str]:

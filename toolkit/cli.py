@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from toolkit.errors import ExitCode, ToolkitError
+from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.exporters import EXPORTERS
 from toolkit.model import ARCHITECTURES
 
@@ -75,6 +75,14 @@ def handles_errors(command):
                 raise
             err_console.print("[bold red]interrupted[/]")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last resort: never exit 1 (the gate's code)
+            if _state["debug"]:
+                raise
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
+            _labelled("[bold red]internal error:[/]", f"{reason} (rerun with --debug for details)")
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
     return wrapper
 
@@ -278,9 +286,11 @@ NoVerifyOption = Annotated[
 def compare(
     out: OutOption = Path("exported"),
     threads: Annotated[int, typer.Option(min=1, help="Threads for every runtime.")] = 1,
-    runs: Annotated[int, typer.Option(min=1, help="Timed batch-1 calls per artifact.")] = 1000,
+    runs: Annotated[
+        int, typer.Option(min=1, max=10_000_000, help="Timed batch-1 calls per artifact.")
+    ] = 1000,
     max_seconds: Annotated[
-        float, typer.Option(min=0.01, help="Stop timing an artifact after this long.")
+        float, typer.Option(min=0.01, max=3600, help="Stop timing an artifact after this long.")
     ] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch for the throughput test.")] = 256,
     max_accuracy_drop: Annotated[
@@ -301,31 +311,29 @@ def compare(
         ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option(min=1, help="Seconds before an artifact's worker is stopped.")
+        float,
+        typer.Option(min=1, max=86400, help="Seconds before an artifact's worker is stopped."),
     ] = 300.0,
     no_verify: NoVerifyOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run every artifact in its runtime: accuracy, agreement, latency, throughput, size, memory."""
-    import json
-
     from rich.progress import Progress
 
     from toolkit.artifacts import OutputLock, recover_staging
     from toolkit.data import load_dataset
-    from toolkit.evaluate import MeasureConfig, apply_baseline, compare_artifacts, gate_failures
+    from toolkit.evaluate import (
+        MeasureConfig,
+        apply_baseline,
+        compare_artifacts,
+        gate_failures,
+        load_baseline,
+    )
     from toolkit.report import recommend, report_table, write_reports
 
     if max_latency_regression is not None and baseline is None:
         raise ToolkitError("--max-latency-regression needs --baseline", ExitCode.USAGE)
-    earlier = None
-    if baseline is not None:
-        try:
-            earlier = json.loads(baseline.read_text())
-        except (OSError, ValueError) as exc:
-            raise ToolkitError(
-                f"{baseline}: not a readable report.json ({exc})", ExitCode.USAGE
-            ) from None
+    earlier = load_baseline(baseline) if baseline is not None else None
     _require_folder(out)
     dataset = load_dataset(data_dir)
     config = MeasureConfig(

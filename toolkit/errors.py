@@ -6,13 +6,13 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     """Documented process exit codes (README, "Exit codes")."""
 
-    OK = 0
     GATE = 1  # compare: an accuracy or latency gate failed
     USAGE = 2
     DATASET = 3
     ARTIFACT = 4
     CONVERSION = 5
     IO = 6  # disk full, read-only output, output folder locked
+    INTERNAL = 70  # a bug in toolkit or a library it calls (sysexits' EX_SOFTWARE)
     INTERRUPTED = 130
 
 
@@ -22,3 +22,9 @@ class ToolkitError(Exception):
     def __init__(self, message: str, code: ExitCode = ExitCode.USAGE):
         super().__init__(message)
         self.code = code
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries raise pages), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

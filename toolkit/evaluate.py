@@ -6,6 +6,8 @@ buffers and hands back the bare call, which is timed with perf_counter_ns after 
 
 from __future__ import annotations
 
+import gc
+import importlib
 import multiprocessing
 import os
 import platform
@@ -22,7 +24,7 @@ import numpy as np
 
 from toolkit.artifacts import Artifact, Manifest
 from toolkit.data import CLASS_NAMES, normalize
-from toolkit.errors import ExitCode, ToolkitError
+from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.metrics import (
     accuracy,
     agreement,
@@ -31,6 +33,7 @@ from toolkit.metrics import (
     max_abs_diff,
     per_class_accuracy,
 )
+from toolkit.model import library_versions
 
 REFERENCE = "model.keras"
 
@@ -57,14 +60,20 @@ def time_calls(
     clock = time.perf_counter_ns
     deadline = clock() + int(max_seconds * 1e9)
     count = 0
-    while count < runs:
-        start = clock()
-        call()
-        end = clock()
-        samples[count] = end - start
-        count += 1
-        if end > deadline:
-            break
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside a microsecond call would land in the percentiles
+    try:
+        while count < runs:
+            start = clock()
+            call()
+            end = clock()
+            samples[count] = end - start
+            count += 1
+            if end > deadline:
+                break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return samples[:count]
 
 
@@ -73,6 +82,8 @@ def measure(runtime: str, path: Path, images: np.ndarray, config: MeasureConfig)
     from toolkit import quiet_stderr
     from toolkit.runners import RUNNERS
 
+    with quiet_stderr():
+        importlib.import_module(RUNNERS[runtime].module)  # load time is the session, not imports
     start = time.perf_counter_ns()
     with quiet_stderr():
         runner = RUNNERS[runtime](path, config.threads)
@@ -153,6 +164,8 @@ def environment(versions: dict[str, str]) -> dict:
     except OSError:
         pass
     return {
+        # toolkit/__init__.py sets it to 0 unless the caller chose: it changes TF's CPU kernels.
+        "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -246,7 +259,7 @@ def compare_artifacts(
         "threads": config.threads,
         "reference": REFERENCE,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment(manifest.versions),
+        "environment": environment(library_versions()),
         "class_names": list(CLASS_NAMES),
         "test_images": len(test_labels),
         "settings": {
@@ -258,6 +271,26 @@ def compare_artifacts(
         "rows": rows,
     }
     return report, samples
+
+
+def load_baseline(path: Path) -> dict:
+    """An earlier report.json, checked before anything is measured (exit 2 when unusable)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        rows = data["rows"]
+        for row in rows:
+            if row.get("status") == "ok":
+                name, accuracy, p50 = row["artifact"], row["accuracy"], row["latency_ms"]["p50"]
+                if not (isinstance(name, str) and 0 <= accuracy <= 1 and p50 > 0):
+                    raise ValueError(f"row {name!r} has accuracy {accuracy}, p50 {p50}")
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ToolkitError(
+            f"{path}: not a usable toolkit report.json ({type(exc).__name__}: {first_line(exc)})",
+            ExitCode.USAGE,
+        ) from None
+    return data
 
 
 def apply_baseline(report: dict, baseline: dict) -> None:

@@ -24,7 +24,7 @@ from toolkit.artifacts import (
     size_bytes,
 )
 from toolkit.data import CLASS_NAMES, calibration_images, load_dataset, normalize
-from toolkit.errors import ExitCode, ToolkitError
+from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant
 from toolkit.metrics import agreement, max_abs_diff
 from toolkit.model import library_versions, load_keras_model
@@ -41,12 +41,15 @@ def selected_variants(formats: list[str]) -> list[ExportVariant]:
 
 
 def validate_artifact(
-    variant: ExportVariant, path: Path, images: np.ndarray, reference: np.ndarray
+    variant: ExportVariant, path: Path, images: np.ndarray, reference: np.ndarray, validate: bool
 ) -> tuple[dict, list[dict], list[dict]]:
-    """Runs the artifact in its runtime beside the reference; raises if it misses its tolerance."""
+    """Loads the artifact in its runtime for its I/O details and, unless told not to, checks it
+    beside the reference on `images`; raises when it misses its tolerance."""
     with quiet_stderr(), RUNNERS[variant.runtime](path) as runner:
-        probabilities = runner.predict(images)
         inputs, outputs = runner.io_details()
+        if not validate:
+            return {}, inputs, outputs
+        probabilities = runner.predict(images)
     figures = {
         "images": len(images),
         "max_abs_diff": max_abs_diff(probabilities, reference),
@@ -77,12 +80,15 @@ def _kept_artifacts(out: Path, source_sha256: str, rewritten: set[str]) -> list[
     return [a for a in previous.artifacts if a.name not in rewritten]
 
 
-def _training_record(out: Path) -> dict:
-    """Seed, determinism and dataset provenance from training/metrics.json, when present."""
-    path = out / "training" / "metrics.json"
-    if not path.is_file():
+def _training_record(out: Path, source_sha256: str) -> dict:
+    """Seed, determinism and dataset provenance from training/metrics.json, when that training
+    produced the model being exported (not for a --model trained elsewhere)."""
+    try:
+        metrics = json.loads((out / "training" / "metrics.json").read_text())
+    except (OSError, ValueError):
         return {}
-    metrics = json.loads(path.read_text())
+    if not isinstance(metrics, dict) or metrics.get("model_sha256") != source_sha256:
+        return {}
     keys = (
         "seed",
         "arch",
@@ -118,6 +124,9 @@ def export_artifacts(
 
     with OutputLock(out):
         recover_staging(out)
+        kept = _kept_artifacts(out, source_sha256, {v.filename for v in variants})
+        if not any(v.format == "keras" for v in [*kept, *variants]):
+            variants = [*EXPORTERS["keras"], *variants]  # every manifest lists its reference
         with Staging(out) as staging:
             artifacts = []
             for variant in variants:
@@ -132,13 +141,13 @@ def export_artifacts(
                         raise ToolkitError(
                             f"{out / variant.filename}: cannot write: {disk}", ExitCode.IO
                         ) from None
-                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    reason = first_line(exc)
                     raise ToolkitError(
                         f"{variant.filename}: conversion failed: {reason}", ExitCode.CONVERSION
                     ) from None
-                figures, inputs, outputs = ({}, [], [])
-                if validate:
-                    figures, inputs, outputs = validate_artifact(variant, target, images, reference)
+                figures, inputs, outputs = validate_artifact(
+                    variant, target, images, reference, validate
+                )
                 artifact = Artifact(
                     name=variant.filename,
                     format=variant.format,
@@ -153,14 +162,14 @@ def export_artifacts(
                 )
                 artifacts.append(artifact)
                 on_artifact(artifact)
-            written = {a.name for a in artifacts}
+            written = [a.name for a in artifacts]
             manifest = Manifest(
-                artifacts=_kept_artifacts(out, source_sha256, written) + artifacts,
+                artifacts=kept + artifacts,
                 class_names=list(CLASS_NAMES),
                 source_model_sha256=source_sha256,
                 versions=library_versions(),
                 training={
-                    **_training_record(out),
+                    **_training_record(out, source_sha256),
                     "calibration_samples": len(context.calibration),
                     "dataset_verified": dataset.verified,
                 },

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.data import IMAGE_SIDE, NUM_CLASSES, Dataset, normalize
-from toolkit.errors import ExitCode, ToolkitError
+from toolkit.errors import ExitCode, ToolkitError, first_line
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
@@ -172,15 +172,21 @@ class _Checkpoint:
             raise ToolkitError(
                 f"{self.folder}: nothing to resume (no interrupted training here)", ExitCode.USAGE
             )
-        meta = json.loads(self.meta.read_text())
-        if meta["config"] != asdict(config):
+        try:
+            meta = json.loads(self.meta.read_text())
+            weights = self.folder / meta["weights"]
+        except (ValueError, KeyError, TypeError):
+            raise ToolkitError(
+                f"{self.meta}: corrupt checkpoint; train again without --resume", ExitCode.USAGE
+            ) from None
+        if meta.get("config") != asdict(config):
             raise ToolkitError(
                 f"{self.meta}: the interrupted run used other options {meta['config']}; "
                 "resume with the same options",
                 ExitCode.USAGE,
             )
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.folder / meta["weights"])
+        model.load_weights(weights)
         return meta["epochs_done"], meta["history"]
 
     def save(self, model, config: TrainConfig, epochs_done: int, history) -> None:
@@ -311,12 +317,14 @@ def thread_settings() -> dict[str, int]:
 
 def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> list[Path]:
     """model.keras, training/{history.json,history.csv,metrics.json} and the figures in plots/."""
-    from toolkit.artifacts import atomic_path, write_json, write_text
+    from toolkit.artifacts import atomic_path, sha256_file, write_json, write_text
     from toolkit.figures import plot_training_figures
 
     model_path = out / "model.keras"
     with atomic_path(model_path) as tmp:
         result.model.save(tmp)
+        # Lets export tell whether this training produced the model it is exporting.
+        result.metrics["model_sha256"] = sha256_file(tmp)
     history = result.history
     rows = ["epoch," + ",".join(history)]
     rows += [
@@ -366,7 +374,7 @@ def load_keras_model(path: Path):
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise ToolkitError(
             f"{path}: cannot load as a Keras model: {reason}", ExitCode.ARTIFACT
         ) from None

@@ -30,16 +30,23 @@ def runtime_for(path: Path, manifest: Manifest | None) -> str:
 
 
 def check_listed_checksum(path: Path, manifest: Manifest | None) -> None:
-    """A file the manifest lists must still have the checksum export recorded."""
+    """In a folder with a manifest, a file must be listed there with the checksum export recorded
+    (an unlisted one is left over from an earlier export of another model)."""
     if manifest is None or not path.exists():
         return
-    for artifact in manifest.artifacts:
-        if artifact.name == path.name and sha256_path(path) != artifact.sha256:
-            raise ToolkitError(
-                f"{path}: changed since export (sha256 differs from the "
-                "manifest); re-export, or pass --no-verify",
-                ExitCode.ARTIFACT,
-            )
+    listed = next((a for a in manifest.artifacts if a.path == path.name), None)
+    if listed is None:
+        raise ToolkitError(
+            f"{path}: not listed in {path.parent / 'manifest.json'} (stale?); re-export, "
+            "or pass --no-verify",
+            ExitCode.ARTIFACT,
+        )
+    if sha256_path(path) != listed.sha256:
+        raise ToolkitError(
+            f"{path}: changed since export (sha256 differs from the manifest); re-export, "
+            "or pass --no-verify",
+            ExitCode.ARTIFACT,
+        )
 
 
 def load_image(path: Path) -> tuple[np.ndarray, str | None]:
@@ -60,6 +67,12 @@ def load_image(path: Path) -> tuple[np.ndarray, str | None]:
             raise ToolkitError(
                 f"{path}: expected a 28x28 array, found shape {array.shape}", ExitCode.USAGE
             )
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise ToolkitError(
+                f"{path}: expected numbers, found dtype {array.dtype}", ExitCode.USAGE
+            )
+        if not np.isfinite(array).all():
+            raise ToolkitError(f"{path}: the array holds NaN or infinity", ExitCode.USAGE)
         if array.dtype != np.uint8:
             array = np.clip(array * 255 if array.max() <= 1 else array, 0, 255)
         return array.astype(np.uint8), None

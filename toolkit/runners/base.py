@@ -20,6 +20,7 @@ class Runner(ABC):
     """
 
     runtime: str = ""
+    module: str = ""  # the runtime's Python module, imported before load time is measured
 
     def __init__(self, path: Path, threads: int = 1):
         self.path = Path(path)

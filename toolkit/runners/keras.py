@@ -20,6 +20,7 @@ def set_tf_threads(threads: int) -> None:
 
 class KerasRunner(Runner):
     runtime = "keras"
+    module = "keras"
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.errors import ExitCode, ToolkitError
+from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.runners.base import Runner, check_quantization, dequantize, in_batches, quantize
 
 
 class LiteRTRunner(Runner):
     runtime = "litert"
+    module = "ai_edge_litert.interpreter"
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
@@ -19,7 +20,7 @@ class LiteRTRunner(Runner):
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = first_line(exc)
             raise ToolkitError(
                 f"{self.path}: not a valid TFLite model: {reason}", ExitCode.ARTIFACT
             ) from None
@@ -72,7 +73,8 @@ class LiteRTRunner(Runner):
             scale, zero_point = detail["quantization"]
             entry = {
                 "name": name or detail["name"],
-                "shape": [int(d) for d in detail["shape_signature"]],
+                # None for a dynamic dimension, as Keras and TF write it (LiteRT says -1).
+                "shape": [None if d < 0 else int(d) for d in detail["shape_signature"]],
                 "dtype": np.dtype(detail["dtype"]).name,
             }
             if scale:

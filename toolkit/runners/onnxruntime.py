@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.errors import ExitCode, ToolkitError
+from toolkit.data import NUM_CLASSES
+from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.runners.base import Runner, in_batches
 
 
 class OnnxRuntimeRunner(Runner):
     runtime = "onnxruntime"
+    module = "onnxruntime"
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
@@ -31,7 +33,7 @@ class OnnxRuntimeRunner(Runner):
                 str(self.path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = first_line(exc)
             raise ToolkitError(
                 f"{self.path}: not a valid ONNX model: {reason}", ExitCode.ARTIFACT
             ) from None
@@ -54,7 +56,11 @@ class OnnxRuntimeRunner(Runner):
         binding = self.session.io_binding()
         self._bound = ort.OrtValue.ortvalue_from_numpy(self._feed(images))
         binding.bind_ortvalue_input(self._input.name, self._bound)
-        binding.bind_output(self._output.name)
+        # Output bound to a preallocated buffer too, so a timed call allocates nothing.
+        self._output_value = ort.OrtValue.ortvalue_from_shape_and_type(
+            (len(images), NUM_CLASSES), np.float32
+        )
+        binding.bind_ortvalue_output(self._output.name, self._output_value)
         return lambda: self.session.run_with_iobinding(binding)
 
     def io_details(self):

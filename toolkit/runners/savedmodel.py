@@ -11,6 +11,7 @@ from toolkit.runners.keras import set_tf_threads
 
 class SavedModelRunner(Runner):
     runtime = "tensorflow"
+    module = "tensorflow"
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
