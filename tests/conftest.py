@@ -39,3 +39,11 @@ def exported_dir(tmp_path_factory, trained_dir) -> Path:
     shutil.copytree(trained_dir, out)
     export_artifacts(out)
     return out
+
+
+@pytest.fixture
+def exported_copy(exported_dir, tmp_path) -> Path:
+    """A private copy of the exported folder, for tests that change or break files in it."""
+    import shutil
+
+    return Path(shutil.copytree(exported_dir, tmp_path / "exported_copy"))

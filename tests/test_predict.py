@@ -74,25 +74,15 @@ def test_predict_bad_input(exported_dir, args, code, message):
     assert "Traceback" not in result.output
 
 
-def test_predict_refuses_a_changed_artifact(exported_dir, tmp_path):
-    import shutil
+def predict_with(out, artifact, *extra):
+    args = ["predict", "--index", "0", "--out", str(out), "--artifact", str(out / artifact)]
+    return runner.invoke(app, [*args, *extra])
 
-    out = tmp_path / "out"
-    shutil.copytree(exported_dir, out)
-    with open(out / "model_float32.tflite", "ab") as f:
+
+def test_predict_refuses_a_changed_artifact(exported_copy):
+    with open(exported_copy / "model_float32.tflite", "ab") as f:
         f.write(b"\0")
-    result = runner.invoke(
-        app,
-        [
-            "predict",
-            "--index",
-            "0",
-            "--out",
-            str(out),
-            "--artifact",
-            str(out / "model_float32.tflite"),
-        ],
-    )
+    result = predict_with(exported_copy, "model_float32.tflite")
     assert result.exit_code == 4 and "changed since export" in result.output
 
 
@@ -111,21 +101,10 @@ def test_predict_refuses_unusable_npy(exported_dir, tmp_path, array, message):
     assert result.exit_code == 2 and message in result.output
 
 
-def test_predict_refuses_an_unlisted_artifact_beside_a_manifest(exported_dir, tmp_path):
+def test_predict_refuses_an_unlisted_artifact_beside_a_manifest(exported_copy):
     import shutil
 
-    out = tmp_path / "out"
-    shutil.copytree(exported_dir, out)
-    shutil.copy(out / "model_float32.tflite", out / "old_model.tflite")
-    args = [
-        "predict",
-        "--index",
-        "0",
-        "--out",
-        str(out),
-        "--artifact",
-        str(out / "old_model.tflite"),
-    ]
-    result = runner.invoke(app, args)
+    shutil.copy(exported_copy / "model_float32.tflite", exported_copy / "old_model.tflite")
+    result = predict_with(exported_copy, "old_model.tflite")
     assert result.exit_code == 4 and "not listed in" in result.output
-    assert runner.invoke(app, [*args, "--no-verify"]).exit_code == 0
+    assert predict_with(exported_copy, "old_model.tflite", "--no-verify").exit_code == 0
