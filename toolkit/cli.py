@@ -6,7 +6,9 @@ Heavy libraries (TensorFlow, ONNX Runtime, LiteRT) are imported inside the comma
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import signal
 import sys
 from enum import Enum
@@ -448,8 +450,11 @@ def verify(out: OutOption = Path("exported")) -> None:
     from toolkit.artifacts import OutputLock, load_manifest, recover_staging, verify_manifest
 
     _require_folder(out)
-    with OutputLock(out):
-        recover_staging(out)
+    # A read-only copy (a mounted release, say) can be verified, just not locked or repaired.
+    writable = os.access(out, os.W_OK)
+    with OutputLock(out) if writable else contextlib.nullcontext():
+        if writable:
+            recover_staging(out)
         manifest = load_manifest(out)
         problems = verify_manifest(out, manifest)
     for problem in problems:

@@ -8,12 +8,13 @@ from toolkit.runners.base import Runner, in_batches
 
 
 def set_tf_threads(threads: int) -> None:
-    """Pins TensorFlow's pools; only possible before TF's runtime starts, so a no-op later."""
+    """Pins TensorFlow's pools as ONNX Runtime's are (intra `threads`, inter-op 1); only possible
+    before TF's runtime starts, so a no-op later."""
     import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
 
@@ -46,8 +47,10 @@ class KerasRunner(Runner):
         return lambda: self._call(tensor)
 
     def io_details(self):
+        # The model's own names: the input layer's, and the layer that produces the output.
         tensor_in, tensor_out = self.model.inputs[0], self.model.outputs[0]
+        output_name = tensor_out._keras_history.operation.name
         return (
-            [{"name": "images", "shape": list(tensor_in.shape), "dtype": tensor_in.dtype}],
-            [{"name": "probabilities", "shape": list(tensor_out.shape), "dtype": tensor_out.dtype}],
+            [{"name": tensor_in.name, "shape": list(tensor_in.shape), "dtype": tensor_in.dtype}],
+            [{"name": output_name, "shape": list(tensor_out.shape), "dtype": tensor_out.dtype}],
         )
