@@ -197,3 +197,13 @@ def test_a_manifest_path_leading_outside_the_folder_is_refused(exported_dir, tmp
     (out / "manifest.json").write_text(json.dumps(manifest))
     result = runner.invoke(app, ["verify", "--out", str(out)])
     assert result.exit_code == 4 and "leads outside" in result.output
+
+
+def test_baseline_mismatches_name_what_differs():
+    from toolkit.evaluate import baseline_mismatches
+
+    now = {"threads": 1, "environment": {"cpu": "A"}, "settings": {"batch_size": 256}}
+    assert baseline_mismatches(now, now) == []
+    assert baseline_mismatches(now, {"rows": []}) == []  # an old report without the keys
+    then = {"threads": 4, "environment": {"cpu": "B"}, "settings": {"batch_size": 256}}
+    assert baseline_mismatches(now, then) == ["threads 4 then, 1 now", "cpu 'B' then, 'A' now"]

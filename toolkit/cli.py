@@ -327,6 +327,7 @@ def compare(
     from toolkit.evaluate import (
         MeasureConfig,
         apply_baseline,
+        baseline_mismatches,
         compare_artifacts,
         gate_failures,
         load_baseline,
@@ -358,6 +359,11 @@ def compare(
         )
         if earlier is not None:
             apply_baseline(report, earlier)
+            for difference in baseline_mismatches(report, earlier):
+                _labelled(
+                    "[yellow]warning:[/]",
+                    f"{baseline}: {difference}; latency deltas compare unlike settings",
+                )
         reference = next(r for r in report["rows"] if r["artifact"] == report["reference"])
         report["recommended"] = recommend(report["rows"], reference["accuracy"])
         failures = gate_failures(report, max_accuracy_drop, max_latency_regression)

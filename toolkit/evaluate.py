@@ -293,6 +293,23 @@ def load_baseline(path: Path) -> dict:
     return data
 
 
+def baseline_mismatches(report: dict, baseline: dict) -> list[str]:
+    """Settings that differ between this run and the baseline (they move latency by themselves)."""
+    pairs = {
+        "threads": (report.get("threads"), baseline.get("threads")),
+        "cpu": (report["environment"].get("cpu"), baseline.get("environment", {}).get("cpu")),
+        "batch size": (
+            report["settings"].get("batch_size"),
+            baseline.get("settings", {}).get("batch_size"),
+        ),
+    }
+    return [
+        f"{name} {old!r} then, {new!r} now"
+        for name, (new, old) in pairs.items()
+        if old is not None and old != new
+    ]
+
+
 def apply_baseline(report: dict, baseline: dict) -> None:
     """Adds the change in accuracy (points) and p50 latency (%) against an earlier report.json."""
     earlier = {
