@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from toolkit.errors import ExitCode, ToolkitError, first_line
+from toolkit.export import DEFAULT_CALIB_SAMPLES, DEFAULT_OPSET
 from toolkit.exporters import EXPORTERS
 from toolkit.model import ARCHITECTURES
 
@@ -196,11 +197,9 @@ def train(
     )
 
 
-def _human_size(size: int) -> str:
-    return f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
-
-
 def _artifact_line(artifact) -> str:
+    from toolkit.report import human_size
+
     v = artifact.validation
     if not v:
         figure = "not validated"
@@ -208,7 +207,7 @@ def _artifact_line(artifact) -> str:
         figure = f"agreement {v['agreement']:.4f} (>= {v['tolerance']['min_agreement']})"
     else:
         figure = f"max |diff| {v['max_abs_diff']:.2e} (<= {v['tolerance']['max_abs_diff']:g})"
-    size = _human_size(artifact.size_bytes)
+    size = human_size(artifact.size_bytes)
     return f"  {artifact.name:<26} {artifact.format:<10} {size:>9}  {figure}"
 
 
@@ -224,8 +223,8 @@ def export(
     ] = ["all"],  # noqa: B006 - Typer reads the default from here
     calib_samples: Annotated[
         int, typer.Option(min=1, help="Training images used to calibrate the int8 variants.")
-    ] = 500,
-    opset: Annotated[int, typer.Option(min=13, help="ONNX opset.")] = 17,
+    ] = DEFAULT_CALIB_SAMPLES,
+    opset: Annotated[int, typer.Option(min=13, help="ONNX opset.")] = DEFAULT_OPSET,
     no_validate: Annotated[
         bool, typer.Option("--no-validate", help="Keep artifacts that miss their tolerance.")
     ] = False,

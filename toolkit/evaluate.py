@@ -84,10 +84,9 @@ def measure(runtime: str, path: Path, images: np.ndarray, config: MeasureConfig)
 
     with quiet_stderr():
         importlib.import_module(RUNNERS[runtime].module)  # load time is the session, not imports
-    start = time.perf_counter_ns()
-    with quiet_stderr():
+        start = time.perf_counter_ns()
         runner = RUNNERS[runtime](path, config.threads)
-    load_ms = (time.perf_counter_ns() - start) / 1e6
+        load_ms = (time.perf_counter_ns() - start) / 1e6
     with runner:
         probabilities = runner.predict(images).astype(np.float32)
         latencies = time_calls(

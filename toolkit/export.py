@@ -32,6 +32,7 @@ from toolkit.runners import RUNNERS
 
 VALIDATION_IMAGES = 1000
 DEFAULT_OPSET = 17
+DEFAULT_CALIB_SAMPLES = 500
 
 
 def selected_variants(formats: list[str]) -> list[ExportVariant]:
@@ -106,7 +107,7 @@ def export_artifacts(
     out: Path,
     model_path: Path | None = None,
     formats: list[str] = ("all",),
-    calib_samples: int = 500,
+    calib_samples: int = DEFAULT_CALIB_SAMPLES,
     opset: int = DEFAULT_OPSET,
     validate: bool = True,
     data_dir: Path | None = None,

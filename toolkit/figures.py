@@ -9,7 +9,8 @@ import numpy as np
 from toolkit.artifacts import atomic_path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, imported only when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,26 +19,27 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Writes `fig` as a PNG atomically and frees it (pyplot keeps every open figure alive)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def plot_sample_image(image: np.ndarray, path: Path) -> Path:
     """The tutorial's first look at a training image, raw pixel values with a colour bar."""
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure()
     plt.imshow(image)
     plt.colorbar()
     plt.grid(False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_class_grid(images: np.ndarray, labels: np.ndarray, class_names, path: Path) -> Path:
     """The first 25 training images with their class names."""
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure(figsize=(10, 10))
     for i in range(min(25, len(images))):
         plt.subplot(5, 5, i + 1)
@@ -46,12 +48,12 @@ def plot_class_grid(images: np.ndarray, labels: np.ndarray, class_names, path: P
         plt.grid(False)
         plt.imshow(images[i], cmap=plt.cm.binary)
         plt.xlabel(class_names[labels[i]])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(history: dict[str, list[float]], path: Path) -> Path:
     """Loss and accuracy per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history["loss"]) + 1)
     ax_loss.plot(epochs, history["loss"], marker="o")
@@ -60,7 +62,7 @@ def plot_training_curves(history: dict[str, list[float]], path: Path) -> Path:
     ax_acc.set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(True, alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_names) -> None:
@@ -87,7 +89,7 @@ def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_n
 
 def plot_predictions(images, probabilities, labels, class_names, path: Path, rows=5, cols=3):
     """The tutorial's grid: each test image beside its probability bars (right blue, wrong red)."""
-    plt = _pyplot()
+    plt = pyplot()
     count = min(rows * cols, len(images))
     fig = plt.figure(figsize=(2 * 2 * cols, 2 * rows))
     for i in range(count):
@@ -100,12 +102,12 @@ def plot_predictions(images, probabilities, labels, class_names, path: Path, row
             class_names,
         )
     plt.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_image_predictions(images, probabilities, labels, class_names, path: Path) -> Path:
     """`toolkit predict --plot`: one row per image, the tutorial's panel; labels may be None."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = len(images)
     fig = plt.figure(figsize=(6, 3 * rows))
     for i in range(rows):
@@ -118,7 +120,7 @@ def plot_image_predictions(images, probabilities, labels, class_names, path: Pat
             class_names,
         )
     plt.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -130,7 +132,7 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
 
 def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
     """Which classes the model mixes up on the test set (Shirt vs T-shirt/top, mostly)."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = confusion_matrix(labels, predicted, len(class_names))
     fig, ax = plt.subplots(figsize=(8, 7))
     im = ax.imshow(counts, cmap="Blues")
@@ -150,7 +152,7 @@ def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
             fontsize=7,
             color="white" if n > threshold else "black",
         )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_figures(dataset, history, test_probabilities, folder: Path) -> list[Path]:

@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from toolkit.artifacts import write_json, write_text
-from toolkit.figures import _pyplot, _save
+from toolkit.figures import pyplot, save_figure
 from toolkit.metrics import pareto_front
 
 LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "min")
@@ -308,12 +308,12 @@ def _nothing_to_plot(ax, message: str = "no successful artifacts") -> None:
 
 def plot_accuracy_vs_latency(rows: list[dict], path: Path, recommended: str | None = None) -> Path:
     """Accuracy against p50 latency (log x), Pareto front connected, marker area by file size."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 5.5))
     ok = _ok_rows(rows)
     if not ok:
         _nothing_to_plot(ax)
-        return _save(fig, path)
+        return save_figure(fig, path)
     acc = np.array([100 * r["accuracy"] for r in ok])
     p50 = np.array([r["latency_ms"]["p50"] for r in ok])
     sizes = np.array([r["size_bytes"] or 0 for r in ok], dtype=float)
@@ -346,7 +346,7 @@ def plot_accuracy_vs_latency(rows: list[dict], path: Path, recommended: str | No
     ax.legend(loc="lower right", markerscale=0.5, fontsize=8)
     names = [r["artifact"] + (f" {STAR}" if r["artifact"] == recommended else "") for r in ok]
     _place_labels(fig, ax, list(zip(p50, acc, names, strict=True)))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _place_labels(fig, ax, points: list[tuple[float, float, str]]) -> None:
@@ -372,12 +372,12 @@ def _place_labels(fig, ax, points: list[tuple[float, float, str]]) -> None:
 
 def plot_size(rows: list[dict], path: Path) -> Path:
     """File size per artifact, horizontal bars, largest on top."""
-    plt = _pyplot()
+    plt = pyplot()
     sized = sorted((r for r in rows if r["size_bytes"] is not None), key=lambda r: r["size_bytes"])
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(sized) + 1.5))
     if not sized:
         _nothing_to_plot(ax, "no sizes")
-        return _save(fig, path)
+        return save_figure(fig, path)
     names = [r["artifact"] for r in sized]
     values = [r["size_bytes"] / 1e6 for r in sized]
     bars = ax.barh(names, values, color="tab:blue")
@@ -385,7 +385,7 @@ def plot_size(rows: list[dict], path: Path) -> Path:
     ax.set(xlabel="file size (MB)", title="Artifact size")
     ax.margins(x=0.15)
     ax.grid(True, axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_latency_distribution(latency_samples: dict[str, np.ndarray], path: Path) -> Path:
@@ -393,13 +393,13 @@ def plot_latency_distribution(latency_samples: dict[str, np.ndarray], path: Path
 
     Drawn from percentiles by hand so the log-x box plot looks the same on every matplotlib.
     """
-    plt = _pyplot()
+    plt = pyplot()
     samples = {n: np.asarray(s, dtype=float) for n, s in latency_samples.items() if len(s)}
     names = sorted(samples, key=lambda n: (-np.median(samples[n]), n))  # slowest at y=0 (bottom)
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(names) + 1.5))
     if not names:
         _nothing_to_plot(ax, "no latency samples")
-        return _save(fig, path)
+        return save_figure(fig, path)
     for y, name in enumerate(names):
         p1, p25, p50, p75, p99 = np.percentile(samples[name], [1, 25, 50, 75, 99])
         ax.hlines(y, p1, p99, color="black", lw=1)
@@ -423,17 +423,17 @@ def plot_latency_distribution(latency_samples: dict[str, np.ndarray], path: Path
         title="Latency distribution (box p25–p75, orange p50, whiskers p1–p99)",
     )
     ax.grid(True, axis="x", which="both", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class_accuracy(rows: list[dict], class_names: list[str], path: Path) -> Path:
     """Heat map of accuracy per class (%), artifacts by rows in table order, each cell labelled."""
-    plt = _pyplot()
+    plt = pyplot()
     ok = [r for r in _ok_rows(rows) if r.get("per_class_accuracy") is not None]
     fig, ax = plt.subplots(figsize=(1.0 * len(class_names) + 3, 0.45 * len(ok) + 2))
     if not ok:
         _nothing_to_plot(ax)
-        return _save(fig, path)
+        return save_figure(fig, path)
     values = 100 * np.array([r["per_class_accuracy"] for r in ok], dtype=float)
     image = ax.imshow(values, cmap="viridis", aspect="auto")
     middle = np.nanmean([np.nanmin(values), np.nanmax(values)])
@@ -451,7 +451,7 @@ def plot_per_class_accuracy(rows: list[dict], class_names: list[str], path: Path
     ax.set_yticks(range(len(ok)), [r["artifact"] for r in ok])
     ax.set_title("Accuracy per class (%)")
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_reports(report: dict, latency_samples: dict[str, np.ndarray], folder: Path) -> list[Path]:

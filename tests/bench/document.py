@@ -8,7 +8,7 @@ import numpy as np
 
 from tests.bench.latency import printed_median
 from tests.bench.summary import Ratio, format_value, verdict
-from toolkit.figures import _pyplot, _save
+from toolkit.figures import pyplot, save_figure
 from toolkit.report import human_size
 
 
@@ -381,11 +381,11 @@ def _int8_panel(ax, comparisons: list[dict]) -> None:
 
 
 def plot_bench(bench: dict, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     _training_panel(axes[0, 0], bench["training"])
     _latency_panel(axes[0, 1], bench["litert"])
     _gemm_panel(axes[1, 0], bench["gemm"])
     _int8_panel(axes[1, 1], bench["int8"])
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
