@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -12,15 +13,26 @@ from toolkit.artifacts import check_not_lfs_pointer
 from toolkit.errors import ExitCode, ToolkitError
 
 
+class Unsupported(ToolkitError):
+    """This runtime cannot run this artifact (an op or type it lacks): a row marked
+    `unsupported` with the reason, not a failure."""
+
+    def __init__(self, message: str):
+        super().__init__(message, ExitCode.ARTIFACT)
+
+
 class Runner(ABC):
     """One artifact loaded in one runtime; used as a context manager so it is always closed.
 
-    `predict` takes normalized float32 images (N, 28, 28) and returns (N, 10) float32
-    probabilities; each runner adapts the layout and any integer quantization itself.
+    `predict` takes model-ready float32 inputs (N, *input shape) and returns float32 outputs
+    (N, ...); each runner adapts the layout and any integer quantization itself. A runtime
+    that cannot run a file raises `Unsupported` from its constructor.
     """
 
-    runtime: str = ""
-    module: str = ""  # the runtime's Python module, imported before load time is measured
+    runtime: ClassVar[str] = ""  # key in RUNNERS and the `runtime` of report rows
+    module: ClassVar[str] = ""  # the runtime's Python module, imported before load time is measured
+    package: ClassVar[str] = ""  # the distribution whose version reports record
+    suffixes: ClassVar[tuple[str, ...]] = ()  # file types it opens ("/" for a folder)
 
     def __init__(self, path: Path, threads: int = 1):
         self.path = Path(path)
@@ -37,6 +49,10 @@ class Runner(ABC):
     def io_details(self) -> tuple[list[dict], list[dict]]:
         """Inputs and outputs as the manifest records them (name, shape, dtype, quantization)."""
         return [], []
+
+    def extras(self) -> dict:
+        """Runtime-specific figures for the report row (e.g. a micro arena size, settings)."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - most runtimes free everything on garbage collection
         """Releases the runtime's resources."""

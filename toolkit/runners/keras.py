@@ -22,6 +22,8 @@ def set_tf_threads(threads: int) -> None:
 class KerasRunner(Runner):
     runtime = "keras"
     module = "keras"
+    package = "keras"
+    suffixes = (".keras",)
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)

@@ -11,6 +11,8 @@ from toolkit.runners.base import Runner, check_quantization, dequantize, in_batc
 class LiteRTRunner(Runner):
     runtime = "litert"
     module = "ai_edge_litert.interpreter"
+    package = "ai-edge-litert"
+    suffixes = (".tflite",)
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)

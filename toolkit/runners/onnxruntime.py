@@ -12,6 +12,8 @@ from toolkit.runners.base import Runner, in_batches
 class OnnxRuntimeRunner(Runner):
     runtime = "onnxruntime"
     module = "onnxruntime"
+    package = "onnxruntime"
+    suffixes = (".onnx",)
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)

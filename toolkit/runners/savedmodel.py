@@ -12,6 +12,8 @@ from toolkit.runners.keras import set_tf_threads
 class SavedModelRunner(Runner):
     runtime = "tensorflow"
     module = "tensorflow"
+    package = "tensorflow"
+    suffixes = ("/",)
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
