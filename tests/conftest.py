@@ -33,7 +33,7 @@ def exported_dir(tmp_path_factory, trained_dir) -> Path:
     """The tiny model exported to every registered format, with its manifest."""
     import shutil
 
-    from toolkit.export import export_artifacts
+    from toolkit.exporting import export_artifacts
 
     out = tmp_path_factory.mktemp("exported") / "out"
     shutil.copytree(trained_dir, out)
@@ -47,3 +47,58 @@ def exported_copy(exported_dir, tmp_path) -> Path:
     import shutil
 
     return Path(shutil.copytree(exported_dir, tmp_path / "exported_copy"))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """An untrained 8x8 -> 4-class model, its export context and inputs, for unit tests of each
+    exporter and runner. Seeded: the same weights and the same conversions every run."""
+    from types import SimpleNamespace
+
+    import keras
+    import numpy as np
+
+    from toolkit.exporters.base import ExportContext
+
+    import_tensorflow()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(8, 8), name="images"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(4, activation="softmax", name="probabilities"),
+        ]
+    )
+    folder = tmp_path_factory.mktemp("tiny")
+    model.save(folder / "model.keras")
+    inputs = np.random.default_rng(0).uniform(0, 1, (300, 8, 8)).astype(np.float32)
+    context = ExportContext(model, folder / "model.keras", inputs[:200], 17, folder / ".build")
+    return SimpleNamespace(
+        model=model,
+        context=context,
+        folder=folder,
+        inputs=inputs,
+        reference=model.predict(inputs, verbose=0),
+    )
+
+
+def tiny_artifact(tiny, variant) -> Path:
+    """The tiny model's file for an export variant, written on first use."""
+    path = tiny.folder / variant.filename
+    if not path.exists():
+        variant.write(tiny.model, path, tiny.context)
+    return path
+
+
+def round_trip(tiny, variant):
+    """The variant's file reloaded in its runtime and judged against the Keras outputs by the
+    comparator export and compare use."""
+    from toolkit import quiet_stderr
+    from toolkit.metrics import compare_outputs
+    from toolkit.runners import RUNNERS
+
+    with quiet_stderr(), RUNNERS[variant.runtime](tiny_artifact(tiny, variant)) as runner:
+        outputs = runner.predict(tiny.inputs)
+    assert outputs.shape == tiny.reference.shape and outputs.dtype == "float32"
+    return compare_outputs(outputs, tiny.reference)

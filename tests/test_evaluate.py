@@ -18,6 +18,8 @@ from toolkit.evaluate import (
     measure_isolated,
     time_calls,
 )
+from toolkit.results import Report
+from toolkit.runners.litert import LiteRTRunner
 
 runner = CliRunner()
 QUICK = ["--runs", "50", "--max-seconds", "0.5"]
@@ -46,7 +48,7 @@ def failing_worker(connection, *args):
 def test_a_failing_runtime_becomes_a_failed_row(tmp_path, worker, timeout, reason):
     config = MeasureConfig(timeout_seconds=timeout)
     status, result = measure_isolated(
-        "litert", tmp_path / "x", np.zeros((1, 28, 28), np.uint8), config, worker=worker
+        LiteRTRunner, tmp_path / "x", np.zeros((1, 28, 28), np.uint8), config, worker=worker
     )
     assert (status, result) == ("error", reason)
 
@@ -57,9 +59,13 @@ def test_time_calls_stops_at_runs_or_deadline():
     assert 1 <= len(slow) < 10
 
 
-def _row(name, accuracy, p50=1.0, status="ok"):
+def _row(name, accuracy, p50=1.0, status="ok", runtime="litert"):
     return {
         "artifact": name,
+        "format": "tflite",
+        "variant": "float32",
+        "runtime": runtime,
+        "size_bytes": 1,
         "status": status,
         "accuracy": accuracy,
         "latency_ms": {"p50": p50},
@@ -67,31 +73,47 @@ def _row(name, accuracy, p50=1.0, status="ok"):
     }
 
 
+def _report(*rows) -> Report:
+    return Report.from_json(
+        {
+            "threads": 1,
+            "reference": "model.keras",
+            "created": "",
+            "environment": {},
+            "class_names": [],
+            "test_images": 0,
+            "settings": {},
+            "rows": list(rows),
+        }
+    )
+
+
 def test_gates_pass_and_fail():
-    report = {
-        "reference": "model.keras",
-        "rows": [_row("model.keras", 0.88), _row("a.tflite", 0.875), _row("b.onnx", 0.86)],
-    }
+    rows = [_row("model.keras", 0.88), _row("a.tflite", 0.875), _row("b.onnx", 0.86)]
+    report = _report(*rows)
     assert gate_failures(report, None, None) == []
     assert gate_failures(report, 3.0, None) == []
     failures = gate_failures(report, 1.0, None)
     assert len(failures) == 1 and failures[0].startswith("b.onnx: accuracy 86.00% is 2.00 pt")
-    report["rows"].append(_row("c.tflite", None, status="failed"))
+    report = _report(*rows, _row("c.tflite", None, status="failed"))
     assert any(
         f.startswith("c.tflite: could not be measured") for f in gate_failures(report, 3.0, None)
     )
+    report = _report(*rows, _row("c.tflite", None, status="unsupported"))
+    assert gate_failures(report, 3.0, None) == []  # a runtime that cannot run it is no failure
 
 
-def test_baseline_deltas_and_latency_gate():
-    baseline = {"rows": [_row("model.keras", 0.88, p50=1.0), _row("a.tflite", 0.87, p50=0.010)]}
-    report = {
-        "reference": "model.keras",
-        "rows": [_row("model.keras", 0.88, p50=1.05), _row("a.tflite", 0.875, p50=0.015)],
-    }
-    apply_baseline(report, baseline)
-    a = report["rows"][1]
-    assert a["delta_accuracy_pts"] == pytest.approx(0.5)
-    assert a["delta_p50_pct"] == pytest.approx(50.0)
+def test_baseline_deltas_and_latency_gate_match_artifact_and_runtime():
+    baseline = _report(
+        _row("model.keras", 0.88, p50=1.0),
+        _row("a.tflite", 0.87, p50=0.010),
+        _row("a.tflite", 0.87, p50=0.001, runtime="openvino"),
+    )
+    report = _report(_row("model.keras", 0.88, p50=1.05), _row("a.tflite", 0.875, p50=0.015))
+    report = apply_baseline(report, baseline, "old.json")
+    a = report.rows[1]
+    assert a.delta_accuracy_pts == pytest.approx(0.5)
+    assert a.delta_p50_pct == pytest.approx(50.0)  # against litert's 0.010, not openvino's
     assert gate_failures(report, None, 60.0) == []
     failures = gate_failures(report, None, 10.0)
     assert [f.split(":")[0] for f in failures] == ["a.tflite"]
@@ -151,13 +173,12 @@ def test_accuracy_gate_fails_the_command_naming_the_offender(compared_dir, tmp_p
 
     out = tmp_path / "out"
     shutil.copytree(compared_dir, out)
-    untrained = build_mlp()
     keras.utils.set_random_seed(1)
-    export_tflite(
-        untrained,
-        out / "model_float16.tflite",
-        ExportContext(np.zeros((1, 28, 28), np.float32), out / "model.keras", 17),
+    untrained = build_mlp()
+    context = ExportContext(
+        untrained, out / "model.keras", np.zeros((1, 28, 28), np.float32), 17, tmp_path / "build"
     )
+    export_tflite(untrained, out / "model_float16.tflite", context)
     args = ["compare", "--out", str(out), *QUICK, "--max-accuracy-drop", "5"]
     refused = runner.invoke(app, args)
     assert refused.exit_code == 4 and "model_float16.tflite: changed" in refused.output
@@ -202,8 +223,9 @@ def test_a_manifest_path_leading_outside_the_folder_is_refused(exported_dir, tmp
 def test_baseline_mismatches_name_what_differs():
     from toolkit.evaluate import baseline_mismatches
 
-    now = {"threads": 1, "environment": {"cpu": "A"}, "settings": {"batch_size": 256}}
+    now = _report().with_(environment={"cpu": "A"}, settings={"batch_size": 256})
     assert baseline_mismatches(now, now) == []
-    assert baseline_mismatches(now, {"rows": []}) == []  # an old report without the keys
-    then = {"threads": 4, "environment": {"cpu": "B"}, "settings": {"batch_size": 256}}
+    old = _report().with_(threads=None)  # an old report without the keys
+    assert baseline_mismatches(now, old) == []
+    then = now.with_(threads=4, environment={"cpu": "B"})
     assert baseline_mismatches(now, then) == ["threads 4 then, 1 now", "cpu 'B' then, 'A' now"]

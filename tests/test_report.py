@@ -1,19 +1,21 @@
 """report.py on a hand-built compare result: recommendation, table, files and plots (no TF)."""
 
-import copy
 import csv
 import io
 import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from rich.console import Console
 
-from toolkit.report import PLOTS, STAR, recommend, report_table, write_reports
+from toolkit.evaluate import recommend
+from toolkit.report import PLOTS, STAR, report_table, write_reports
+from toolkit.results import Report
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
 CLASSES += ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -56,7 +58,24 @@ def failed_row(artifact: str, runtime: str, error: str) -> dict:
     return row | dict.fromkeys(metrics) | {"status": "failed", "error": error}
 
 
-def make_report(baseline: bool) -> dict:
+def report_of(rows: list[dict], **fields) -> Report:
+    """A Report around hand-made rows (the first is the reference)."""
+    return Report.from_json(
+        {
+            "threads": 1,
+            "reference": rows[0]["artifact"],
+            "created": "2026-11-25T12:00:00+00:00",
+            "environment": {"cpu": "Test CPU"},
+            "class_names": CLASSES,
+            "test_images": 10000,
+            "settings": {},
+            "rows": rows,
+        }
+        | fields
+    )
+
+
+def make_report(baseline: bool) -> Report:
     """Four artifacts, one failed; with a baseline the rows carry the delta columns."""
     rows = [
         ok_row("model.keras", "keras", 0.8774, 0.95, 1_220_000),
@@ -69,43 +88,43 @@ def make_report(baseline: bool) -> dict:
             rows, [(0.0, 1.5), (-0.1, -3.0), (0.2, 12.5), (None, None)], strict=True
         ):
             row["delta_accuracy_pts"], row["delta_p50_pct"] = deltas
-    return {
-        "threads": 1,
-        "reference": "model.keras",
-        "created": "2026-11-25T12:00:00+00:00",
-        "environment": {
+    rng = np.random.default_rng(0)
+    samples = {
+        (row["artifact"], row["runtime"]): row["latency_ms"]["p50"] * rng.lognormal(0, 0.2, 500)
+        for row in rows
+        if row["status"] == "ok"
+    }
+    report = report_of(
+        rows,
+        environment={
             "cpu": "Test CPU",
             "cores": 2,
             "python": "3.11.7",
             "versions": {"tensorflow": "2.21.0", "onnxruntime": "1.20.0"},
         },
-        "class_names": CLASSES,
-        "recommended": "model_int8.tflite",
-        "rows": rows,
-    }
+        recommended="model_int8.tflite",
+        recommended_runtime="litert",
+        baseline="old/report.json" if baseline else None,
+    )
+    return report.with_(latency_samples=samples)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "baseline"])
-def report(request) -> dict:
-    """Shared by the tests of one variant: a test that changes it works on a copy."""
+def report(request) -> Report:
+    """Shared by the tests of one variant (a frozen dataclass: changes make copies)."""
     return make_report(baseline=request.param)
-
-
-@pytest.fixture(scope="module")
-def latency_samples(report) -> dict:
-    rng = np.random.default_rng(0)
-    return {
-        row["artifact"]: row["latency_ms"]["p50"] * rng.lognormal(0.0, 0.2, 500)
-        for row in report["rows"]
-        if row["status"] == "ok"
-    }
 
 
 # --- recommend ----------------------------------------------------------------------------------
 
 
+def recommended(rows, within_pts=0.5) -> str | None:
+    best = recommend(report_of(rows), within_pts)
+    return best and best.artifact
+
+
 def test_recommend_picks_fastest_within_half_a_point(report):
-    assert recommend(report["rows"], 0.8774) == "model_int8.tflite"
+    assert recommend(report).key == ("model_int8.tflite", "litert")
 
 
 def test_recommend_falls_back_to_reference_when_nothing_else_is_close():
@@ -114,7 +133,7 @@ def test_recommend_falls_back_to_reference_when_nothing_else_is_close():
         ok_row("model_float32.tflite", "litert", 0.8720, 0.05, 1),  # 0.54 pt lower
         ok_row("model_int8.tflite", "litert", 0.8500, 0.03, 1),
     ]
-    assert recommend(rows, 0.8774) == "model.keras"
+    assert recommended(rows) == "model.keras"
 
 
 def test_recommend_counts_a_drop_of_exactly_half_a_point():
@@ -122,15 +141,15 @@ def test_recommend_counts_a_drop_of_exactly_half_a_point():
         ok_row("model.keras", "keras", 0.8774, 0.95, 1),
         ok_row("model_int8.tflite", "litert", 0.8724, 0.03, 1),
     ]
-    assert recommend(rows, 0.8774) == "model_int8.tflite"
+    assert recommended(rows) == "model_int8.tflite"
 
 
 def test_recommend_ignores_failed_rows():
     fast_but_failed = failed_row("model.onnx", "onnxruntime", "boom")
     fast_but_failed |= {"accuracy": 0.88, "latency_ms": {"p50": 0.001}}
     rows = [ok_row("model.keras", "keras", 0.8774, 0.95, 1), fast_but_failed]
-    assert recommend(rows, 0.8774) == "model.keras"
-    assert recommend([fast_but_failed], 0.8774) is None
+    assert recommended(rows) == "model.keras"
+    assert recommended([ok_row("model.keras", "keras", 0.8774, 0.95, 1) | fast_but_failed]) is None
 
 
 def test_recommend_accepts_more_accurate_rows_and_a_custom_budget():
@@ -139,8 +158,8 @@ def test_recommend_accepts_more_accurate_rows_and_a_custom_budget():
         ok_row("model_float16.tflite", "litert", 0.8790, 0.04, 1),
         ok_row("model_int8.tflite", "litert", 0.8700, 0.03, 1),
     ]
-    assert recommend(rows, 0.8774) == "model_float16.tflite"
-    assert recommend(rows, 0.8774, within_pts=1.0) == "model_int8.tflite"
+    assert recommended(rows) == "model_float16.tflite"
+    assert recommended(rows, within_pts=1.0) == "model_int8.tflite"
 
 
 # --- terminal table -----------------------------------------------------------------------------
@@ -152,11 +171,11 @@ def render(report) -> str:
     return console.file.getvalue()
 
 
-def table_line(text: str, row: dict) -> int:
+def table_line(text: str, row) -> int:
     """Index of the one table line showing `row` (the caption names artifacts too)."""
-    pattern = re.compile(rf"^\s*\S?\s+{re.escape(row['artifact'])}\s+{row['runtime']}\s")
+    pattern = re.compile(rf"^\s*\S?\s+{re.escape(row.artifact)}\s+{row.runtime}\s")
     hits = [i for i, line in enumerate(text.splitlines()) if pattern.match(line)]
-    assert len(hits) == 1, (row["artifact"], text)
+    assert len(hits) == 1, (row.artifact, text)
     return hits[0]
 
 
@@ -164,44 +183,44 @@ def test_table_is_deterministic_and_stars_only_the_recommended_row(report):
     text = render(report)
     assert text == render(report)
     lines = text.splitlines()
-    for row in report["rows"]:
+    for row in report.rows:
         starred = STAR in lines[table_line(text, row)]
-        assert starred == (row["artifact"] == report["recommended"]), row["artifact"]
+        assert starred == (row.artifact == report.recommended), row.artifact
 
 
 def test_table_sorts_by_p50_with_failed_rows_last_and_their_error(report):
     text = render(report)
-    by_name = {row["artifact"]: row for row in report["rows"]}
+    by_name = {row.artifact: row for row in report.rows}
     order = ["model_int8.tflite", "model_float32.tflite", "model.keras", "model.onnx"]
     positions = [table_line(text, by_name[name]) for name in order]
     assert positions == sorted(positions)
-    assert "model.onnx: onnxruntime: InvalidGraph | bad node" in text
+    assert "model.onnx: failed: onnxruntime: InvalidGraph | bad node" in text
 
 
 def test_table_shows_error_text_literally(report):
-    report = copy.deepcopy(report)
-    report["rows"][3]["error"] = "[bold]not markup[/] [ONNXRuntimeError]"
-    assert "[bold]not markup[/] [ONNXRuntimeError]" in render(report)
+    rows = list(report.rows)
+    rows[3] = replace(rows[3], error="[bold]not markup[/] [ONNXRuntimeError]")
+    assert "[bold]not markup[/] [ONNXRuntimeError]" in render(report.with_(rows=tuple(rows)))
 
 
 def test_table_has_delta_columns_only_with_a_baseline(report):
-    has_baseline = "delta_p50_pct" in report["rows"][0]
+    has_baseline = report.baseline is not None
     assert ("Δp50" in render(report)) == has_baseline
     assert ("+12.5" in render(report)) == has_baseline
 
 
 def test_table_without_recommendation_has_no_star(report):
-    assert STAR not in render(report | {"recommended": None})
+    assert STAR not in render(report.with_(recommended=None))
 
 
 # --- files --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def written(report, latency_samples, tmp_path_factory) -> tuple[Path, list[Path]]:
+def written(report, tmp_path_factory) -> tuple[Path, list[Path]]:
     """The report folder, written once per variant (plotting takes most of a second)."""
     folder = tmp_path_factory.mktemp("reports")
-    return folder, write_reports(report, latency_samples, folder)
+    return folder, write_reports(report, folder)
 
 
 def test_write_reports_writes_every_file_and_nothing_else(written):
@@ -215,30 +234,30 @@ def test_write_reports_writes_every_file_and_nothing_else(written):
 
 def test_report_json_round_trips(written, report):
     folder, _ = written
-    assert json.loads((folder / "report.json").read_text()) == report
+    assert Report.from_json(json.loads((folder / "report.json").read_text())) == report
 
 
 def test_report_csv_has_one_row_per_artifact_with_p50(written, report):
     folder, _ = written
     with open(folder / "report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["artifact"] for r in rows] == [r["artifact"] for r in report["rows"]]
-    for parsed, row in zip(rows, report["rows"], strict=True):
-        expected = "" if row["latency_ms"] is None else str(row["latency_ms"]["p50"])
+    assert [r["artifact"] for r in rows] == [r.artifact for r in report.rows]
+    for parsed, row in zip(rows, report.rows, strict=True):
+        expected = "" if row.latency_ms is None else str(row.p50)
         assert parsed["latency_p50_ms"] == expected
-        assert parsed["status"] == row["status"]
-        assert parsed["error"] == (row["error"] or "")
-    assert rows[0]["acc_9"] == str(report["rows"][0]["per_class_accuracy"][9])
+        assert parsed["status"] == row.status
+        assert parsed["error"] == (row.error or "")
+    assert rows[0]["acc_9"] == str(report.rows[0].per_class_accuracy[9])
     assert rows[3]["acc_0"] == ""
-    assert ("delta_p50_pct" in rows[0]) == ("delta_p50_pct" in report["rows"][0])
+    assert ("delta_p50_pct" in rows[0]) == (report.baseline is not None)
 
 
 def test_report_md_names_every_artifact_and_failure(written, report):
     folder, _ = written
     text = (folder / "report.md").read_text()
-    assert all(row["artifact"] in text for row in report["rows"])
+    assert all(row.artifact in text for row in report.rows)
     assert "| ★ | model_int8.tflite |" in text
-    assert "- `model.onnx`: onnxruntime: InvalidGraph | bad node" in text
+    assert "- `model.onnx`: failed: onnxruntime: InvalidGraph | bad node" in text
 
 
 def test_plots_are_png(written):
@@ -252,16 +271,13 @@ def test_report_html_is_self_contained(written, report):
     text = (folder / "report.html").read_text()
     assert text.count('src="data:image/png;base64,') == len(PLOTS)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
-    assert all(row["artifact"] in text for row in report["rows"])
+    assert all(row.artifact in text for row in report.rows)
     assert "InvalidGraph | bad node" in text and "Test CPU" in text and "2.21.0" in text
 
 
 def test_write_reports_with_only_failed_rows(report, tmp_path):
-    failed = report | {
-        "recommended": None,
-        "rows": [failed_row("model.onnx", "onnxruntime", "boom")],
-    }
-    paths = write_reports(failed, {}, tmp_path)
+    failed = report_of([failed_row("model.keras", "keras", "boom")])
+    paths = write_reports(failed, tmp_path)
     assert len(paths) == 8
     assert all(p.read_bytes().startswith(PNG_SIGNATURE) for p in paths if p.suffix == ".png")
 

@@ -125,21 +125,54 @@ def _lambda_layer(keras):
     return [keras.Input((28, 28)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten()]
 
 
+def _two_inputs(keras):
+    a, b = keras.Input((4,)), keras.Input((4,))
+    return keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+
+
+def _dynamic_width(keras):
+    x = keras.Input((28, None, 1))
+    return keras.Model(x, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def _integer_input(keras):
+    x = keras.Input((8,), dtype="int32")
+    return keras.Model(x, keras.layers.Dense(2)(keras.layers.Embedding(10, 4)(x)))
+
+
 @pytest.mark.parametrize(
     ("layers", "says"),
     [
-        (_rgb_model, "found input (None, 32, 32, 3) and output (None, 10)"),
-        (_five_classes, "found input (None, 28, 28) and output (None, 5)"),
         # Python code inside the file: Keras's safe mode refuses it, so must we.
         (_lambda_layer, "`Lambda` layer"),
+        (_two_inputs, "expected one input and one output, found 2 inputs and 1 outputs"),
+        (_dynamic_width, "dimensions other than the batch must be fixed"),
+        (_integer_input, "expected a float input, found int32"),
     ],
 )
 def test_export_refuses_a_keras_model_it_cannot_serve(tmp_path, layers, says):
     import keras
 
     model = tmp_path / "other.keras"
-    keras.Sequential(layers(keras)).save(model)
+    built = layers(keras)
+    (keras.Sequential(built) if isinstance(built, list) else built).save(model)
     assert_refused(invoke("export", "--out", tmp_path / "out", "--model", model), 4, model, says)
+
+
+@pytest.mark.parametrize(
+    ("layers", "says"),
+    [
+        (_rgb_model, "data items have shape (28, 28) but the model expects (32, 32, 3)"),
+        (_five_classes, "labels go up to 9 but the model has 5 outputs"),
+    ],
+)
+def test_export_refuses_data_that_does_not_fit_the_model(tmp_path, dataset, layers, says):
+    import keras
+
+    model = tmp_path / "other.keras"
+    keras.Sequential(layers(keras)).save(model)
+    result = invoke("export", "--out", tmp_path / "out", "--model", model)
+    assert_refused(result, 3, dataset.source, says)
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
@@ -326,14 +359,15 @@ def test_int8_tflite_with_an_invalid_scale_is_refused(exported_dir, tmp_path, te
 def _fake_measure(bad: dict[str, float]):
     """A measure_isolated stand-in: uniform scores, or the value in `bad` for those artifacts."""
 
-    def measure_isolated(runtime, path, test_images, config):
+    def measure_isolated(runner_class, path, test_images, config):
         value = bad.get(Path(path).name, 0.1)
         return "ok", {
-            "probabilities": np.full((len(test_images), 10), value, np.float32),
+            "outputs": np.full((len(test_images), 10), value, np.float32),
             "latencies_ns": np.array([1_000, 2_000, 3_000]),
             "throughput_ips": 1000.0,
             "load_ms": 1.0,
             "peak_rss_mb": 100.0,
+            "extras": {},
         }
 
     return measure_isolated
@@ -345,21 +379,22 @@ def test_non_finite_outputs_are_a_failed_row_not_a_score(exported_dir, dataset, 
     from toolkit.artifacts import load_manifest
 
     monkeypatch.setattr(evaluate, "measure_isolated", _fake_measure({"model_int8.tflite": value}))
-    report, samples = evaluate.compare_artifacts(
+    report = evaluate.measure_rows(
         exported_dir,
         load_manifest(exported_dir),
         dataset.test_images[:50],
         dataset.test_labels[:50],
         evaluate.MeasureConfig(),
     )
-    rows = {row["artifact"]: row for row in report["rows"]}
+    rows = {row.artifact: row for row in report.rows}
     bad = rows.pop("model_int8.tflite")
-    assert bad["status"] == "failed" and "NaN or infinity" in bad["error"]
-    assert all(bad[key] is None for key in evaluate.METRIC_KEYS)
-    assert "model_int8.tflite" not in samples
-    assert all(row["status"] == "ok" for row in rows.values())
+    assert bad.status == "failed" and "NaN or infinity" in bad.error
+    figures = ("accuracy", "agreement", "max_abs_diff", "snr_db", "latency_ms", "load_ms")
+    assert all(getattr(bad, key) is None for key in figures)
+    assert bad.key not in report.latency_samples
+    assert all(row.ok for row in rows.values())
     failures = evaluate.gate_failures(report, 100.0, None)
-    assert failures == [f"model_int8.tflite: could not be measured: {bad['error']}"]
+    assert failures == [f"model_int8.tflite: could not be measured: {bad.error}"]
 
 
 def test_compare_command_reports_non_finite_outputs_as_failed(exported_dir, tmp_path, monkeypatch):

@@ -29,3 +29,9 @@ def import_tensorflow():
     with quiet_stderr():
         import tensorflow
     return tensorflow
+
+
+# The Python API; imported last because it imports modules that use the helpers above.
+from toolkit.api import compare, export, predict, train, verify  # noqa: E402
+
+__all__ = ["compare", "export", "import_tensorflow", "predict", "quiet_stderr", "train", "verify"]

@@ -6,9 +6,7 @@ Heavy libraries (TensorFlow, ONNX Runtime, LiteRT) are imported inside the comma
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import signal
 import sys
 from enum import Enum
@@ -20,9 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from toolkit.errors import ExitCode, ToolkitError, first_line
-from toolkit.export import DEFAULT_CALIB_SAMPLES, DEFAULT_OPSET
 from toolkit.exporters import EXPORTERS
+from toolkit.exporting import DEFAULT_CALIB_SAMPLES, DEFAULT_OPSET
 from toolkit.model import ARCHITECTURES
+from toolkit.runners import RUNNERS
 
 app = typer.Typer(
     help="Train the Fashion-MNIST tutorial model, export it to edge formats, compare them.",
@@ -37,6 +36,7 @@ _state = {"debug": False}
 
 Arch = Enum("Arch", {name: name for name in ARCHITECTURES}, type=str)
 Format = Enum("Format", {name: name for name in ["all", *EXPORTERS]}, type=str)
+Runtime = Enum("Runtime", {name: name for name in RUNNERS}, type=str)
 
 OutOption = Annotated[
     Path, typer.Option("--out", help="Working folder: model, artifacts, manifest, reports.")
@@ -54,6 +54,11 @@ DataDirOption = Annotated[
 def _labelled(label: str, message: str, console_: Console = err_console) -> None:
     """A coloured label and a message printed verbatim (paths may contain [brackets])."""
     console_.print(f"{label} {escape(message)}", highlight=False)
+
+
+def _plain(message: str) -> None:
+    """A line printed verbatim: no markup, no highlighting (paths may contain [brackets])."""
+    console.print(message, markup=False, highlight=False)
 
 
 def _raise_interrupt(signum, frame):
@@ -163,37 +168,31 @@ def train(
     ] = False,
 ) -> None:
     """Train the tutorial model on Fashion-MNIST; writes model.keras, training/ and plots/."""
-    from toolkit import import_tensorflow
-    from toolkit.artifacts import OutputLock
-    from toolkit.data import load_dataset
-    from toolkit.model import TrainConfig, save_training_outputs
-    from toolkit.model import train as train_model
+    import toolkit
 
-    import_tensorflow()
-
-    dataset = load_dataset(data_dir)
-    if not dataset.verified:
+    with _EpochProgress(epochs) as progress:
+        result = toolkit.train(
+            out,
+            arch=Arch(arch).value,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            limit=limit,
+            resume=resume,
+            data_dir=data_dir,
+            on_progress=progress,
+        )
+    m = result.metrics
+    if not m["dataset"]["verified"]:
         _labelled(
             "[yellow]warning:[/]",
-            f"{dataset.source}: files differ from the published Fashion-MNIST digests "
+            f"{m['dataset']['source']}: files differ from the published Fashion-MNIST digests "
             "(another IDX dataset?)",
         )
-    config = TrainConfig(
-        arch=Arch(arch).value, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit
-    )
-    with OutputLock(out), _EpochProgress(epochs) as progress:
-        result = train_model(
-            dataset, config, out / "training" / "checkpoint", resume=resume, on_progress=progress
-        )
-        save_training_outputs(out, dataset, result)
-    m = result.metrics
-    console.print(
+    _plain(
         f"test accuracy {m['test_accuracy']:.4f}  loss {m['test_loss']:.4f}  "
         f"trained in {m['train_seconds']:.1f} s ({m['epochs']} epochs, {m['train_images']} images)"
-        f"  -> {out / 'model.keras'}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
+        f"  -> {out / 'model.keras'}"
     )
 
 
@@ -231,50 +230,20 @@ def export(
     data_dir: DataDirOption = None,
 ) -> None:
     """Export to Keras, SavedModel, TFLite (x4) and ONNX (x2), validate each, write the manifest."""
-    from toolkit import import_tensorflow
-    from toolkit.export import export_artifacts
+    import toolkit
 
-    import_tensorflow()
-    console.print(
-        f"exporting {model or out / 'model.keras'} into {out}/", markup=False, highlight=False
-    )
-    manifest = export_artifacts(
+    _plain(f"exporting {model or out / 'model.keras'} into {out}/")
+    manifest = toolkit.export(
         out,
-        model,
-        [Format(f).value for f in format],
-        calib_samples,
-        opset,
+        model=model,
+        formats=[Format(f).value for f in format],
+        calib_samples=calib_samples,
+        opset=opset,
         validate=not no_validate,
         data_dir=data_dir,
-        on_artifact=lambda a: console.print(_artifact_line(a), markup=False, highlight=False),
+        on_artifact=lambda artifact: _plain(_artifact_line(artifact)),
     )
-    console.print(
-        f"{len(manifest.artifacts)} artifacts listed in {out / 'manifest.json'}", highlight=False
-    )
-
-
-def _require_folder(out: Path) -> None:
-    """Read-only commands must not create the folder (or its lock file) they were pointed at."""
-    if not out.is_dir():
-        raise ToolkitError(
-            f"{out}: no such folder; run `toolkit export --out {out}` first", ExitCode.ARTIFACT
-        )
-
-
-def _checked_manifest(out: Path, no_verify: bool):
-    """The manifest, refusing (exit 4) when a listed file changed, unless --no-verify."""
-    from toolkit.artifacts import load_manifest, verify_manifest
-
-    manifest = load_manifest(out)
-    problems = [] if no_verify else verify_manifest(out, manifest)
-    if problems:
-        raise ToolkitError(
-            f"{problems[0]}"
-            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-            + "; re-export, or pass --no-verify",
-            ExitCode.ARTIFACT,
-        )
-    return manifest
+    _plain(f"{len(manifest.artifacts)} artifacts listed in {out / 'manifest.json'}")
 
 
 NoVerifyOption = Annotated[
@@ -316,66 +285,45 @@ def compare(
         typer.Option(min=1, max=86400, help="Seconds before an artifact's worker is stopped."),
     ] = 300.0,
     no_verify: NoVerifyOption = False,
+    runtime: Annotated[
+        list[Runtime] | None,
+        typer.Option(help="Measure only in this runtime; repeatable (default: every one)."),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run every artifact in its runtime: accuracy, agreement, latency, throughput, size, memory."""
     from rich.progress import Progress
 
-    from toolkit.artifacts import OutputLock, recover_staging
-    from toolkit.data import load_dataset
-    from toolkit.evaluate import (
-        MeasureConfig,
-        apply_baseline,
-        baseline_mismatches,
-        compare_artifacts,
-        gate_failures,
-        load_baseline,
-    )
-    from toolkit.report import recommend, report_table, write_reports
+    import toolkit
+    from toolkit.report import report_table
 
-    if max_latency_regression is not None and baseline is None:
-        raise ToolkitError("--max-latency-regression needs --baseline", ExitCode.USAGE)
-    earlier = load_baseline(baseline) if baseline is not None else None
-    _require_folder(out)
-    dataset = load_dataset(data_dir)
-    config = MeasureConfig(
-        threads=threads,
-        runs=runs,
-        max_seconds=max_seconds,
-        batch_size=batch_size,
-        timeout_seconds=timeout,
-    )
-    with OutputLock(out), Progress(console=console, transient=True) as progress:
-        recover_staging(out)
-        manifest = _checked_manifest(out, no_verify)
-        task = progress.add_task("comparing", total=len(manifest.artifacts))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("comparing", total=None)
 
-        def advance(artifact, status):
-            progress.update(task, advance=1, description=f"{artifact.name} {status}")
+        def advance(row):
+            label = escape(f"{row.artifact} [{row.runtime}] {row.status}")
+            progress.update(task, advance=1, description=label)
 
-        report, samples = compare_artifacts(
-            out, manifest, dataset.test_images, dataset.test_labels, config, advance
+        report = toolkit.compare(
+            out,
+            threads=threads,
+            runs=runs,
+            max_seconds=max_seconds,
+            batch_size=batch_size,
+            max_accuracy_drop=max_accuracy_drop,
+            baseline=baseline,
+            max_latency_regression=max_latency_regression,
+            timeout=timeout,
+            verify=not no_verify,
+            runtimes=[Runtime(r).value for r in runtime] if runtime else None,
+            data_dir=data_dir,
+            on_row=advance,
         )
-        if earlier is not None:
-            apply_baseline(report, earlier)
-            for difference in baseline_mismatches(report, earlier):
-                _labelled(
-                    "[yellow]warning:[/]",
-                    f"{baseline}: {difference}; latency deltas compare unlike settings",
-                )
-        reference = next(r for r in report["rows"] if r["artifact"] == report["reference"])
-        report["recommended"] = recommend(report["rows"], reference["accuracy"])
-        failures = gate_failures(report, max_accuracy_drop, max_latency_regression)
-        report["gate"] = {
-            "max_accuracy_drop": max_accuracy_drop,
-            "max_latency_regression": max_latency_regression,
-            "failures": failures,
-        }
-        write_reports(report, samples, out / "report")
+    for warning in report.warnings:
+        _labelled("[yellow]warning:[/]", warning)
     console.print(report_table(report))
-    console.print(
-        f"reports in {out / 'report'}/ (report.json, .csv, .md, .html, plots)", highlight=False
-    )
+    _plain(f"reports in {out / 'report'}/ (report.json, .csv, .md, .html, plots)")
+    failures = report.gate["failures"]
     for failure in failures:
         _labelled("[bold red]gate:[/]", failure)
     if failures:
@@ -405,68 +353,44 @@ def predict(
     data_dir: DataDirOption = None,
 ) -> None:
     """Classify images with any artifact and print the top classes with their probabilities."""
-    import numpy as np
+    import toolkit
+    from toolkit.prediction import top_k
 
-    from toolkit import quiet_stderr
-    from toolkit.artifacts import MANIFEST_NAME, load_manifest
-    from toolkit.data import CLASS_NAMES, load_dataset, normalize
-    from toolkit.figures import plot_image_predictions
-    from toolkit.predict import check_listed_checksum, load_image, runtime_for, top_k
-    from toolkit.runners import RUNNERS
-
-    if not images and not index:
-        raise ToolkitError("give image files, or --index N for test-set images", ExitCode.USAGE)
-    path = artifact or out / "model.keras"
-    manifest = load_manifest(path.parent) if (path.parent / MANIFEST_NAME).is_file() else None
-    if not no_verify:
-        check_listed_checksum(path, manifest)
-    names, pixels, labels = [], [], []
-    for image_path in images or []:
-        array, warning = load_image(image_path)
-        if warning:
-            _labelled("[yellow]warning:[/]", warning)
-        names.append(str(image_path))
-        pixels.append(array)
-        labels.append(None)
-    if index:
-        dataset = load_dataset(data_dir)
-        for i in index:
-            names.append(f"test image {i}")
-            pixels.append(dataset.test_images[i])
-            labels.append(int(dataset.test_labels[i]))
-    batch = np.stack(pixels)
-    with quiet_stderr(), RUNNERS[runtime_for(path, manifest)](path, threads) as runner:
-        probabilities = runner.predict(normalize(batch))
-    for name, label, best in zip(names, labels, top_k(probabilities, top), strict=True):
-        truth = f"  (true: {CLASS_NAMES[label]})" if label is not None else ""
-        ranked = ", ".join(f"{CLASS_NAMES[c]} {100 * p:.1f}%" for c, p in best)
-        console.print(
-            f"{name}: {CLASS_NAMES[best[0][0]]}{truth}  ({ranked})", markup=False, highlight=False
-        )
+    result = toolkit.predict(
+        images or [],
+        out=out,
+        artifact=artifact,
+        index=index or [],
+        plot=plot,
+        threads=threads,
+        verify=not no_verify,
+        data_dir=data_dir,
+    )
+    for warning in result.warnings:
+        _labelled("[yellow]warning:[/]", warning)
+    classes = result.class_names
+    for name, label, best in zip(
+        result.names, result.labels, top_k(result.probabilities, top), strict=True
+    ):
+        truth = f"  (true: {classes[label]})" if label is not None else ""
+        ranked = ", ".join(f"{classes[c]} {100 * p:.1f}%" for c, p in best)
+        _plain(f"{name}: {classes[best[0][0]]}{truth}  ({ranked})")
     if plot is not None:
-        plot_image_predictions(batch, probabilities, labels, CLASS_NAMES, plot)
-        console.print(f"figure written to {plot}", markup=False, highlight=False)
+        _plain(f"figure written to {plot}")
 
 
 @app.command()
 @handles_errors
 def verify(out: OutOption = Path("exported")) -> None:
     """Recompute every checksum in OUT/manifest.json; exit 4 naming each missing or changed file."""
-    from toolkit.artifacts import OutputLock, load_manifest, recover_staging, verify_manifest
+    import toolkit
 
-    _require_folder(out)
-    # A read-only copy (a mounted release, say) can be verified, just not locked or repaired.
-    writable = os.access(out, os.W_OK)
-    with OutputLock(out) if writable else contextlib.nullcontext():
-        if writable:
-            recover_staging(out)
-        manifest = load_manifest(out)
-        problems = verify_manifest(out, manifest)
-    for problem in problems:
+    result = toolkit.verify(out)
+    for problem in result.problems:
         _labelled("[bold red]error:[/]", problem)
-    if problems:
+    if result.problems:
         raise typer.Exit(int(ExitCode.ARTIFACT))
-    console.print(f"{len(manifest.artifacts)} artifacts match {out / 'manifest.json'}")
+    _plain(f"{len(result.manifest.artifacts)} artifacts match {out / 'manifest.json'}")
 
 
 if __name__ == "__main__":

@@ -16,24 +16,18 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from toolkit.artifacts import Artifact, Manifest
-from toolkit.data import CLASS_NAMES, normalize
+from toolkit.data import normalize
 from toolkit.errors import ExitCode, ToolkitError, first_line
-from toolkit.metrics import (
-    accuracy,
-    agreement,
-    flipped,
-    latency_percentiles,
-    max_abs_diff,
-    per_class_accuracy,
-)
+from toolkit.metrics import compare_outputs, latency_percentiles, per_class_accuracy
 from toolkit.model import library_versions
+from toolkit.results import FAILED, UNSUPPORTED, Report, Row
 
 REFERENCE = "model.keras"
 
@@ -77,58 +71,63 @@ def time_calls(
     return samples[:count]
 
 
-def measure(runtime: str, path: Path, images: np.ndarray, config: MeasureConfig) -> dict:
-    """Load time, full-set probabilities, batch-1 latency and batch throughput of one artifact."""
+def measure(runner_class, path: Path, inputs: np.ndarray, config: MeasureConfig) -> dict:
+    """Load time, outputs for every input, batch-1 latency and batch throughput of one artifact."""
     from toolkit import quiet_stderr
-    from toolkit.runners import RUNNERS
 
     with quiet_stderr():
-        importlib.import_module(RUNNERS[runtime].module)  # load time is the session, not imports
+        importlib.import_module(runner_class.module)  # load time is the session, not imports
         start = time.perf_counter_ns()
-        runner = RUNNERS[runtime](path, config.threads)
+        runner = runner_class(path, config.threads)
         load_ms = (time.perf_counter_ns() - start) / 1e6
     with runner:
-        probabilities = runner.predict(images).astype(np.float32)
+        outputs = runner.predict(inputs).astype(np.float32)
         latencies = time_calls(
-            runner.bind(images[:1]), config.runs, config.max_seconds, config.warmup
+            runner.bind(inputs[:1]), config.runs, config.max_seconds, config.warmup
         )
-        batch = images[: config.batch_size]
+        batch = inputs[: config.batch_size]
         batch_calls = time_calls(
             runner.bind(batch), max(5, config.runs // 20), min(config.max_seconds, 2.0), warmup=3
         )
+        extras = runner.extras()
     return {
-        "probabilities": probabilities,
+        "outputs": outputs,
         "latencies_ns": latencies,
         "throughput_ips": len(batch) * len(batch_calls) / (batch_calls.sum() / 1e9),
         "load_ms": load_ms,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "extras": extras,
     }
 
 
-def _worker(connection, runtime, path, test_images, config) -> None:
-    """Entry point of a measuring process: sends ("ok", result) or ("error", one line)."""
+def _worker(connection, runner_class, path, raw_inputs, config) -> None:
+    """Entry point of a measuring process: sends ("ok", result), ("unsupported", reason) or
+    ("error", one line)."""
     import toolkit  # noqa: F401 - sets the TF log level before any runtime loads
+    from toolkit.runners.base import Unsupported
 
     try:
-        images = normalize(test_images)
-        connection.send(("ok", measure(runtime, path, images, config)))
+        inputs = normalize(raw_inputs)
+        connection.send(("ok", measure(runner_class, path, inputs, config)))
+    except Unsupported as exc:
+        connection.send((UNSUPPORTED, str(exc)))
     except ToolkitError as exc:
         connection.send(("error", str(exc)))
     except Exception as exc:  # noqa: BLE001 - a runtime failing is a failed row, not a crash
         last = traceback.format_exception_only(exc)[-1].strip()
-        connection.send(("error", f"{type(exc).__name__} in {runtime}: {last}"))
+        connection.send(("error", f"{type(exc).__name__} in {runner_class.runtime}: {last}"))
     finally:
         connection.close()
 
 
 def measure_isolated(
-    runtime: str, path: Path, test_images: np.ndarray, config: MeasureConfig, worker=_worker
+    runner_class, path: Path, raw_inputs: np.ndarray, config: MeasureConfig, worker=_worker
 ) -> tuple[str, dict | str]:
     """Runs `measure` in a spawned process: a crash, abort or hang becomes ("error", reason)."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
-        target=worker, args=(sender, runtime, path, test_images, config), daemon=True
+        target=worker, args=(sender, runner_class, path, raw_inputs, config), daemon=True
     )
     process.start()
     sender.close()
@@ -173,134 +172,147 @@ def environment(versions: dict[str, str]) -> dict:
     }
 
 
-def _row(result: dict, reference: np.ndarray, labels: np.ndarray) -> dict:
-    probabilities = result["probabilities"]
-    if not np.isfinite(probabilities).all():
-        raise ValueError("outputs contain NaN or infinity")
-    return {
-        "accuracy": accuracy(probabilities, labels),
-        "agreement": agreement(probabilities, reference),
-        "flipped": flipped(probabilities, reference),
-        "max_abs_diff": max_abs_diff(probabilities, reference),
-        "per_class_accuracy": per_class_accuracy(probabilities, labels, len(CLASS_NAMES)),
-        "latency_ms": latency_percentiles(result["latencies_ns"]),
-        "latency_runs": len(result["latencies_ns"]),
-        "throughput_ips": float(result["throughput_ips"]),
-        "load_ms": float(result["load_ms"]),
-        "peak_rss_mb": float(result["peak_rss_mb"]),
-    }
+def row_plan(manifest: Manifest, runtimes: list[str] | None = None) -> list[tuple[Artifact, type]]:
+    """Every (artifact, runner) pair to measure: each artifact in its own runtime, then in every
+    other registered runtime that opens its file type; `runtimes` limits the runtimes.
+
+    The reference always comes first: every other row is compared against its outputs.
+    """
+    from toolkit.runners import RUNNERS, runners_for
+
+    plan = []
+    for artifact in sorted(manifest.artifacts, key=lambda a: a.name != REFERENCE):
+        if artifact.runtime is None:
+            continue  # not runnable by itself (e.g. a C source for a microcontroller build)
+        native = RUNNERS.get(artifact.runtime)
+        others = [r for r in runners_for(artifact.path) if r is not native]
+        for runner_class in [native, *others] if native else others:
+            wanted = runtimes is None or runner_class.runtime in runtimes
+            if wanted or artifact.name == REFERENCE:
+                plan.append((artifact, runner_class))
+    return plan
 
 
-METRIC_KEYS = (
-    "accuracy",
-    "agreement",
-    "flipped",
-    "max_abs_diff",
-    "per_class_accuracy",
-    "latency_ms",
-    "latency_runs",
-    "throughput_ips",
-    "load_ms",
-    "peak_rss_mb",
-)
+def _measured_row(
+    base: Row, result: dict, reference: np.ndarray, labels: np.ndarray | None, classes: int
+) -> Row:
+    """The row's figures from a worker's result, judged by the one comparator."""
+    outputs = result["outputs"]
+    comparison = compare_outputs(outputs, reference, labels, class_scores=classes > 0)
+    per_class = None
+    if labels is not None and classes:
+        per_class = per_class_accuracy(outputs, labels, classes)
+    return replace(
+        base,
+        **comparison.to_json(),
+        per_class_accuracy=per_class,
+        latency_ms=latency_percentiles(result["latencies_ns"]),
+        latency_runs=len(result["latencies_ns"]),
+        throughput_ips=float(result["throughput_ips"]),
+        load_ms=float(result["load_ms"]),
+        peak_rss_mb=float(result["peak_rss_mb"]),
+        extras=result["extras"],
+    )
 
 
-def compare_artifacts(
+def measure_rows(
     out: Path,
     manifest: Manifest,
-    test_images: np.ndarray,
-    test_labels: np.ndarray,
+    raw_inputs: np.ndarray,
+    labels: np.ndarray | None,
     config: MeasureConfig,
-    on_artifact: Callable[[Artifact, str], None] = lambda artifact, status: None,
-) -> tuple[dict, dict[str, np.ndarray]]:
-    """The report dict (report.json) and the per-call latencies in ms of every artifact."""
-    names = [a.name for a in manifest.artifacts]
-    if REFERENCE not in names:
+    runtimes: list[str] | None = None,
+    on_row: Callable[[Row], None] = lambda row: None,
+) -> Report:
+    """Measures every planned (artifact, runtime) pair, then compares each with the reference."""
+    plan = row_plan(manifest, runtimes)
+    if not plan or plan[0][0].name != REFERENCE:
         raise ToolkitError(
             f"{out / 'manifest.json'}: no {REFERENCE} reference listed", ExitCode.ARTIFACT
         )
-    ordered = sorted(manifest.artifacts, key=lambda a: a.name != REFERENCE)
-    results: dict[str, tuple[str, dict | str]] = {}
-    for artifact in ordered:  # run every artifact first, compare afterwards
-        results[artifact.name] = measure_isolated(
-            artifact.runtime, out / artifact.path, test_images, config
+    results = []
+    for artifact, runner_class in plan:  # run every artifact first, compare afterwards
+        status, result = measure_isolated(runner_class, out / artifact.path, raw_inputs, config)
+        base = Row(
+            artifact.name,
+            artifact.format,
+            artifact.variant,
+            runner_class.runtime,
+            artifact.size_bytes,
+            status=status if status != "error" else FAILED,
         )
-        on_artifact(artifact, results[artifact.name][0])
-    status, reference_result = results[REFERENCE]
-    if status == "ok" and not np.isfinite(reference_result["probabilities"]).all():
-        status, reference_result = "error", "outputs contain NaN or infinity"
-    if status != "ok":
+        results.append((base, result))
+        on_row(base)
+    reference_base, reference_result = results[0]
+    if reference_base.ok and not np.isfinite(reference_result["outputs"]).all():
+        reference_base, reference_result = (
+            replace(reference_base, status=FAILED),
+            "outputs contain NaN or infinity",
+        )
+    if not reference_base.ok:
         raise ToolkitError(
             f"{out / REFERENCE}: the reference failed: {reference_result}", ExitCode.ARTIFACT
         )
-    reference = reference_result["probabilities"]
+    reference = reference_result["outputs"]
+    classes = len(manifest.class_names)
     rows, samples = [], {}
-    for artifact in manifest.artifacts:
-        status, result = results[artifact.name]
-        row = {
-            "artifact": artifact.name,
-            "format": artifact.format,
-            "variant": artifact.variant,
-            "runtime": artifact.runtime,
-            "size_bytes": artifact.size_bytes,
-            "status": "ok",
-            "error": None,
-        }
+    for base, result in results:
+        if not base.ok:
+            rows.append(replace(base, error=result))
+            continue
         try:
-            if status != "ok":
-                raise ValueError(result)
-            row.update(_row(result, reference, test_labels))
-            samples[artifact.name] = result["latencies_ns"] / 1e6
+            row = _measured_row(base, result, reference, labels, classes)
         except ValueError as exc:
-            row.update({"status": "failed", "error": str(exc), **dict.fromkeys(METRIC_KEYS)})
+            row = replace(base, status=FAILED, error=str(exc))
+        else:
+            samples[row.key] = result["latencies_ns"] / 1e6
         rows.append(row)
-    report = {
-        "threads": config.threads,
-        "reference": REFERENCE,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment(library_versions()),
-        "class_names": list(CLASS_NAMES),
-        "test_images": len(test_labels),
-        "settings": {
+    return Report(
+        threads=config.threads,
+        reference=REFERENCE,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        environment=environment(library_versions()),
+        class_names=list(manifest.class_names),
+        test_images=len(raw_inputs),
+        settings={
             "runs": config.runs,
             "max_seconds": config.max_seconds,
             "batch_size": config.batch_size,
             "warmup": config.warmup,
         },
-        "rows": rows,
-    }
-    return report, samples
+        rows=tuple(rows),
+        latency_samples=samples,
+    )
 
 
-def load_baseline(path: Path) -> dict:
+def load_baseline(path: Path) -> Report:
     """An earlier report.json, checked before anything is measured (exit 2 when unusable)."""
     import json
 
     try:
         data = json.loads(path.read_text())
-        rows = data["rows"]
-        for row in rows:
-            if row.get("status") == "ok":
-                name, accuracy, p50 = row["artifact"], row["accuracy"], row["latency_ms"]["p50"]
+        baseline = Report.from_json(data)
+        for row in baseline.rows:
+            if row.ok:
+                name, accuracy, p50 = row.artifact, row.accuracy, row.p50
                 if not (isinstance(name, str) and 0 <= accuracy <= 1 and p50 > 0):
                     raise ValueError(f"row {name!r} has accuracy {accuracy}, p50 {p50}")
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ToolkitError(
             f"{path}: not a usable toolkit report.json ({type(exc).__name__}: {first_line(exc)})",
             ExitCode.USAGE,
         ) from None
-    return data
+    return baseline
 
 
-def baseline_mismatches(report: dict, baseline: dict) -> list[str]:
+def baseline_mismatches(report: Report, baseline: Report) -> list[str]:
     """Settings that differ between this run and the baseline (they move latency by themselves)."""
+    environment_then = baseline.environment if isinstance(baseline.environment, dict) else {}
+    settings_then = baseline.settings if isinstance(baseline.settings, dict) else {}
     pairs = {
-        "threads": (report.get("threads"), baseline.get("threads")),
-        "cpu": (report["environment"].get("cpu"), baseline.get("environment", {}).get("cpu")),
-        "batch size": (
-            report["settings"].get("batch_size"),
-            baseline.get("settings", {}).get("batch_size"),
-        ),
+        "threads": (report.threads, baseline.threads),
+        "cpu": (report.environment.get("cpu"), environment_then.get("cpu")),
+        "batch size": (report.settings.get("batch_size"), settings_then.get("batch_size")),
     }
     return [
         f"{name} {old!r} then, {new!r} now"
@@ -309,46 +321,82 @@ def baseline_mismatches(report: dict, baseline: dict) -> list[str]:
     ]
 
 
-def apply_baseline(report: dict, baseline: dict) -> None:
-    """Adds the change in accuracy (points) and p50 latency (%) against an earlier report.json."""
-    earlier = {
-        row["artifact"]: row for row in baseline.get("rows", []) if row.get("status") == "ok"
-    }
-    for row in report["rows"]:
-        before = earlier.get(row["artifact"])
-        if row["status"] != "ok" or before is None:
-            row["delta_accuracy_pts"] = row["delta_p50_pct"] = None
+def apply_baseline(report: Report, baseline: Report, source: str) -> Report:
+    """Adds the change in accuracy (points) and p50 latency (%) against an earlier report, row by
+    row on (artifact, runtime)."""
+    earlier = {row.key: row for row in baseline.rows if row.ok}
+    rows = []
+    for row in report.rows:
+        before = earlier.get(row.key)
+        if not row.ok or before is None:
+            rows.append(row)
             continue
-        row["delta_accuracy_pts"] = 100 * (row["accuracy"] - before["accuracy"])
-        row["delta_p50_pct"] = 100 * (row["latency_ms"]["p50"] / before["latency_ms"]["p50"] - 1)
+        delta_accuracy = None
+        if row.accuracy is not None and before.accuracy is not None:
+            delta_accuracy = 100 * (row.accuracy - before.accuracy)
+        rows.append(
+            replace(
+                row,
+                delta_accuracy_pts=delta_accuracy,
+                delta_p50_pct=100 * (row.p50 / before.p50 - 1),
+            )
+        )
+    return report.with_(rows=tuple(rows), baseline=source)
+
+
+def recommend(report: Report, within_pts: float = 0.5) -> Row | None:
+    """The fastest (lowest p50) ok row whose accuracy is at most `within_pts` below the
+    reference's (agreement stands in when there are no labels); None when none qualifies."""
+
+    def quality(row: Row) -> float | None:
+        return row.accuracy if row.accuracy is not None else row.agreement
+
+    best = quality(report.reference_row)
+    candidates = [
+        row
+        for row in report.rows
+        if row.ok
+        and row.p50 is not None
+        and (best is None or quality(row) is not None)
+        # 1e-9: accuracies are k/10000, so a drop of exactly `within_pts` must still count.
+        and (best is None or (best - quality(row)) * 100 <= within_pts + 1e-9)
+    ]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda row: (row.p50, row.artifact, row.runtime))
 
 
 def gate_failures(
-    report: dict, max_accuracy_drop: float | None, max_latency_regression: float | None
+    report: Report, max_accuracy_drop: float | None, max_latency_regression: float | None
 ) -> list[str]:
-    """One line per artifact that fails a gate; a row that could not run fails every gate."""
+    """One line per row that fails a gate; a row that could not run fails every gate (one a
+    runtime does not support is not a failure)."""
     if max_accuracy_drop is None and max_latency_regression is None:
         return []
-    reference = next(r for r in report["rows"] if r["artifact"] == report["reference"])
+    reference = report.reference_row
     failures = []
-    for row in report["rows"]:
-        if row["status"] != "ok":
-            failures.append(f"{row['artifact']}: could not be measured: {row['error']}")
+    for row in report.rows:
+        name = report.label(row)
+        if row.status == UNSUPPORTED:
             continue
-        drop = 100 * (reference["accuracy"] - row["accuracy"])
-        if max_accuracy_drop is not None and drop > max_accuracy_drop:
-            failures.append(
-                f"{row['artifact']}: accuracy {100 * row['accuracy']:.2f}% is {drop:.2f} pt below "
-                f"the reference (allowed: {max_accuracy_drop:g} pt)"
-            )
-        growth = row.get("delta_p50_pct")
+        if not row.ok:
+            failures.append(f"{name}: could not be measured: {row.error}")
+            continue
+        if max_accuracy_drop is not None and row.accuracy is not None:
+            drop = 100 * (reference.accuracy - row.accuracy)
+            if drop > max_accuracy_drop:
+                failures.append(
+                    f"{name}: accuracy {100 * row.accuracy:.2f}% is {drop:.2f} pt below "
+                    f"the reference (allowed: {max_accuracy_drop:g} pt)"
+                )
+        growth = row.delta_p50_pct
         if (
             max_latency_regression is not None
             and growth is not None
             and growth > max_latency_regression
         ):
             failures.append(
-                f"{row['artifact']}: p50 latency grew {growth:.1f}% over the baseline "
+                f"{name}: p50 latency grew {growth:.1f}% over the baseline "
                 f"(allowed: {max_latency_regression:g}%)"
             )
     return failures

@@ -1,27 +1,71 @@
-"""Pure-numpy metrics: what compare and export validation report about an artifact."""
+"""Pure-numpy metrics: the one comparator export validation and compare both use."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How far an artifact's outputs are from the reference's, in the names tolerances use.
+
+    The generic figures (max |diff|, RMSE, SNR, cosine) exist for every output; the class
+    figures only for class scores (N, K), and accuracy only when labels are known.
+    """
+
+    max_abs_diff: float
+    rmse: float
+    snr_db: float  # 10 log10(signal power / error power); inf when identical
+    cosine: float  # mean cosine similarity of the rows
+    agreement: float | None = None  # share of identical top-1 classes
+    flipped: int | None = None  # rows whose top-1 class changed
+    accuracy: float | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def compare_outputs(
+    outputs: np.ndarray,
+    reference: np.ndarray,
+    labels: np.ndarray | None = None,
+    class_scores: bool = True,
+) -> Comparison:
+    """Every figure for `outputs` against `reference` (same shape); the class figures when the
+    outputs are class scores (N, K), and accuracy when labels are known too."""
+    out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    if out.shape != ref.shape:
+        raise ValueError(f"outputs {out.shape} and reference {ref.shape} differ in shape")
+    if not np.isfinite(out).all():
+        raise ValueError("outputs contain NaN or infinity")
+    error = out - ref
+    error_power, signal_power = float(np.mean(error**2)), float(np.mean(ref**2))
+    with np.errstate(divide="ignore"):
+        snr = float(10 * np.log10(signal_power / error_power)) if error_power else float("inf")
+    norms = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1)
+    dots = np.sum(out * ref, axis=1)
+    cosine = float(np.mean(np.where(norms > 0, dots / np.where(norms > 0, norms, 1), 1.0)))
+    figures = {
+        "max_abs_diff": float(np.max(np.abs(error))) if error.size else 0.0,
+        "rmse": float(np.sqrt(error_power)),
+        "snr_db": snr,
+        "cosine": cosine,
+    }
+    if class_scores:
+        top, ref_top = np.argmax(out, axis=1), np.argmax(ref, axis=1)
+        figures["agreement"] = float(np.mean(top == ref_top))
+        figures["flipped"] = int(np.sum(top != ref_top))
+        if labels is not None:
+            figures["accuracy"] = float(np.mean(top == labels))
+    return Comparison(**figures)
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Share of rows whose top-1 class equals the label."""
     return float(np.mean(np.argmax(probabilities, axis=1) == labels))
-
-
-def agreement(probabilities: np.ndarray, reference: np.ndarray) -> float:
-    """Share of rows whose top-1 class equals the reference's top-1 class."""
-    return float(np.mean(np.argmax(probabilities, axis=1) == np.argmax(reference, axis=1)))
-
-
-def flipped(probabilities: np.ndarray, reference: np.ndarray) -> int:
-    """How many predictions changed class relative to the reference."""
-    return int(np.sum(np.argmax(probabilities, axis=1) != np.argmax(reference, axis=1)))
-
-
-def max_abs_diff(probabilities: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.max(np.abs(probabilities.astype(np.float64) - reference)))
 
 
 def per_class_accuracy(probabilities: np.ndarray, labels: np.ndarray, classes: int) -> list[float]:

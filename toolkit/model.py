@@ -98,17 +98,11 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     import toolkit
+    from toolkit.runners import RUNNERS
 
     versions = {"toolkit": toolkit.__version__}
-    for name in (
-        "tensorflow",
-        "keras",
-        "numpy",
-        "onnx",
-        "onnxruntime",
-        "tf2onnx",
-        "ai-edge-litert",
-    ):
+    converters = ("tensorflow", "keras", "numpy", "onnx", "tf2onnx")
+    for name in dict.fromkeys([*converters, *(r.package for r in RUNNERS.values())]):
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
@@ -340,9 +334,6 @@ def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> l
     ]
 
 
-ACCEPTED_INPUT_SHAPES = ((None, IMAGE_SIDE, IMAGE_SIDE), (None, IMAGE_SIDE, IMAGE_SIDE, 1))
-
-
 def load_keras_model(path: Path):
     """A `.keras` file loaded with safe_mode=True, refused with a clear reason when it is not one.
 
@@ -383,14 +374,24 @@ def load_keras_model(path: Path):
 
 
 def check_model_io(model, path: Path) -> None:
-    """Only a 28x28 grayscale input and 10 class scores can be exported and compared."""
+    """Any model with one float input of fixed shape (batch aside) and one output can be
+    exported and compared; say what was found otherwise."""
     inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
     if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
-        raise ToolkitError(f"{path}: expected one input and one output", ExitCode.ARTIFACT)
-    input_shape, output_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
-    if input_shape not in ACCEPTED_INPUT_SHAPES or output_shape != (None, NUM_CLASSES):
+        found = f"{len(inputs or [])} inputs and {len(outputs or [])} outputs"
         raise ToolkitError(
-            f"{path}: expected input (None, 28, 28) or (None, 28, 28, 1) and output (None, 10), "
-            f"found input {input_shape} and output {output_shape}",
+            f"{path}: expected one input and one output, found {found}", ExitCode.ARTIFACT
+        )
+    input_shape, output_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
+    if any(d is None for d in input_shape[1:]) or any(d is None for d in output_shape[1:]):
+        raise ToolkitError(
+            f"{path}: dimensions other than the batch must be fixed, found input "
+            f"{input_shape} and output {output_shape}",
+            ExitCode.ARTIFACT,
+        )
+    dtype = str(inputs[0].dtype)
+    if not dtype.startswith(("float", "bfloat")):
+        raise ToolkitError(
+            f"{path}: expected a float input, found {dtype}; feed the model float features",
             ExitCode.ARTIFACT,
         )

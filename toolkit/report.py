@@ -1,13 +1,13 @@
 """A compare result as people read it: the terminal table, report files and plots.
 
-Input is the `report` dict that becomes report.json (threads, reference, created, environment,
-class_names, recommended, rows) plus per-call latencies in ms keyed by artifact name, which are
-plotted but not stored. Nothing here prints or imports a runtime; matplotlib loads on first plot.
+Every rendering reads one `toolkit.results.Report` (report.json is its `to_json()`); per-call
+latencies are plotted but not stored. Nothing here prints or imports a runtime; matplotlib loads
+on first plot.
 
-report.csv has one row per artifact, columns in this order (an empty cell is None):
+report.csv has one row per (artifact, runtime), columns in this order (an empty cell is None):
     artifact, format, variant, runtime, status, error, accuracy, agreement, flipped, max_abs_diff,
     latency_p50_ms, latency_p90_ms, latency_p99_ms, latency_mean_ms, latency_std_ms,
-    latency_min_ms, throughput_ips, load_ms, size_bytes, peak_rss_mb,
+    latency_min_ms, throughput_ips, load_ms, size_bytes, peak_rss_mb, rmse, snr_db, cosine,
     [delta_accuracy_pts, delta_p50_pct: only when the rows carry them, i.e. a baseline was given],
     acc_0 ... acc_<n-1>: per-class accuracy, indexed like `class_names` in report.json.
 Accuracies are fractions (0.8774), as in report.json; the table, Markdown and HTML show percent.
@@ -31,14 +31,14 @@ from rich.text import Text
 from toolkit.artifacts import write_json, write_text
 from toolkit.figures import pyplot, save_figure
 from toolkit.metrics import pareto_front
+from toolkit.results import DELTA_KEYS, Report, Row
 
 LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "min")
-DELTA_KEYS = ("delta_accuracy_pts", "delta_p50_pct")
 CSV_COLUMNS = (
     ["artifact", "format", "variant", "runtime", "status", "error"]
     + ["accuracy", "agreement", "flipped", "max_abs_diff"]
     + [f"latency_{key}_ms" for key in LATENCY_KEYS]
-    + ["throughput_ips", "load_ms", "size_bytes", "peak_rss_mb"]
+    + ["throughput_ips", "load_ms", "size_bytes", "peak_rss_mb", "rmse", "snr_db", "cosine"]
 )
 PLOTS = {  # file name -> caption, in the order the HTML page shows them
     "accuracy_vs_latency.png": "Accuracy vs p50 latency; the Pareto front is blue and connected",
@@ -50,29 +50,12 @@ STAR = "★"
 FAILED = "✗"
 
 
-def recommend(rows: list[dict], reference_accuracy: float, within_pts: float = 0.5) -> str | None:
-    """The fastest (lowest p50) ok artifact whose accuracy is at most `within_pts` below the
-    reference's; None when no ok row qualifies."""
-    candidates = [
-        row
-        for row in rows
-        if row["status"] == "ok"
-        and row["accuracy"] is not None
-        and row["latency_ms"] is not None
-        # 1e-9: accuracies are k/10000, so a drop of exactly `within_pts` must still count.
-        and (reference_accuracy - row["accuracy"]) * 100 <= within_pts + 1e-9
-    ]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda row: (row["latency_ms"]["p50"], row["artifact"]))["artifact"]
-
-
 # --- cells shared by the terminal table, Markdown and HTML ---------------------------------------
 
 
 class _Column(NamedTuple):
     header: str
-    cell: Callable[[dict], str]
+    cell: Callable[[Row], str]
     numeric: bool = True
 
 
@@ -80,8 +63,8 @@ def _num(value, spec: str, scale: float = 1) -> str:
     return "–" if value is None else spec.format(value * scale)
 
 
-def _latency(row: dict, key: str) -> float | None:
-    return None if row.get("latency_ms") is None else row["latency_ms"][key]
+def _latency(row: Row, key: str) -> float | None:
+    return None if row.latency_ms is None else row.latency_ms[key]
 
 
 def _ms(value: float | None) -> str:
@@ -100,72 +83,76 @@ def human_size(size: int | None) -> str:
     return f"{size:.1f} GB"
 
 
-def _mark(row: dict, recommended: str | None) -> str:
-    if row["status"] != "ok":
+def _mark(report: Report, row: Row) -> str:
+    if not row.ok:
         return FAILED
-    return STAR if row["artifact"] == recommended else ""
+    return STAR if report.is_recommended(row) else ""
 
 
-def _columns(report: dict) -> list[_Column]:
-    rows, recommended = report["rows"], report["recommended"]
+def _columns(report: Report) -> list[_Column]:
     columns = [
-        _Column("", lambda r: _mark(r, recommended), numeric=False),
-        _Column("artifact", lambda r: r["artifact"], numeric=False),
-        _Column("runtime", lambda r: r["runtime"], numeric=False),
-        _Column("acc %", lambda r: _num(r["accuracy"], "{:.2f}", 100)),
-        _Column("agree %", lambda r: _num(r["agreement"], "{:.2f}", 100)),
-        _Column("flipped", lambda r: _num(r["flipped"], "{:d}")),
-        _Column("max|diff|", lambda r: _num(r["max_abs_diff"], "{:.1e}")),
+        _Column("", lambda r: _mark(report, r), numeric=False),
+        _Column("artifact", lambda r: r.artifact, numeric=False),
+        _Column("runtime", lambda r: r.runtime, numeric=False),
+        _Column("acc %", lambda r: _num(r.accuracy, "{:.2f}", 100)),
+        _Column("agree %", lambda r: _num(r.agreement, "{:.2f}", 100)),
+        _Column("flipped", lambda r: _num(r.flipped, "{:d}")),
+        _Column("max|diff|", lambda r: _num(r.max_abs_diff, "{:.1e}")),
+        _Column("SNR dB", lambda r: _num(r.snr_db, "{:.1f}")),
         _Column("p50 ms", lambda r: _ms(_latency(r, "p50"))),
         _Column("p99 ms", lambda r: _ms(_latency(r, "p99"))),
-        _Column("img/s", lambda r: _num(r["throughput_ips"], "{:,.0f}")),
-        _Column("load ms", lambda r: _num(r["load_ms"], "{:.1f}")),
-        _Column("size", lambda r: human_size(r["size_bytes"])),
-        _Column("RSS MB", lambda r: _num(r["peak_rss_mb"], "{:.1f}")),
+        _Column("img/s", lambda r: _num(r.throughput_ips, "{:,.0f}")),
+        _Column("load ms", lambda r: _num(r.load_ms, "{:.1f}")),
+        _Column("size", lambda r: human_size(r.size_bytes)),
+        _Column("RSS MB", lambda r: _num(r.peak_rss_mb, "{:.1f}")),
     ]
-    if any("delta_accuracy_pts" in r for r in rows):
-        columns.append(_Column("Δacc pt", lambda r: _num(r.get("delta_accuracy_pts"), "{:+.2f}")))
-    if any("delta_p50_pct" in r for r in rows):
-        columns.append(_Column("Δp50 %", lambda r: _num(r.get("delta_p50_pct"), "{:+.1f}")))
+    if report.baseline is not None:
+        columns.append(_Column("Δacc pt", lambda r: _num(r.delta_accuracy_pts, "{:+.2f}")))
+        columns.append(_Column("Δp50 %", lambda r: _num(r.delta_p50_pct, "{:+.1f}")))
     return columns
 
 
-def _sorted_rows(rows: list[dict]) -> list[dict]:
-    """Fastest first by p50; failed rows (no latency) last."""
+def _sorted_rows(rows) -> list[Row]:
+    """Fastest first by p50; rows that did not run (no latency) last."""
 
-    def key(row: dict):
-        p50 = _latency(row, "p50")
-        failed = row["status"] != "ok" or p50 is None
-        return (failed, 0.0 if failed else p50, row["artifact"])
+    def key(row: Row):
+        failed = not row.ok or row.p50 is None
+        return (failed, 0.0 if failed else row.p50, row.artifact, row.runtime)
 
     return sorted(rows, key=key)
 
 
-def _failed(report: dict) -> list[dict]:
-    return [row for row in _sorted_rows(report["rows"]) if row["status"] != "ok"]
+def _failed(report: Report) -> list[Row]:
+    return [row for row in _sorted_rows(report.rows) if not row.ok]
 
 
-def _reason(row: dict) -> str:
-    return row.get("error") or "no reason given"
+def _reason(row: Row) -> str:
+    return f"{row.status}: {row.error or 'no reason given'}"
 
 
-def _title(report: dict) -> str:
+def _title(report: Report) -> str:
     return (
-        f"{len(report['rows'])} artifacts · threads {report['threads']} · "
-        f"reference {report['reference']} · {report['created']}"
+        f"{len(report.rows)} rows · threads {report.threads} · "
+        f"reference {report.reference} · {report.created}"
     )
 
 
-def report_table(report: dict) -> Table:
-    """The terminal table: one row per artifact, fastest first, the recommended one starred.
+def _recommended_label(report: Report) -> str | None:
+    row = next((r for r in report.rows if report.is_recommended(r)), None)
+    return None if row is None else report.label(row)
+
+
+def report_table(report: Report) -> Table:
+    """The terminal table: one row per (artifact, runtime), fastest first, the recommended one
+    starred.
 
     Failed rows come last; their reasons go in the caption, where a long one can wrap without
     squeezing the number columns.
     """
-    recommended = report["recommended"]
+    recommended = _recommended_label(report)
     columns = _columns(report)
     caption = [f"{STAR} recommended: {recommended}"] if recommended else []
-    caption += [f"{FAILED} {row['artifact']}: {_reason(row)}" for row in _failed(report)]
+    caption += [f"{FAILED} {report.label(row)}: {_reason(row)}" for row in _failed(report)]
     table = Table(
         title=Text(_title(report)),
         caption=Text("\n".join(caption)) if caption else None,
@@ -175,15 +162,13 @@ def report_table(report: dict) -> Table:
     )
     for column in columns:
         table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=True)
-    for row in _sorted_rows(report["rows"]):
-        style = (
-            "red" if row["status"] != "ok" else "bold" if row["artifact"] == recommended else None
-        )
+    for row in _sorted_rows(report.rows):
+        style = "red" if not row.ok else "bold" if report.is_recommended(row) else None
         table.add_row(*(Text(column.cell(row)) for column in columns), style=style)
     return table
 
 
-def report_markdown(report: dict) -> str:
+def report_markdown(report: Report) -> str:
     """report.md: the same table as the terminal, plus failures with their reasons."""
     columns = _columns(report)
 
@@ -191,30 +176,33 @@ def report_markdown(report: dict) -> str:
         return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
     lines = ["# Compare report", "", _title(report), ""]
-    if report["recommended"]:
-        lines += [f"Recommended: **{report['recommended']}** ({STAR})", ""]
+    if recommended := _recommended_label(report):
+        lines += [f"Recommended: **{recommended}** ({STAR})", ""]
     lines.append(line(c.header for c in columns))
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|")
-    lines += [line(c.cell(row) for c in columns) for row in _sorted_rows(report["rows"])]
+    lines += [line(c.cell(row) for c in columns) for row in _sorted_rows(report.rows)]
     if failed := _failed(report):
-        lines += ["", "## Failed", ""]
-        lines += [f"- `{row['artifact']}`: {_reason(row)}" for row in failed]
+        lines += ["", "## Not measured", ""]
+        lines += [f"- `{report.label(row)}`: {_reason(row)}" for row in failed]
     return "\n".join(lines) + "\n"
 
 
-def report_csv(report: dict) -> str:
-    """report.csv: one row per artifact in report order; layout in the module docstring."""
-    rows, classes = report["rows"], len(report["class_names"])
-    deltas = [key for key in DELTA_KEYS if any(key in row for row in rows)]
-    header = CSV_COLUMNS + deltas + [f"acc_{i}" for i in range(classes)]
+def report_csv(report: Report) -> str:
+    """report.csv: one row per (artifact, runtime) in report order; layout in the module
+    docstring."""
+    data = report.to_json()
+    deltas = list(DELTA_KEYS) if report.baseline is not None else []
+    header = CSV_COLUMNS + deltas + [f"acc_{i}" for i in range(len(report.class_names))]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    for row in rows:
+    for row in data["rows"]:
         flat = dict(row)
         for key in LATENCY_KEYS:
-            flat[f"latency_{key}_ms"] = _latency(row, key)
-        for i, value in enumerate(row.get("per_class_accuracy") or []):
+            flat[f"latency_{key}_ms"] = (
+                None if row["latency_ms"] is None else row["latency_ms"][key]
+            )
+        for i, value in enumerate(row["per_class_accuracy"] or []):
             flat[f"acc_{i}"] = value
         writer.writerow({key: "" if flat.get(key) is None else flat[key] for key in header})
     return buffer.getvalue()
@@ -235,30 +223,30 @@ figcaption { color: #57606a; font-size: 0.9em; }
 """
 
 
-def report_html(report: dict, images: dict[str, bytes]) -> str:
+def report_html(report: Report, images: dict[str, bytes]) -> str:
     """report.html: one self-contained page (inline CSS, PNGs as data URIs); `images` maps a
     file name from PLOTS to its PNG bytes."""
     esc = html.escape
     columns = _columns(report)
-    recommended = report["recommended"]
+    recommended = _recommended_label(report)
 
     def cls(column: _Column) -> str:
         return ' class="num"' if column.numeric else ""
 
     head = "".join(f"<th{cls(c)}>{esc(c.header)}</th>" for c in columns)
     body = []
-    for row in _sorted_rows(report["rows"]):
+    for row in _sorted_rows(report.rows):
         kind = ""
-        if row["status"] != "ok":
+        if not row.ok:
             kind = ' class="failed"'
-        elif row["artifact"] == recommended:
+        elif report.is_recommended(row):
             kind = ' class="recommended"'
         cells = "".join(f"<td{cls(c)}>{esc(c.cell(row))}</td>" for c in columns)
         body.append(f"<tr{kind}>{cells}</tr>")
     parts = [
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Compare report · {esc(report['created'])}</title><style>{_CSS}</style></head>",
+        f"<title>Compare report · {esc(report.created)}</title><style>{_CSS}</style></head>",
         "<body><h1>Compare report</h1>",
         f'<p class="meta">{esc(_title(report))}</p>',
         f"<p>Recommended: <strong>{esc(recommended)}</strong> {STAR} "
@@ -270,8 +258,10 @@ def report_html(report: dict, images: dict[str, bytes]) -> str:
         "</tbody></table></div>",
     ]
     if failed := _failed(report):
-        parts.append("<h2>Failed</h2><ul>")
-        parts += [f"<li><code>{esc(r['artifact'])}</code>: {esc(_reason(r))}</li>" for r in failed]
+        parts.append("<h2>Not measured</h2><ul>")
+        parts += [
+            f"<li><code>{esc(report.label(r))}</code>: {esc(_reason(r))}</li>" for r in failed
+        ]
         parts.append("</ul>")
     parts.append("<h2>Plots</h2>")
     for name, caption in PLOTS.items():
@@ -282,7 +272,7 @@ def report_html(report: dict, images: dict[str, bytes]) -> str:
                 f"<figcaption>{esc(caption)}</figcaption></figure>"
             )
     parts.append("<h2>Environment</h2><table><tbody>")
-    for key, value in report["environment"].items():
+    for key, value in report.environment.items():
         if isinstance(value, dict):
             parts += [
                 f"<tr><th>{esc(key)}: {esc(k)}</th><td>{esc(str(v))}</td></tr>"
@@ -297,8 +287,8 @@ def report_html(report: dict, images: dict[str, bytes]) -> str:
 # --- plots --------------------------------------------------------------------------------------
 
 
-def _ok_rows(rows: list[dict]) -> list[dict]:
-    return [r for r in _sorted_rows(rows) if r["status"] == "ok" and r["accuracy"] is not None]
+def _ok_rows(rows) -> list[Row]:
+    return [r for r in _sorted_rows(rows) if r.ok and r.accuracy is not None]
 
 
 def _nothing_to_plot(ax, message: str = "no successful artifacts") -> None:
@@ -306,17 +296,17 @@ def _nothing_to_plot(ax, message: str = "no successful artifacts") -> None:
     ax.set_axis_off()
 
 
-def plot_accuracy_vs_latency(rows: list[dict], path: Path, recommended: str | None = None) -> Path:
+def plot_accuracy_vs_latency(report: Report, path: Path) -> Path:
     """Accuracy against p50 latency (log x), Pareto front connected, marker area by file size."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    ok = _ok_rows(rows)
+    ok = _ok_rows(report.rows)
     if not ok:
         _nothing_to_plot(ax)
         return save_figure(fig, path)
-    acc = np.array([100 * r["accuracy"] for r in ok])
-    p50 = np.array([r["latency_ms"]["p50"] for r in ok])
-    sizes = np.array([r["size_bytes"] or 0 for r in ok], dtype=float)
+    acc = np.array([100 * r.accuracy for r in ok])
+    p50 = np.array([r.p50 for r in ok])
+    sizes = np.array([r.size_bytes or 0 for r in ok], dtype=float)
     area = 40 + 460 * sizes / max(sizes.max(), 1)
     front = pareto_front(acc, p50)
     ax.scatter(
@@ -344,7 +334,7 @@ def plot_accuracy_vs_latency(rows: list[dict], path: Path, recommended: str | No
     ax.margins(x=0.3, y=0.2)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", markerscale=0.5, fontsize=8)
-    names = [r["artifact"] + (f" {STAR}" if r["artifact"] == recommended else "") for r in ok]
+    names = [report.label(r) + (f" {STAR}" if report.is_recommended(r) else "") for r in ok]
     _place_labels(fig, ax, list(zip(p50, acc, names, strict=True)))
     return save_figure(fig, path)
 
@@ -370,18 +360,19 @@ def _place_labels(fig, ax, points: list[tuple[float, float, str]]) -> None:
             )
 
 
-def plot_size(rows: list[dict], path: Path) -> Path:
+def plot_size(rows, path: Path) -> Path:
     """File size per artifact, horizontal bars, largest on top."""
     plt = pyplot()
-    sized = sorted((r for r in rows if r["size_bytes"] is not None), key=lambda r: r["size_bytes"])
+    sizes = {r.artifact: r.size_bytes for r in rows if r.size_bytes is not None}
+    sized = sorted(sizes.items(), key=lambda item: item[1])
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(sized) + 1.5))
     if not sized:
         _nothing_to_plot(ax, "no sizes")
         return save_figure(fig, path)
-    names = [r["artifact"] for r in sized]
-    values = [r["size_bytes"] / 1e6 for r in sized]
+    names = [name for name, _ in sized]
+    values = [size / 1e6 for _, size in sized]
     bars = ax.barh(names, values, color="tab:blue")
-    ax.bar_label(bars, labels=[human_size(r["size_bytes"]) for r in sized], padding=3, fontsize=8)
+    ax.bar_label(bars, labels=[human_size(size) for _, size in sized], padding=3, fontsize=8)
     ax.set(xlabel="file size (MB)", title="Artifact size")
     ax.margins(x=0.15)
     ax.grid(True, axis="x", alpha=0.3)
@@ -426,15 +417,16 @@ def plot_latency_distribution(latency_samples: dict[str, np.ndarray], path: Path
     return save_figure(fig, path)
 
 
-def plot_per_class_accuracy(rows: list[dict], class_names: list[str], path: Path) -> Path:
+def plot_per_class_accuracy(report: Report, path: Path) -> Path:
     """Heat map of accuracy per class (%), artifacts by rows in table order, each cell labelled."""
     plt = pyplot()
-    ok = [r for r in _ok_rows(rows) if r.get("per_class_accuracy") is not None]
+    class_names = report.class_names
+    ok = [r for r in _ok_rows(report.rows) if r.per_class_accuracy is not None]
     fig, ax = plt.subplots(figsize=(1.0 * len(class_names) + 3, 0.45 * len(ok) + 2))
     if not ok:
         _nothing_to_plot(ax)
         return save_figure(fig, path)
-    values = 100 * np.array([r["per_class_accuracy"] for r in ok], dtype=float)
+    values = 100 * np.array([r.per_class_accuracy for r in ok], dtype=float)
     image = ax.imshow(values, cmap="viridis", aspect="auto")
     middle = np.nanmean([np.nanmin(values), np.nanmax(values)])
     for (i, j), value in np.ndenumerate(values):
@@ -448,24 +440,28 @@ def plot_per_class_accuracy(rows: list[dict], class_names: list[str], path: Path
             color="black" if value > middle else "white",
         )
     ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
-    ax.set_yticks(range(len(ok)), [r["artifact"] for r in ok])
+    ax.set_yticks(range(len(ok)), [report.label(r) for r in ok])
     ax.set_title("Accuracy per class (%)")
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     return save_figure(fig, path)
 
 
-def write_reports(report: dict, latency_samples: dict[str, np.ndarray], folder: Path) -> list[Path]:
+def write_reports(report: Report, folder: Path) -> list[Path]:
     """Writes report.json/.csv/.md, the four PNG plots and report.html into `folder`, each file
     atomically; returns their paths (report.html last, since it embeds the plots)."""
-    rows = report["rows"]
+    samples = {
+        report.label(row): report.latency_samples[row.key]
+        for row in report.rows
+        if row.key in report.latency_samples
+    }
     paths = [
-        write_json(folder / "report.json", report),
+        write_json(folder / "report.json", report.to_json()),
         write_text(folder / "report.csv", report_csv(report)),
         write_text(folder / "report.md", report_markdown(report)),
-        plot_accuracy_vs_latency(rows, folder / "accuracy_vs_latency.png", report["recommended"]),
-        plot_size(rows, folder / "size.png"),
-        plot_latency_distribution(latency_samples, folder / "latency_distribution.png"),
-        plot_per_class_accuracy(rows, report["class_names"], folder / "per_class_accuracy.png"),
+        plot_accuracy_vs_latency(report, folder / "accuracy_vs_latency.png"),
+        plot_size(report.rows, folder / "size.png"),
+        plot_latency_distribution(samples, folder / "latency_distribution.png"),
+        plot_per_class_accuracy(report, folder / "per_class_accuracy.png"),
     ]
     images = {p.name: p.read_bytes() for p in paths if p.suffix == ".png"}
     paths.append(write_text(folder / "report.html", report_html(report, images)))

@@ -44,7 +44,7 @@ def toolkit_and_bare_p50(path: Path, images: np.ndarray, config: MeasureConfig) 
     from toolkit import quiet_stderr
     from toolkit.runners import LiteRTRunner
 
-    toolkit_ns = measure("litert", path, images, config)["latencies_ns"]
+    toolkit_ns = measure(LiteRTRunner, path, images, config)["latencies_ns"]
     with quiet_stderr(), LiteRTRunner(path, config.threads) as runner:
         bare_ns = bare_invoke_loop(runner.bind(images[:1]), config.runs, config.warmup)
     return {

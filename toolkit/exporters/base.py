@@ -1,39 +1,87 @@
-"""What an export format declares: its variants, file names, runtime and validation tolerance."""
+"""What an export format declares (variants, file names, runtime, tolerance) and the context
+every exporter shares, in which each intermediate (SavedModel, float ONNX graph, converted
+TFLite file) is built once per export."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
+from toolkit.metrics import Comparison
 from toolkit.model import INPUT_NAME, OUTPUT_NAME
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How close an artifact must stay to the Keras reference on the validation images."""
+    """How close an artifact must stay to the reference, in the comparator's metric names.
 
-    max_abs_diff: float | None = None  # on probabilities
-    min_agreement: float | None = None  # share of identical top-1 classes
+    `min_agreement` judges class scores; `min_snr_db` judges outputs that are not class scores
+    (a reconstruction, an embedding); `max_abs_diff` judges both.
+    """
 
-    def failures(self, max_abs_diff: float, agreement: float) -> list[str]:
+    max_abs_diff: float | None = None
+    min_agreement: float | None = None
+    min_snr_db: float | None = None
+
+    def failures(self, figures: Comparison) -> list[str]:
+        """One "metric measured vs bound" phrase per bound the figures miss."""
         problems = []
-        if self.max_abs_diff is not None and not max_abs_diff <= self.max_abs_diff:
-            problems.append(f"max |diff| {max_abs_diff:.3g} > {self.max_abs_diff:g}")
-        if self.min_agreement is not None and not agreement >= self.min_agreement:
-            problems.append(f"top-1 agreement {agreement:.4f} < {self.min_agreement}")
+        if self.max_abs_diff is not None and not figures.max_abs_diff <= self.max_abs_diff:
+            problems.append(f"max_abs_diff {figures.max_abs_diff:.3g} > {self.max_abs_diff:g}")
+        if figures.agreement is not None:
+            if self.min_agreement is not None and not figures.agreement >= self.min_agreement:
+                problems.append(f"agreement {figures.agreement:.4f} < {self.min_agreement:g}")
+        elif self.min_snr_db is not None and not figures.snr_db >= self.min_snr_db:
+            problems.append(f"snr_db {figures.snr_db:.1f} < {self.min_snr_db:g}")
         return problems
 
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
 
-@dataclass(frozen=True)
+
 class ExportContext:
-    """Inputs an exporter may need besides the model."""
+    """The model, its calibration data and the intermediates its variants share.
 
-    calibration: np.ndarray  # normalized float32 training images, (N, 28, 28)
-    source: Path  # the reference .keras file
-    opset: int
+    `shared(key, build)` builds a value the first time a variant asks and hands the same value
+    to every later variant, so five TFLite files read one SavedModel and both ONNX files one
+    tf2onnx graph. Files it builds live in `build_dir` (inside the export's staging folder).
+    """
+
+    def __init__(
+        self, model, source: Path, calibration: np.ndarray, opset: int, build_dir: Path
+    ) -> None:
+        self.model = model
+        self.source = source  # the reference .keras file
+        self.calibration = calibration  # model-ready float32 inputs
+        self.opset = opset
+        self.build_dir = build_dir
+        self._shared: dict[str, object] = {}
+
+    def shared(self, key: str, build: Callable[[], object]):
+        if key not in self._shared:
+            self._shared[key] = build()
+        return self._shared[key]
+
+    def shared_path(self, name: str, write: Callable[[Path], None]) -> Path:
+        """A file or folder `name` in build_dir, written once by `write(path)`."""
+
+        def build() -> Path:
+            path = self.build_dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(path)
+            return path
+
+        return self.shared(f"path:{name}", build)
+
+    def tflite_bytes(self, variant: str) -> bytes:
+        """The TFLite flatbuffer of `variant` (float32, float16, dynamic_int8, int8), converted
+        once however many formats (the .tflite file, a C array) need it."""
+        from toolkit.exporters.tflite import convert_tflite
+
+        return self.shared(f"tflite:{variant}", lambda: convert_tflite(self, variant))
 
 
 @dataclass(frozen=True)
@@ -43,7 +91,7 @@ class ExportVariant:
     format: str
     variant: str
     filename: str
-    runtime: str  # key in toolkit.runners.RUNNERS
+    runtime: str | None  # key in toolkit.runners.RUNNERS; None for a file nothing runs
     tolerance: Tolerance
     write: Callable[[object, Path, ExportContext], None]  # (keras model, target path, context)
 

@@ -1,9 +1,14 @@
 """TF SavedModel with a serving_default signature (TF Serving, TF.js and converters read it)."""
 
+import shutil
+from pathlib import Path
+
 from toolkit.exporters.base import ExportVariant, Tolerance, serving_function
 
 
-def export_savedmodel(model, path, context):
+def write_savedmodel(model, path) -> None:
+    """Through Keras's ExportArchive: variables stay variables, so int8 calibration works (a
+    plain tf.saved_model.save of a closure leaves READ_VARIABLE ops the quantizer refuses)."""
     import keras
 
     archive = keras.export.ExportArchive()
@@ -11,6 +16,15 @@ def export_savedmodel(model, path, context):
     serve = serving_function(model)
     archive.add_endpoint("serving_default", serve, serve.input_signature)
     archive.write_out(str(path), verbose=False)
+
+
+def shared_savedmodel(context) -> Path:
+    """The one SavedModel of an export, which every TF-based converter starts from."""
+    return context.shared_path("savedmodel", lambda path: write_savedmodel(context.model, path))
+
+
+def export_savedmodel(model, path, context):
+    shutil.copytree(shared_savedmodel(context), path)
 
 
 VARIANTS = (

@@ -46,6 +46,11 @@ class Runner(ABC):
     def bind(self, images: np.ndarray) -> Callable[[], object]:
         """Puts `images` into the runtime's own input buffers; returns the bare call to time."""
 
+    @abstractmethod
+    def bound_outputs(self) -> np.ndarray:
+        """The float32 outputs of the last bound call, read from the runtime's own buffers (the
+        timed path must compute what `predict` computes; a test holds every runner to it)."""
+
     def io_details(self) -> tuple[list[dict], list[dict]]:
         """Inputs and outputs as the manifest records them (name, shape, dtype, quantization)."""
         return [], []

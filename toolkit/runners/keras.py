@@ -46,7 +46,14 @@ class KerasRunner(Runner):
         import tensorflow as tf
 
         tensor = tf.constant(self._reshape(images))
-        return lambda: self._call(tensor)
+
+        def call():
+            self._bound = self._call(tensor)
+
+        return call
+
+    def bound_outputs(self):
+        return np.asarray(self._bound, dtype=np.float32)
 
     def io_details(self):
         # The model's own names: the input layer's, and the layer that produces the output.

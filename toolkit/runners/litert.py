@@ -67,6 +67,9 @@ class LiteRTRunner(Runner):
         self._set_input(images)
         return self.interpreter.invoke
 
+    def bound_outputs(self):
+        return self._get_output().copy()
+
     def io_details(self):
         signature = self.interpreter.get_signature_list().get("serving_default", {})
         names = (signature.get("inputs", [None])[0], signature.get("outputs", [None])[0])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.data import NUM_CLASSES
 from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.runners.base import Runner, in_batches
 
@@ -59,11 +58,13 @@ class OnnxRuntimeRunner(Runner):
         self._bound = ort.OrtValue.ortvalue_from_numpy(self._feed(images))
         binding.bind_ortvalue_input(self._input.name, self._bound)
         # Output bound to a preallocated buffer too, so a timed call allocates nothing.
-        self._output_value = ort.OrtValue.ortvalue_from_shape_and_type(
-            (len(images), NUM_CLASSES), np.float32
-        )
+        shape = (len(images), *(d if isinstance(d, int) else 1 for d in self._output.shape[1:]))
+        self._output_value = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32)
         binding.bind_ortvalue_output(self._output.name, self._output_value)
         return lambda: self.session.run_with_iobinding(binding)
+
+    def bound_outputs(self):
+        return self._output_value.numpy().astype(np.float32)
 
     def io_details(self):
         def describe(arg):

@@ -47,7 +47,14 @@ class SavedModelRunner(Runner):
         import tensorflow as tf
 
         tensor = tf.constant(np.asarray(images, np.float32).reshape((-1, *self.input_shape)))
-        return lambda: self._run(tensor)
+
+        def call():
+            self._bound = self._run(tensor)
+
+        return call
+
+    def bound_outputs(self):
+        return np.asarray(self._bound, dtype=np.float32)
 
     def io_details(self):
         spec = self._signature.structured_input_signature[1][self.input_name]

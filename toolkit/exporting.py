@@ -1,4 +1,4 @@
-"""`toolkit export`: every requested variant written, validated in its runtime, then committed."""
+"""The export pipeline (`toolkit export`): each variant written, validated, then committed."""
 
 from __future__ import annotations
 
@@ -26,13 +26,15 @@ from toolkit.artifacts import (
 from toolkit.data import CLASS_NAMES, calibration_images, load_dataset, normalize
 from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant
-from toolkit.metrics import agreement, max_abs_diff
+from toolkit.metrics import compare_outputs
 from toolkit.model import library_versions, load_keras_model
+from toolkit.results import finite_or_none
 from toolkit.runners import RUNNERS
 
 VALIDATION_IMAGES = 1000
 DEFAULT_OPSET = 17
 DEFAULT_CALIB_SAMPLES = 500
+BUILD_DIR = ".build"  # inside the staging folder: intermediates the variants share
 
 
 def selected_variants(formats: list[str]) -> list[ExportVariant]:
@@ -42,30 +44,63 @@ def selected_variants(formats: list[str]) -> list[ExportVariant]:
 
 
 def validate_artifact(
-    variant: ExportVariant, path: Path, images: np.ndarray, reference: np.ndarray, validate: bool
+    variant: ExportVariant,
+    path: Path,
+    inputs: np.ndarray,
+    reference: np.ndarray,
+    validate: bool,
+    class_scores: bool = True,
 ) -> tuple[dict, list[dict], list[dict]]:
-    """Loads the artifact in its runtime for its I/O details and, unless told not to, checks it
-    beside the reference on `images`; raises when it misses its tolerance."""
+    """Loads the artifact in its runtime for its I/O details and, unless told not to, judges it
+    against the reference with the comparator compare uses; raises when it misses its tolerance.
+    """
+    if variant.runtime is None:
+        return {}, [], []
     with quiet_stderr(), RUNNERS[variant.runtime](path) as runner:
-        inputs, outputs = runner.io_details()
+        inputs_detail, outputs_detail = runner.io_details()
         if not validate:
-            return {}, inputs, outputs
-        probabilities = runner.predict(images)
-    figures = {
-        "images": len(images),
-        "max_abs_diff": max_abs_diff(probabilities, reference),
-        "agreement": agreement(probabilities, reference),
-        "tolerance": {k: v for k, v in vars(variant.tolerance).items() if v is not None},
-    }
-    problems = variant.tolerance.failures(figures["max_abs_diff"], figures["agreement"])
-    if problems or not np.isfinite(probabilities).all():
-        problems = problems or ["non-finite outputs"]
+            return {}, inputs_detail, outputs_detail
+        outputs = runner.predict(inputs)
+    try:
+        comparison = compare_outputs(outputs, reference, class_scores=class_scores)
+        problems = variant.tolerance.failures(comparison)
+    except ValueError as exc:  # NaN, infinity or a wrong shape
+        problems = [str(exc)]
+    if problems:
         raise ToolkitError(
             f"{variant.filename}: validation against the Keras reference failed on "
-            f"{len(images)} test images: {'; '.join(problems)} (use --no-validate to keep it)",
+            f"{len(inputs)} inputs: {'; '.join(problems)} (use --no-validate to keep it)",
             ExitCode.CONVERSION,
         )
-    return figures, inputs, outputs
+    figures = {
+        "images": len(inputs),
+        **{k: v for k, v in comparison.to_json().items() if v is not None},
+        "tolerance": variant.tolerance.to_json(),
+    }
+    return finite_or_none(figures), inputs_detail, outputs_detail
+
+
+def fit_to_model(items: np.ndarray, input_shape: tuple, source: Path) -> np.ndarray:
+    """`items` shaped as the model's input: equal shapes, or equal once size-1 axes are dropped
+    (28x28 data for a (28, 28, 1) input); anything else is refused naming both shapes."""
+    item_shape = tuple(items.shape[1:])
+    if item_shape != input_shape:
+        squeezed = tuple(d for d in item_shape if d != 1)
+        if squeezed != tuple(d for d in input_shape if d != 1):
+            raise ToolkitError(
+                f"{source}: data items have shape {item_shape} but the model expects {input_shape}",
+                ExitCode.DATASET,
+            )
+    return items.reshape((-1, *input_shape))
+
+
+def check_labels_fit(labels: np.ndarray | None, classes: int, source: Path) -> None:
+    """Class labels must index the model's outputs."""
+    if labels is not None and len(labels) and int(labels.max()) >= classes:
+        raise ToolkitError(
+            f"{source}: labels go up to {int(labels.max())} but the model has {classes} outputs",
+            ExitCode.DATASET,
+        )
 
 
 def _kept_artifacts(out: Path, source_sha256: str, rewritten: set[str]) -> list[Artifact]:
@@ -116,11 +151,17 @@ def export_artifacts(
     """Writes the requested artifacts and the manifest into `out`; all or nothing."""
     model_path = Path(model_path or out / "model.keras")
     model = load_keras_model(model_path)
+    input_shape = tuple(model.inputs[0].shape[1:])
     source_sha256 = sha256_file(model_path)
     dataset = load_dataset(data_dir)
-    context = ExportContext(calibration_images(dataset, calib_samples), model_path, opset)
-    images = normalize(dataset.test_images[:VALIDATION_IMAGES])
-    reference = model.predict(images.reshape((-1, *model.inputs[0].shape[1:])), verbose=0)
+    calibration = fit_to_model(
+        calibration_images(dataset, calib_samples), input_shape, dataset.source
+    )
+    inputs = fit_to_model(
+        normalize(dataset.test_images[:VALIDATION_IMAGES]), input_shape, dataset.source
+    )
+    check_labels_fit(dataset.test_labels, int(model.outputs[0].shape[-1]), dataset.source)
+    reference = model.predict(inputs, verbose=0)
     variants = selected_variants(list(formats))
 
     with OutputLock(out):
@@ -129,6 +170,7 @@ def export_artifacts(
         if not any(v.format == "keras" for v in [*kept, *variants]):
             variants = [*EXPORTERS["keras"], *variants]  # every manifest lists its reference
         with Staging(out) as staging:
+            context = ExportContext(model, model_path, calibration, opset, staging.dir / BUILD_DIR)
             artifacts = []
             for variant in variants:
                 target = staging.dir / variant.filename
@@ -146,8 +188,8 @@ def export_artifacts(
                     raise ToolkitError(
                         f"{variant.filename}: conversion failed: {reason}", ExitCode.CONVERSION
                     ) from None
-                figures, inputs, outputs = validate_artifact(
-                    variant, target, images, reference, validate
+                figures, inputs_detail, outputs_detail = validate_artifact(
+                    variant, target, inputs, reference, validate
                 )
                 artifact = Artifact(
                     name=variant.filename,
@@ -157,8 +199,8 @@ def export_artifacts(
                     runtime=variant.runtime,
                     sha256=sha256_path(target),
                     size_bytes=size_bytes(target),
-                    inputs=inputs,
-                    outputs=outputs,
+                    inputs=inputs_detail,
+                    outputs=outputs_detail,
                     validation=figures,
                 )
                 artifacts.append(artifact)
@@ -171,7 +213,7 @@ def export_artifacts(
                 versions=library_versions(),
                 training={
                     **_training_record(out, source_sha256),
-                    "calibration_samples": len(context.calibration),
+                    "calibration_samples": len(calibration),
                     "dataset_verified": dataset.verified,
                 },
             )

@@ -1,4 +1,4 @@
-"""`toolkit predict`: classify image files or test-set images with any exported artifact."""
+"""What `toolkit predict` needs besides a runner: the runtime for a file, its checksum, images."""
 
 from __future__ import annotations
 
@@ -10,21 +10,21 @@ from toolkit.artifacts import Manifest, sha256_path
 from toolkit.data import IMAGE_SIDE
 from toolkit.errors import ExitCode, ToolkitError
 
-RUNTIME_BY_SUFFIX = {".keras": "keras", ".tflite": "litert", ".onnx": "onnxruntime"}
-
 
 def runtime_for(path: Path, manifest: Manifest | None) -> str:
-    """The runtime the manifest names for `path`, else the one its file type implies."""
+    """The runtime the manifest names for `path`, else the first registered runtime that opens
+    its file type."""
+    from toolkit.runners import RUNNERS, runners_for
+
     if manifest is not None:
         for artifact in manifest.artifacts:
-            if artifact.name == path.name:
+            if artifact.name == path.name and artifact.runtime:
                 return artifact.runtime
-    if path.is_dir():
-        return "tensorflow"
-    if path.suffix in RUNTIME_BY_SUFFIX:
-        return RUNTIME_BY_SUFFIX[path.suffix]
+    if runners := runners_for(path, is_dir=path.is_dir()):
+        return runners[0].runtime
+    known = sorted({s for r in RUNNERS.values() for s in r.suffixes if s != "/"})
     raise ToolkitError(
-        f"{path}: unknown artifact type (expected .keras, .tflite, .onnx or a SavedModel folder)",
+        f"{path}: unknown artifact type (expected {', '.join(known)} or a SavedModel folder)",
         ExitCode.USAGE,
     )
 

@@ -1,0 +1,47 @@
+"""The format registry: every format has its test module, and export converts once."""
+
+from pathlib import Path
+
+from tests.conftest import tiny_artifact
+from toolkit.exporters import EXPORTERS
+
+
+def test_every_registered_format_has_a_test_module():
+    here = Path(__file__).parent
+    assert {f"test_{name.replace('-', '_')}.py" for name in EXPORTERS} <= {
+        p.name for p in here.glob("test_*.py")
+    }
+
+
+def test_intermediates_are_built_once_per_export(tmp_path, tiny, monkeypatch):
+    """Five TF-based variants read one SavedModel; both ONNX variants one tf2onnx graph."""
+    from toolkit.exporters import onnx, savedmodel
+    from toolkit.exporters.base import ExportContext
+
+    calls = {"savedmodel": 0, "onnx": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        savedmodel, "write_savedmodel", counted("savedmodel", savedmodel.write_savedmodel)
+    )
+    monkeypatch.setattr(onnx, "write_float_onnx", counted("onnx", onnx.write_float_onnx))
+    context = ExportContext(
+        tiny.model, tiny.context.source, tiny.context.calibration, 17, tmp_path / "build"
+    )
+    for name in ("savedmodel", "tflite", "onnx"):
+        for variant in EXPORTERS[name]:
+            variant.write(tiny.model, tmp_path / variant.filename, context)
+    assert calls == {"savedmodel": 1, "onnx": 1}
+    assert context.tflite_bytes("int8") is context.tflite_bytes("int8")
+
+
+def test_tiny_artifact_helper_writes_each_file_once(tiny):
+    variant = EXPORTERS["keras"][0]
+    path = tiny_artifact(tiny, variant)
+    assert tiny_artifact(tiny, variant) == path and path.stat().st_size > 0

@@ -1,0 +1,115 @@
+"""The Python API: the README's example runs as written, and a format plus a runtime registered
+from outside (one module each, one registry line each) go through export, compare and report."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.exporters.base import ExportVariant, Tolerance
+from toolkit.runners.base import Runner, in_batches
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_readme_python_example_runs(tmp_path):
+    text = README.read_text()
+    section = text[text.index("## Python API") :]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    result = subprocess.run(
+        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "exported" / "report" / "report.json").is_file()
+    assert "recommended" in result.stdout
+
+
+# --- a dummy format and runtime, registered by a fixture --------------------------------------
+
+
+def export_dense_npz(model, path, context):
+    """The model's Dense kernels and biases as plain arrays (a Flatten/Dense stack only)."""
+    arrays = {f"w{i}": w.numpy() for i, w in enumerate(model.weights)}
+    with open(path, "wb") as f:  # np.savez would append ".npz" to a temporary name
+        np.savez(f, **arrays)
+
+
+class NumpyDenseRunner(Runner):
+    """Runs a Flatten -> Dense(relu) ... -> Dense(softmax) stack in numpy."""
+
+    runtime = "numpy-dense"
+    module = "numpy"
+    package = "numpy"
+    suffixes = (".npz",)
+
+    def __init__(self, path, threads=1):
+        super().__init__(path, threads)
+        with np.load(self.path, allow_pickle=False) as data:
+            self.weights = [data[f"w{i}"] for i in range(len(data.files))]
+
+    def _forward(self, x):
+        x = np.asarray(x, np.float32).reshape(len(x), -1)
+        layers = list(zip(self.weights[::2], self.weights[1::2], strict=True))
+        for i, (kernel, bias) in enumerate(layers):
+            x = x @ kernel + bias
+            x = np.maximum(x, 0) if i < len(layers) - 1 else x
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def predict(self, images):
+        return in_batches(self._forward, images)
+
+    def bind(self, images):
+        self._bound_input = images
+
+        def call():
+            self._bound = self._forward(self._bound_input)
+
+        return call
+
+    def bound_outputs(self):
+        return self._bound
+
+
+@pytest.fixture
+def numpy_format(monkeypatch):
+    """One registry line each, as a new module would add them."""
+    from toolkit.exporters import EXPORTERS
+    from toolkit.runners import RUNNERS
+
+    variant = ExportVariant(
+        # numpy float32 vs TF's kernels: summation order only.
+        "numpy",
+        "float32",
+        "model_dense.npz",
+        "numpy-dense",
+        Tolerance(max_abs_diff=1e-4),
+        export_dense_npz,
+    )
+    monkeypatch.setitem(EXPORTERS, "numpy", (variant,))
+    monkeypatch.setitem(RUNNERS, "numpy-dense", NumpyDenseRunner)
+    return variant
+
+
+def test_a_registered_format_and_runtime_go_through_export_compare_and_report(
+    numpy_format, trained_dir, tmp_path
+):
+    import toolkit
+
+    out = tmp_path / "out"
+    manifest = toolkit.export(out, model=trained_dir / "model.keras", formats=["numpy"])
+    assert {a.name for a in manifest.artifacts} == {"model.keras", "model_dense.npz"}
+    dense = manifest.artifact("model_dense.npz")
+    assert dense.runtime == "numpy-dense" and dense.validation["max_abs_diff"] <= 1e-4
+    report = toolkit.compare(out, runs=20, max_seconds=0.2)
+    row = next(r for r in report.rows if r.artifact == "model_dense.npz")
+    assert row.ok and row.runtime == "numpy-dense" and row.agreement >= 0.999
+    assert row.accuracy == pytest.approx(report.reference_row.accuracy, abs=0.002)
+    assert "model_dense.npz" in (out / "report" / "report.html").read_text()
+    assert (
+        "numpy-dense" in report.environment["versions"]
+        or "numpy" in (report.environment["versions"])
+    )

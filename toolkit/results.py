@@ -1,0 +1,139 @@
+"""Typed compare results: one `Row` per (artifact, runtime), one `Report` that every file renders.
+
+report.json is `Report.to_json()`; the terminal table, CSV, Markdown and HTML read the same
+object, so a field added here reaches every rendering and the failed-row nulls come from the
+field defaults rather than a hand-kept key list.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+
+OK, FAILED, UNSUPPORTED = "ok", "failed", "unsupported"
+DELTA_KEYS = ("delta_accuracy_pts", "delta_p50_pct")
+
+
+def finite_or_none(value):
+    """JSON has no NaN or infinity: such a figure is written as null (recursively)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Row:
+    """One artifact measured in one runtime; every figure is None unless status is "ok"."""
+
+    artifact: str
+    format: str
+    variant: str
+    runtime: str
+    size_bytes: int | None
+    status: str = OK
+    error: str | None = None
+    accuracy: float | None = None  # None also when the data has no labels
+    agreement: float | None = None  # None for outputs that are not class scores
+    flipped: int | None = None
+    max_abs_diff: float | None = None
+    rmse: float | None = None
+    snr_db: float | None = None
+    cosine: float | None = None
+    per_class_accuracy: list[float] | None = None
+    latency_ms: dict[str, float] | None = None  # p50, p90, p99, mean, std, min
+    latency_runs: int | None = None
+    throughput_ips: float | None = None
+    load_ms: float | None = None
+    peak_rss_mb: float | None = None
+    extras: dict = field(default_factory=dict)  # runtime-specific: arena bytes, settings
+    delta_accuracy_pts: float | None = None  # with a baseline only
+    delta_p50_pct: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.artifact, self.runtime)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def p50(self) -> float | None:
+        return None if self.latency_ms is None else self.latency_ms["p50"]
+
+    def to_json(self, with_deltas: bool) -> dict:
+        data = finite_or_none(asdict(self))
+        if not with_deltas:
+            for key in DELTA_KEYS:
+                data.pop(key)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> Row:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `toolkit compare` measured, with the settings and environment it measured under."""
+
+    threads: int
+    reference: str
+    created: str
+    environment: dict
+    class_names: list[str]
+    test_images: int
+    settings: dict
+    rows: tuple[Row, ...]
+    recommended: str | None = None  # an artifact name, as report.json has always said
+    recommended_runtime: str | None = None
+    gate: dict = field(
+        default_factory=lambda: {
+            "max_accuracy_drop": None,
+            "max_latency_regression": None,
+            "failures": [],
+        }
+    )
+    baseline: str | None = None  # the report.json the deltas compare against
+    warnings: tuple[str, ...] = ()
+    # Per-call latencies in ms by row key: plotted, not stored in report.json.
+    latency_samples: dict[tuple[str, str], np.ndarray] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @property
+    def reference_row(self) -> Row:
+        return next(row for row in self.rows if row.artifact == self.reference)
+
+    def label(self, row: Row) -> str:
+        """The row's name for people: the artifact, plus the runtime when it has several rows."""
+        several = sum(r.artifact == row.artifact for r in self.rows) > 1
+        return f"{row.artifact} [{row.runtime}]" if several else row.artifact
+
+    def is_recommended(self, row: Row) -> bool:
+        return (row.artifact, row.runtime) == (self.recommended, self.recommended_runtime)
+
+    def with_(self, **changes) -> Report:
+        return replace(self, **changes)
+
+    def to_json(self) -> dict:
+        with_deltas = self.baseline is not None
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "latency_samples"}
+        data["rows"] = [row.to_json(with_deltas) for row in self.rows]
+        data["warnings"] = list(self.warnings)
+        return finite_or_none(data)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Report:
+        known = {f.name for f in fields(cls)} - {"latency_samples"}
+        values = {k: v for k, v in data.items() if k in known}
+        values["rows"] = tuple(Row.from_json(row) for row in data["rows"])
+        values["warnings"] = tuple(data.get("warnings", ()))
+        return cls(**values)
