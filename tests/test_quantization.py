@@ -32,8 +32,7 @@ def synthetic_images(rng, count):
     return np.clip(images, 0, 1).astype(np.float32), labels
 
 
-@pytest.fixture(scope="module")
-def outlier_model():
+def build_outlier_model():
     """Trained a few steps, then the weights that read the always-black border are made 100x
     the largest weight: they never change a float output (0 x w), but int8 gives each output
     channel one scale, so every other weight of the layer rounds to zero or one step."""
@@ -64,6 +63,11 @@ def outlier_model():
     kernel[rows] = 100 * np.abs(kernel).max() * signs
     model.get_layer("outlier").set_weights([kernel, bias])
     return model
+
+
+@pytest.fixture(scope="module")
+def outlier_model():
+    return build_outlier_model()
 
 
 @pytest.fixture(scope="module")

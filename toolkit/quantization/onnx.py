@@ -19,9 +19,9 @@ DEBUG_SAMPLES = 200
 DEBUG_BATCH = 32
 
 
-def noise_to_signal(sqnr_db: float) -> float:
-    """Error power over signal power, from SQNR in dB."""
-    return 10 ** (-sqnr_db / 10)
+# A full-scale signal rounded to 8 bits: 6.02 dB per bit + 1.76 dB. No int8 tensor does better,
+# so a node is charged only for what it loses below this (quantizing an input is not damage).
+IDEAL_INT8_SQNR_DB = 6.02 * 8 + 1.76
 
 
 class OnnxInt8Debugger:
@@ -99,40 +99,41 @@ class OnnxInt8Debugger:
         return LayerErrors(
             format="onnx",
             method="onnxruntime.quantization.qdq_loss_debug (cross-model SQNR)",
-            rank_metric="noise_added",
+            rank_metric="sqnr_loss_db",
             plot_metric="sqnr_db",
             samples=len(images),
-            tensors=ranked(self._records(activation_sqnr, weight_sqnr), "noise_added"),
+            tensors=ranked(self._records(activation_sqnr, weight_sqnr), "sqnr_loss_db"),
         )
 
     def _records(self, activation_sqnr: dict, weight_sqnr: dict) -> list[TensorError]:
-        """Graph order; each activation's `noise_added` is its noise-to-signal ratio less its
-        node's noisiest input's: the cross-model SQNR accumulates, this is one node's share."""
+        """Graph order, each tensor with `sqnr_loss_db`: the dB its node loses from the lower of
+        its worst input's SQNR and ideal 8-bit rounding. The cross-model SQNR accumulates along
+        the graph; the loss is one node's share, so the layer that did the damage ranks first."""
         producer = {out: node for node in self._nodes for out in node.output}
 
-        def input_noise(tensor: str) -> float:
+        def sqnr_of(tensor: str) -> float:
             if tensor in activation_sqnr:
-                return noise_to_signal(activation_sqnr[tensor])
+                return activation_sqnr[tensor]
             node = producer.get(tensor)
             if node is None:  # a graph input or a float initializer: exact
-                return 0.0
-            return max((input_noise(i) for i in node.input if i), default=0.0)
+                return math.inf
+            return min((sqnr_of(i) for i in node.input if i), default=math.inf)
 
         records = []
         for node in self._nodes:
             layer = self._layers[node.name]
             for weight in (i for i in node.input if i in weight_sqnr):
                 sqnr = weight_sqnr[weight]
-                metrics = {"sqnr_db": sqnr, "noise_added": noise_to_signal(sqnr)}
+                metrics = {"sqnr_db": sqnr, "sqnr_loss_db": IDEAL_INT8_SQNR_DB - sqnr}
                 records.append(
                     TensorError(layer, weight, "weight", node.op_type, node.name, metrics)
                 )
             for output in (o for o in node.output if o in activation_sqnr):
                 sqnr = activation_sqnr[output]
-                before = max((input_noise(i) for i in node.input if i), default=0.0)
-                metrics = {"sqnr_db": sqnr, "noise_added": max(noise_to_signal(sqnr) - before, 0)}
-                if before:  # an exact float input has no SQNR to show
-                    metrics["input_sqnr_db"] = -10 * math.log10(before)
+                before = min((sqnr_of(i) for i in node.input if i), default=math.inf)
+                metrics = {"sqnr_db": sqnr, "sqnr_loss_db": min(before, IDEAL_INT8_SQNR_DB) - sqnr}
+                if math.isfinite(before):  # an exact float input has no SQNR to show
+                    metrics["input_sqnr_db"] = before
                 records.append(
                     TensorError(layer, output, "activation", node.op_type, node.name, metrics)
                 )
