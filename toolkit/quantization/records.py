@@ -82,14 +82,19 @@ def plot_layer_errors(errors: LayerErrors, title: str, path: Path) -> Path:
     plt = pyplot()
     tensors = errors.tensors
     values = [t.metrics[errors.plot_metric] for t in tensors]
-    labels = [f"{t.layer or '?'}\n{t.op}" + (" w" if t.kind == "weight" else "") for t in tensors]
-    colours = ["tab:orange" if t.kind == "weight" else "tab:blue" for t in tensors]
+    labels = [
+        f"{t.layer or '?'} {t.op}" + (" weight" if t.kind == "weight" else "") for t in tensors
+    ]
+    colours = {"activation": "tab:blue", "weight": "tab:orange"}
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(tensors)), 4))
-    ax.bar(range(len(tensors)), values, color=colours)
+    for kind, colour in colours.items():
+        index = [i for i, t in enumerate(tensors) if t.kind == kind]
+        if index:
+            ax.bar(index, [values[i] for i in index], color=colour, label=kind)
     ax.set_xticks(range(len(tensors)), labels, rotation=60, ha="right", fontsize=7)
     if errors.plot_metric == "rmse_over_scale":
         ax.axhline(ROUNDING_NOISE, color="grey", linestyle="--", label="rounding noise only")
-        ax.legend()
+    ax.legend()
     ax.set(title=title, ylabel=errors.plot_metric, xlabel="quantized tensor, graph order")
     ax.grid(True, axis="y", alpha=0.3)
     return save_figure(fig, path)
