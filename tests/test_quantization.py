@@ -32,10 +32,17 @@ def synthetic_images(rng, count):
     return np.clip(images, 0, 1).astype(np.float32), labels
 
 
-def build_outlier_model():
-    """Trained a few steps, then the weights that read the always-black border are made 100x
-    the largest weight: they never change a float output (0 x w), but int8 gives each output
-    channel one scale, so every other weight of the layer rounds to zero or one step."""
+def build_outlier_model(outliers: str = "weights"):
+    """Flatten -> `outlier` -> `hidden` -> softmax, trained a few steps, then made int8-hostile
+    without changing what the float model computes.
+
+    "weights": the weights that read the always-black border become 100x the largest weight
+    (0 x w changes nothing in float); int8 gives each output channel one scale, so every other
+    weight of `outlier` rounds to zero or one step. Keeping `outlier` in float repairs it.
+    "activations": two of `outlier`'s units are scaled up 100x and `hidden` reads them 100x
+    weaker; int8 gives the tensor between them one scale, so the 30 other units round to a few
+    steps. Only that tensor in float repairs it: `outlier` and `hidden` both in float.
+    """
     from toolkit import import_tensorflow
 
     import_tensorflow()
@@ -55,19 +62,31 @@ def build_outlier_model():
     )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(images, labels, epochs=2, batch_size=64, verbose=0)
-    kernel, bias = model.get_layer("outlier").get_weights()
-    border = np.zeros((28, 28), bool)
-    border[:, :2] = True
-    rows = border.reshape(-1)
-    signs = np.sign(np.random.default_rng(3).standard_normal((rows.sum(), kernel.shape[1])))
-    kernel[rows] = 100 * np.abs(kernel).max() * signs
+    (kernel, bias), (next_kernel, next_bias) = (
+        model.get_layer(name).get_weights() for name in ("outlier", "hidden")
+    )
+    if outliers == "weights":
+        border = np.zeros((28, 28), bool)
+        border[:, :2] = True
+        rows = border.reshape(-1)
+        signs = np.sign(np.random.default_rng(3).standard_normal((rows.sum(), kernel.shape[1])))
+        kernel[rows] = 100 * np.abs(kernel).max() * signs
+    else:
+        kernel[:, :2] *= 100
+        bias[:2] *= 100
+        next_kernel[:2] /= 100
     model.get_layer("outlier").set_weights([kernel, bias])
+    model.get_layer("hidden").set_weights([next_kernel, next_bias])
     return model
 
 
-@pytest.fixture(scope="module")
-def outlier_model():
-    return build_outlier_model()
+# What keeps each outlier model within tolerance: the fewest layers in float.
+FLOAT_LAYERS = {"weights": {"outlier"}, "activations": {"outlier", "hidden"}}
+
+
+@pytest.fixture(scope="module", params=sorted(FLOAT_LAYERS))
+def outlier_model(request):
+    return request.param, build_outlier_model(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -198,11 +217,14 @@ def test_ranking_and_worst_layers_message():
     ("passing", "expected_layers", "passed", "builds"),
     [
         ({()}, (), True, 1),
-        ({("b", "d")}, ("b", "d"), True, 3),
+        ({("b",), ("b", "d")}, ("b",), True, 2),
+        ({("b", "d", "a"), ("b", "a")}, ("b", "a"), True, 6),  # d is given back: 2 more builds
         (set(), ("b", "d", "a"), False, 4),
     ],
 )
-def test_search_adds_one_layer_at_a_time(passing, expected_layers, passed, builds):
+def test_search_adds_one_layer_at_a_time_and_keeps_only_what_it_needs(
+    passing, expected_layers, passed, builds
+):
     built = []
 
     def build(float_layers):
@@ -244,39 +266,56 @@ def _tflite_search(model, tmp_path):
     )
 
 
-def test_tflite_mixed_precision_keeps_only_the_outlier_layer_in_float(outlier_model, tmp_path):
-    debugger, result = _tflite_search(outlier_model, tmp_path)
-    assert debugger.errors.ranked_layers()[0] == "outlier"
+def test_tflite_mixed_precision_keeps_only_the_damaged_layers_in_float(outlier_model, tmp_path):
+    outliers, model = outlier_model
+    debugger, result = _tflite_search(model, tmp_path)
     assert result.full_int8["agreement"] < MIN_AGREEMENT
     assert result.passed and result.mixed["agreement"] >= MIN_AGREEMENT
-    assert result.float_layers == ("outlier",)
+    assert set(result.float_layers) == FLOAT_LAYERS[outliers]
     float_ops = _float_tflite_ops(result.model)
-    assert [op for op, _ in float_ops] == ["FULLY_CONNECTED"]
-    assert "outliers_1/outlier_1/MatMul" in float_ops[0][1]
+    assert [op for op, _ in float_ops] == ["FULLY_CONNECTED"] * len(FLOAT_LAYERS[outliers])
+    scopes = {f"outliers_1/{layer}_1/MatMul" for layer in FLOAT_LAYERS[outliers]}
+    assert {next(s for s in scopes if s in name) for _, name in float_ops} == scopes
     assert not _float_tflite_ops(debugger.quantized_model())  # full int8: no float op at all
 
 
-def test_onnx_mixed_precision_keeps_only_the_outlier_layer_in_float(outlier_model, tmp_path):
+def test_onnx_mixed_precision_keeps_only_the_damaged_layers_in_float(outlier_model, tmp_path):
     import onnx
 
-    debugger = _onnx_debugger(outlier_model, tmp_path)
-    assert debugger.errors.ranked_layers()[0] == "outlier"
+    outliers, model = outlier_model
+    debugger = _onnx_debugger(model, tmp_path)
     result = search_float_layers(
         debugger.errors.ranked_layers(),
         lambda layers: debugger.write(tmp_path / f"mixed_{len(layers)}.onnx", layers),
-        _onnx_validator(*_validation(outlier_model)),
+        _onnx_validator(*_validation(model)),
     )
     assert result.full_int8["agreement"] < MIN_AGREEMENT
     assert result.passed and result.mixed["agreement"] >= MIN_AGREEMENT
-    assert result.float_layers == ("outlier",)
+    assert set(result.float_layers) == FLOAT_LAYERS[outliers]
     graph = onnx.load(str(result.model)).graph
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    gemms = {n.name: set(n.input[1:]) <= dequantized for n in graph.node if n.op_type == "Gemm"}
-    assert gemms == {
-        "outliers_1/outlier_1/MatMul/MatMulAddFusion": False,  # float weights
-        "outliers_1/hidden_1/MatMul/MatMulAddFusion": True,
-        "outliers_1/probabilities_1/MatMul/MatMulAddFusion": True,
+    int8_weights = {
+        n.name.split("/")[1].removesuffix("_1"): set(n.input[1:]) <= dequantized
+        for n in graph.node
+        if n.op_type == "Gemm"
     }
+    assert int8_weights == {
+        layer: layer not in FLOAT_LAYERS[outliers]
+        for layer in ("outlier", "hidden", "probabilities")
+    }
+
+
+# Where the error shows: in the layer that rounds its own weights, or in the layer that reads
+# the coarsely rounded tensor (the one that wrote it looks like plain rounding noise).
+WORST_LAYER = {"weights": "outlier", "activations": "hidden"}
+
+
+def test_worst_layers_message_names_where_the_error_shows(outlier_model, tmp_path):
+    outliers, model = outlier_model
+    for debugger in (_tflite_debugger, _onnx_debugger):
+        errors = debugger(model, tmp_path).errors
+        assert errors.ranked_layers()[0] == WORST_LAYER[outliers]
+        assert worst_layers_message(errors).startswith(f"worst layers: {WORST_LAYER[outliers]} (")
 
 
 def test_int8_that_passes_needs_no_float_layer(tutorial_model, tmp_path):

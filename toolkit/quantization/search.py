@@ -1,5 +1,5 @@
 """The mixed-precision search: keep the most damaging layers in float, one at a time, until
-the int8 model meets its tolerance again."""
+the int8 model meets its tolerance again, then give back to int8 any layer it did not need."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ Built = TypeVar("Built")  # what a build returns: a path, flatbuffer bytes
 class SearchResult(Generic[Built]):
     """What the search tried and where it stopped."""
 
-    float_layers: tuple[str, ...]  # kept in float in `mixed` (all tried layers when it failed)
+    float_layers: tuple[str, ...]  # kept in float in `model` (every layer when it failed)
     full_int8: dict  # the validator's figures for full int8
-    mixed: dict | None  # the figures of the last model built, None when full int8 passed
-    passed: bool  # whether the returned model meets the tolerance
-    model: Built  # the last model built: full int8 when it passed, else the mixed one
+    mixed: dict | None  # the figures of `model`, None when full int8 passed
+    passed: bool  # whether `model` meets the tolerance
+    model: Built  # full int8 when it passed, else the mixed model (the last one when failing)
     builds: int  # models built and validated, full int8 included
 
 
@@ -28,16 +28,18 @@ def search_float_layers(
     validate: Callable[[Built], tuple[dict, bool]],
 ) -> SearchResult[Built]:
     """Adds layers to float in the order of `ranked_layers` (most damaging first) until
-    `validate` says the tolerance holds.
+    `validate` says the tolerance holds, then returns to int8 each earlier pick the tolerance
+    holds without.
 
-    `build(float_layers)` makes a model (full int8 for no layer); `validate(model)` returns the
-    comparator's figures and whether the tolerance holds. When it still fails with every
-    layer in float, the result says `passed=False` and carries the last figures.
+    The second pass matters when the damage is in a tensor between two layers (a few huge
+    activation channels): the layer reading it ranks first, keeping it alone in float does not
+    help, and whatever ranked between it and the layer writing that tensor was kept for
+    nothing. `build(float_layers)` makes a model (full int8 for none); `validate(model)` returns
+    the comparator's figures and whether the tolerance holds.
     """
-    float_layers: tuple[str, ...] = ()
-    model = build(float_layers)
+    model = build(())
     full_int8, passed = validate(model)
-    figures, builds = None, 1
+    builds, float_layers, figures = 1, (), None
     for layer in ranked_layers:
         if passed:
             break
@@ -45,4 +47,12 @@ def search_float_layers(
         model = build(float_layers)
         figures, passed = validate(model)
         builds += 1
+    if passed:
+        for layer in float_layers[-2::-1]:  # the last pick is what made it pass
+            fewer = tuple(name for name in float_layers if name != layer)
+            candidate = build(fewer)
+            candidate_figures, still_passes = validate(candidate)
+            builds += 1
+            if still_passes:
+                float_layers, model, figures = fewer, candidate, candidate_figures
     return SearchResult(float_layers, full_int8, figures, passed, model, builds)
