@@ -338,3 +338,22 @@ def test_tutorial_per_layer_records(tutorial_model, tmp_path, fmt):
     assert content["samples"] == 50
     png = plot_layer_errors(errors, f"model_int8.{fmt}", path.with_suffix(".png"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_cnn_records_map_to_its_layers(tmp_path, fmt):
+    """Conv, pooling and the layout ops converters add between them all find their layer;
+    `conv2d_1` is traced as `conv2d_1_2`, and tf2onnx's unscoped Transpose joins a neighbour."""
+    from toolkit import import_tensorflow
+
+    import_tensorflow()
+    from toolkit.model import build_cnn
+
+    model = build_cnn()
+    debugger = {"tflite": _tflite_debugger, "onnx": _onnx_debugger}[fmt]
+    errors = debugger(model, tmp_path, samples=20).errors
+    names = [layer.name for layer in model.layers]
+    computing = {layer.name for layer in model.layers if layer.weights or "pooling" in layer.name}
+    layers = [t.layer for t in errors.tensors]
+    assert computing <= set(layers) <= set(names)  # ONNX folds `reshape` into conv2d's input
+    assert layers == sorted(layers, key=names.index)  # graph order is layer order

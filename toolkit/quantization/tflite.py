@@ -1,5 +1,13 @@
 """TFLite full int8: per-tensor error from LiteRT's QuantizationDebugger, and int8 models that
-keep chosen Keras layers in float (the debugger's denylisted_nodes)."""
+keep chosen Keras layers in float (the debugger's denylisted_nodes).
+
+Not Google's litert-quantizer (tried, 0.11.0): it keeps layers in float too (a `no_quantize`
+recipe entry per name regex), but its int8 is another quantizer than the converter's that
+writes model_int8.tflite (0.86 vs 0.92 agreement on the same outlier model), so the debugger's
+per-tensor figures would not describe it; and it pins ai-edge-litert==2.3.0 exactly and
+brings scipy and litert-lm-builder. The debugger needs nothing new, builds each candidate from
+one calibration in ~20 ms, and names in its figures the very tensors the denylist takes.
+"""
 
 from __future__ import annotations
 
