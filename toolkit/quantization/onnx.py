@@ -3,6 +3,7 @@ chosen Keras layers in float (`quantize_static(nodes_to_exclude=...)`)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,6 @@ class OnnxInt8Debugger:
         self.calibration = np.asarray(calibration, dtype=np.float32)
         graph = onnx.load(str(self.prepared)).graph
         self._nodes = list(graph.node)
-        self._graph_inputs = {i.name for i in graph.input}
         self._layers = dict(
             zip(
                 (n.name for n in self._nodes),
@@ -111,6 +111,7 @@ class OnnxInt8Debugger:
         the graph; the loss is one node's share, so the layer that did the damage ranks first."""
         producer = {out: node for node in self._nodes for out in node.output}
 
+        @functools.cache  # branches meet again: each tensor is walked back once
         def sqnr_of(tensor: str) -> float:
             if tensor in activation_sqnr:
                 return activation_sqnr[tensor]
