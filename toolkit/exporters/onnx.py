@@ -57,7 +57,7 @@ def export_onnx_float32(model, path, context):
     shutil.copyfile(shared_float_onnx(context), path)
 
 
-class _CalibrationReader:
+class CalibrationReader:
     """Feeds the calibration sample to ONNX Runtime's quantizer in batches of 32."""
 
     def __init__(self, input_name: str, images, batch: int = 32):
@@ -69,19 +69,29 @@ class _CalibrationReader:
         return next(self._batches, None)
 
 
-def export_onnx_int8(model, path, context):
-    """Static int8 QDQ: int8 weights and activations, float input and output at the edges."""
+def quantize_qdq(prepared_path: Path, path: Path, calibration, nodes_to_exclude=()) -> None:
+    """Static int8 QDQ of a pre-processed float graph; `nodes_to_exclude` stay in float.
+
+    One definition for the int8 export and the mixed-precision builds, so they differ only
+    in the excluded nodes. `calibration` is shaped like the model input.
+    """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     quantize_static(
-        str(shared_prepared_onnx(context)),
+        str(prepared_path),
         str(path),
-        _CalibrationReader(INPUT_NAME, context.calibration),
+        CalibrationReader(INPUT_NAME, calibration),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
+        nodes_to_exclude=list(nodes_to_exclude),
     )
+
+
+def export_onnx_int8(model, path, context):
+    """Static int8 QDQ: int8 weights and activations, float input and output at the edges."""
+    quantize_qdq(shared_prepared_onnx(context), path, context.calibration)
 
 
 def _tensors(graph):
