@@ -91,7 +91,7 @@ def test_predict_refuses_a_changed_artifact(exported_copy):
     [
         (np.array([["a"] * 28] * 28), "expected numbers"),
         (np.full((28, 28), np.nan), "NaN or infinity"),
-        (np.zeros((32, 32)), "expected a 28x28 array"),
+        (np.zeros((32, 32)), "expected an array of shape (28, 28), found shape (32, 32)"),
     ],
 )
 def test_predict_refuses_unusable_npy(exported_dir, tmp_path, array, message):

@@ -25,22 +25,25 @@ def train(
     seed: int = 0,
     limit: int | None = None,
     resume: bool = False,
+    data: str | Path | None = None,
     data_dir: str | Path | None = None,
     on_progress: Callable | None = None,
 ):
-    """Trains the tutorial model; writes OUT/model.keras, OUT/training/ and OUT/plots/.
+    """Trains the tutorial architectures (default: the tutorial model on Fashion-MNIST; with
+    `data`, for that data's input shape and classes); writes OUT/model.keras, OUT/training/ and
+    OUT/plots/.
 
     Returns the `TrainResult` (model, history, test probabilities, metrics.json content).
     """
     from toolkit import import_tensorflow
     from toolkit.artifacts import OutputLock
-    from toolkit.data import load_dataset
+    from toolkit.data import load_data
     from toolkit.model import TrainConfig, save_training_outputs
     from toolkit.model import train as train_model
 
     out = Path(out)
     import_tensorflow()
-    dataset = load_dataset(_path(data_dir))
+    dataset = load_data(data, _path(data_dir))
     config = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
     with OutputLock(out):
         result = train_model(
@@ -58,15 +61,24 @@ def export(
     calib_samples: int = DEFAULT_CALIB_SAMPLES,
     opset: int = DEFAULT_OPSET,
     validate: bool = True,
+    data: str | Path | None = None,
+    scale: float | None = None,
+    offset: float = 0.0,
     data_dir: str | Path | None = None,
     on_artifact: Callable | None = None,
 ):
-    """Exports `model` (default OUT/model.keras) to `formats`, validates each artifact and writes
-    OUT/manifest.json; returns the `Manifest`."""
+    """Exports `model` (default OUT/model.keras) to `formats`, validates each artifact on `data`
+    (default Fashion-MNIST; an .npz file or an image folder) and writes OUT/manifest.json;
+    returns the `Manifest` (`left_out` lists variants that could not be built or validated).
+
+    Model input = x * `scale` + `offset` (default scale: 1/255 for 8-bit data, else 1).
+    """
     from toolkit import import_tensorflow
+    from toolkit.data import Preprocessing
     from toolkit.exporting import export_artifacts
 
     import_tensorflow()
+    preprocessing = None if scale is None else Preprocessing(scale, offset)
     return export_artifacts(
         Path(out),
         _path(model),
@@ -76,6 +88,8 @@ def export(
         validate=validate,
         data_dir=_path(data_dir),
         on_artifact=on_artifact or (lambda artifact: None),
+        data=data,
+        preprocessing=preprocessing,
     )
 
 
@@ -92,13 +106,15 @@ def compare(
     timeout: float = 300.0,
     verify: bool = True,
     runtimes: Sequence[str] | None = None,
+    data: str | Path | None = None,
+    limit: int | None = None,
     data_dir: str | Path | None = None,
     on_row: Callable | None = None,
 ):
-    """Measures every artifact of OUT/manifest.json in its runtime(s), writes OUT/report/ and
-    returns the `Report`; `report.gate["failures"]` lists what failed a gate."""
+    """Measures every artifact of OUT/manifest.json in its runtime(s) on the data export used
+    (or `data`; the first `limit` items), writes OUT/report/ and returns the `Report`;
+    `report.gate["failures"]` lists what failed a gate."""
     from toolkit.artifacts import OutputLock, recover_staging
-    from toolkit.data import load_dataset
     from toolkit.evaluate import (
         MeasureConfig,
         apply_baseline,
@@ -115,7 +131,6 @@ def compare(
         raise ToolkitError("--max-latency-regression needs --baseline", ExitCode.USAGE)
     earlier = load_baseline(Path(baseline)) if baseline is not None else None
     require_folder(out)
-    dataset = load_dataset(_path(data_dir))
     config = MeasureConfig(
         threads=threads,
         runs=runs,
@@ -126,11 +141,13 @@ def compare(
     with OutputLock(out):
         recover_staging(out)
         manifest = checked_manifest(out, verify)
+        dataset = evaluation_data(manifest, data, _path(data_dir))
+        labels = dataset.test_labels if manifest.task == "classification" else None
         report = measure_rows(
             out,
             manifest,
-            dataset.test_images,
-            dataset.test_labels,
+            dataset.test_images[:limit],
+            None if labels is None else labels[:limit],
             config,
             list(runtimes) if runtimes else None,
             on_row or (lambda row: None),
@@ -162,11 +179,15 @@ class Predictions:
     """What `predict` computed: one entry per input, in the order given."""
 
     names: list[str]
-    labels: list[int | None]  # the true class where known (test-set inputs)
-    probabilities: object  # numpy (N, K)
-    class_names: list[str]
+    labels: list[int | None]  # the true class where known (evaluation-set inputs)
+    outputs: object  # numpy (N, ...): class probabilities for a classifier
+    class_names: list[str]  # empty when the outputs are not class scores
     runtime: str
     warnings: list[str]
+
+    @property
+    def probabilities(self):
+        return self.outputs
 
 
 def predict(
@@ -178,15 +199,18 @@ def predict(
     plot: str | Path | None = None,
     threads: int = 1,
     verify: bool = True,
+    data: str | Path | None = None,
     data_dir: str | Path | None = None,
 ) -> Predictions:
-    """Classifies image files and/or test-set images (`index`) with any artifact (default
-    OUT/model.keras); writes the tutorial's prediction figure to `plot` when given."""
+    """Runs any artifact (default OUT/model.keras) on image or .npy files and/or items of the
+    evaluation data (`index`), preprocessed as the manifest says; writes the tutorial's
+    prediction figure to `plot` when given."""
     import numpy as np
 
     from toolkit import quiet_stderr
     from toolkit.artifacts import MANIFEST_NAME, load_manifest
-    from toolkit.data import CLASS_NAMES, load_dataset, normalize
+    from toolkit.data import CLASS_NAMES, Preprocessing
+    from toolkit.evaluate import manifest_input_shape, manifest_preprocessing
     from toolkit.figures import plot_image_predictions
     from toolkit.prediction import check_listed_checksum, load_image, runtime_for
     from toolkit.runners import RUNNERS
@@ -197,26 +221,55 @@ def predict(
     manifest = load_manifest(path.parent) if (path.parent / MANIFEST_NAME).is_file() else None
     if verify:
         check_listed_checksum(path, manifest)
-    names, pixels, labels, warnings = [], [], [], []
+    runtime = runtime_for(path, manifest)
+    if manifest is not None:
+        shape, preprocessing = manifest_input_shape(manifest), manifest_preprocessing(manifest)
+        task, class_names = manifest.task, list(manifest.class_names)
+    else:  # a file on its own: the tutorial's conventions
+        shape, preprocessing = (28, 28), Preprocessing(1 / 255)
+        task, class_names = "classification", list(CLASS_NAMES)
+    names, items, labels, warnings = [], [], [], []
     for image_path in map(Path, images):
-        array, warning = load_image(image_path)
+        array, warning = load_image(image_path, shape)
         warnings += [warning] if warning else []
         names.append(str(image_path))
-        pixels.append(array)
+        items.append(_in_data_units(array, preprocessing))
         labels.append(None)
     if index:
-        dataset = load_dataset(_path(data_dir))
+        dataset = evaluation_data(manifest, data, _path(data_dir)) if manifest else None
+        if dataset is None:
+            from toolkit.data import load_data
+
+            dataset = load_data(data, _path(data_dir))
         for i in index:
+            if i >= len(dataset.test_images):
+                raise ToolkitError(
+                    f"--index {i}: the evaluation data has {len(dataset.test_images)} items",
+                    ExitCode.USAGE,
+                )
             names.append(f"test image {i}")
-            pixels.append(dataset.test_images[i])
-            labels.append(int(dataset.test_labels[i]))
-    batch = np.stack(pixels)
-    runtime = runtime_for(path, manifest)
+            items.append(dataset.test_images[i])
+            labels.append(None if dataset.test_labels is None else int(dataset.test_labels[i]))
+    batch = np.stack([np.asarray(item, dtype=np.float32) for item in items])
     with quiet_stderr(), RUNNERS[runtime](path, threads) as runner:
-        probabilities = runner.predict(normalize(batch))
-    if plot is not None:
-        plot_image_predictions(batch, probabilities, labels, CLASS_NAMES, Path(plot))
-    return Predictions(names, labels, probabilities, list(CLASS_NAMES), runtime, warnings)
+        outputs = runner.predict(preprocessing.apply(batch).reshape((-1, *shape)))
+    if task != "classification":
+        class_names = []
+    if plot is not None and class_names:
+        plot_image_predictions(batch, outputs, labels, class_names, Path(plot))
+    elif plot is not None:
+        raise ToolkitError(f"{plot}: --plot draws class scores; this model's outputs are not")
+    return Predictions(names, labels, outputs, class_names, runtime, warnings)
+
+
+def _in_data_units(array, preprocessing):
+    """An .npy of floats in [0, 1] for a model fed pixels / 255 is already scaled: bring it
+    back to pixel units so the manifest's preprocessing applies to every input alike."""
+    import numpy as np
+
+    if array.dtype.kind == "f" and preprocessing.scale == 1 / 255 and array.max() <= 1:
+        return np.clip(array * 255, 0, 255)
+    return array
 
 
 @dataclass(frozen=True)
@@ -240,6 +293,29 @@ def verify(out: str | Path = "exported") -> Verification:
             recover_staging(out)
         manifest = load_manifest(out)
         return Verification(manifest, verify_manifest(out, manifest))
+
+
+def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | None = None):
+    """The data export recorded in the manifest (or `data`), read for the model's input shape;
+    a recorded file that changed since export is a warning."""
+    from toolkit.artifacts import sha256_path
+    from toolkit.data import FASHION_MNIST, load_data
+    from toolkit.errors import warn
+    from toolkit.evaluate import manifest_input_shape, manifest_preprocessing
+
+    recorded = manifest.data
+    if data is None and recorded.get("kind") not in (None, FASHION_MNIST):
+        data = recorded["path"]
+    dataset = load_data(
+        data, data_dir, manifest_input_shape(manifest), manifest_preprocessing(manifest)
+    )
+    for note in dataset.notes:
+        warn(note)
+    digest = recorded.get("sha256")
+    same_file = digest and Path(dataset.source).resolve() == Path(recorded["path"])
+    if same_file and sha256_path(Path(dataset.source)) != digest:
+        warn(f"{dataset.source}: changed since export (sha256 differs from the manifest)")
+    return dataset
 
 
 def require_folder(out: Path) -> None:

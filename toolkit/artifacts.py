@@ -123,7 +123,7 @@ class Artifact:
     format: str
     variant: str
     path: str  # relative to the output folder
-    runtime: str
+    runtime: str | None  # None for a file nothing runs by itself (a C source)
     sha256: str
     size_bytes: int
     inputs: list[dict] = field(default_factory=list)
@@ -151,6 +151,9 @@ class Manifest:
     created: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
     )
+    task: str = "classification"  # or "other": outputs judged by the generic figures only
+    data: dict = field(default_factory=dict)  # kind, path, sha256, items, labelled, calibration
+    left_out: list[dict] = field(default_factory=list)  # {artifact, reason} per variant dropped
 
     def to_json(self) -> dict:
         return asdict(self)

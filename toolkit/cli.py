@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import signal
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from toolkit.errors import ExitCode, ToolkitError, first_line
+from toolkit.errors import ExitCode, ToolkitError, ToolkitWarning, first_line
 from toolkit.exporters import EXPORTERS
 from toolkit.exporting import DEFAULT_CALIB_SAMPLES, DEFAULT_OPSET
 from toolkit.model import ARCHITECTURES
@@ -51,6 +52,16 @@ DataDirOption = Annotated[
 ]
 
 
+DataOption = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="fashion-mnist (default), an .npz file (x_test, y_test, optional x_train, y_train, "
+        "class_names) or a folder of images (DIR/train/<class>/*, DIR/test/<class>/*).",
+    ),
+]
+
+
 def _labelled(label: str, message: str, console_: Console = err_console) -> None:
     """A coloured label and a message printed verbatim (paths may contain [brackets])."""
     console_.print(f"{label} {escape(message)}", highlight=False)
@@ -59,6 +70,12 @@ def _labelled(label: str, message: str, console_: Console = err_console) -> None
 def _plain(message: str) -> None:
     """A line printed verbatim: no markup, no highlighting (paths may contain [brackets])."""
     console.print(message, markup=False, highlight=False)
+
+
+def _show_warning(message, category, *args, **kwargs) -> None:
+    """The library's warnings as one line each; other libraries' warnings stay quiet."""
+    if issubclass(category, ToolkitWarning):
+        _labelled("[yellow]warning:[/]", str(message))
 
 
 def _raise_interrupt(signum, frame):
@@ -72,7 +89,10 @@ def handles_errors(command):
     def wrapper(*args, **kwargs):
         signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", ToolkitWarning)
+                warnings.showwarning = _show_warning
+                return command(*args, **kwargs)
         except ToolkitError as exc:
             if _state["debug"]:
                 raise
@@ -151,6 +171,7 @@ class _EpochProgress:
 @handles_errors
 def train(
     out: OutOption = Path("exported"),
+    data: DataOption = None,
     data_dir: DataDirOption = None,
     arch: Annotated[
         Arch, typer.Option(help="mlp: the tutorial model; cnn: a small conv net.")
@@ -179,6 +200,7 @@ def train(
             seed=seed,
             limit=limit,
             resume=resume,
+            data=data,
             data_dir=data_dir,
             on_progress=progress,
         )
@@ -202,8 +224,12 @@ def _artifact_line(artifact) -> str:
     v = artifact.validation
     if not v:
         figure = "not validated"
-    elif "min_agreement" in v["tolerance"]:
+    elif "min_agreement" in v["tolerance"] and "agreement" in v:
         figure = f"agreement {v['agreement']:.4f} (>= {v['tolerance']['min_agreement']})"
+    elif "min_snr_db" in v["tolerance"]:
+        snr = v.get("snr_db")  # null when the outputs are identical
+        shown = "identical" if snr is None else f"{snr:.1f} dB"
+        figure = f"SNR {shown} (>= {v['tolerance']['min_snr_db']:g} dB)"
     else:
         figure = f"max |diff| {v['max_abs_diff']:.2e} (<= {v['tolerance']['max_abs_diff']:g})"
     size = human_size(artifact.size_bytes)
@@ -227,6 +253,14 @@ def export(
     no_validate: Annotated[
         bool, typer.Option("--no-validate", help="Keep artifacts that miss their tolerance.")
     ] = False,
+    data: DataOption = None,
+    scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Model input = x * SCALE + OFFSET (default 1/255 for 8-bit data, else 1)."
+        ),
+    ] = None,
+    offset: Annotated[float, typer.Option(help="See --scale.")] = 0.0,
     data_dir: DataDirOption = None,
 ) -> None:
     """Export to Keras, SavedModel, TFLite (x4) and ONNX (x2), validate each, write the manifest."""
@@ -240,10 +274,17 @@ def export(
         calib_samples=calib_samples,
         opset=opset,
         validate=not no_validate,
+        data=data,
+        scale=scale,
+        offset=offset,
         data_dir=data_dir,
         on_artifact=lambda artifact: _plain(_artifact_line(artifact)),
     )
     _plain(f"{len(manifest.artifacts)} artifacts listed in {out / 'manifest.json'}")
+    for entry in manifest.left_out:
+        _labelled("[bold red]left out:[/]", entry["reason"])
+    if manifest.left_out:
+        raise typer.Exit(int(ExitCode.CONVERSION))
 
 
 NoVerifyOption = Annotated[
@@ -289,6 +330,10 @@ def compare(
         list[Runtime] | None,
         typer.Option(help="Measure only in this runtime; repeatable (default: every one)."),
     ] = None,
+    data: DataOption = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Evaluate on the first N items only.")
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run every artifact in its runtime: accuracy, agreement, latency, throughput, size, memory."""
@@ -316,6 +361,8 @@ def compare(
             timeout=timeout,
             verify=not no_verify,
             runtimes=[Runtime(r).value for r in runtime] if runtime else None,
+            data=data,
+            limit=limit,
             data_dir=data_dir,
             on_row=advance,
         )
@@ -334,7 +381,8 @@ def compare(
 @handles_errors
 def predict(
     images: Annotated[
-        list[Path] | None, typer.Argument(help="28x28 grayscale PNG/JPEG/.npy files.")
+        list[Path] | None,
+        typer.Argument(help="PNG/JPEG/BMP/GIF or .npy files (resized to the model's input)."),
     ] = None,
     out: OutOption = Path("exported"),
     artifact: Annotated[
@@ -342,17 +390,18 @@ def predict(
     ] = None,
     index: Annotated[
         list[int] | None,
-        typer.Option(min=0, max=9999, help="Test-set image(s) to classify; repeatable."),
+        typer.Option(min=0, help="Evaluation-data item(s) to run; repeatable."),
     ] = None,
-    top: Annotated[int, typer.Option(min=1, max=10, help="How many classes to show.")] = 3,
+    top: Annotated[int, typer.Option(min=1, max=1000, help="How many classes to show.")] = 3,
     plot: Annotated[
         Path | None, typer.Option(help="Write the tutorial's prediction figure to this PNG.")
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="Runtime threads.")] = 1,
     no_verify: NoVerifyOption = False,
+    data: DataOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Classify images with any artifact and print the top classes with their probabilities."""
+    """Run any artifact on inputs: the top classes of a classifier, a summary of other outputs."""
     import toolkit
     from toolkit.prediction import top_k
 
@@ -364,13 +413,20 @@ def predict(
         plot=plot,
         threads=threads,
         verify=not no_verify,
+        data=data,
         data_dir=data_dir,
     )
     for warning in result.warnings:
         _labelled("[yellow]warning:[/]", warning)
     classes = result.class_names
+    if not classes:
+        for name, output in zip(result.names, result.outputs, strict=True):
+            values = ", ".join(f"{v:.4g}" for v in output.reshape(-1)[:8])
+            more = " ..." if output.size > 8 else ""
+            _plain(f"{name}: output {list(output.shape)} [{values}{more}]")
+        return
     for name, label, best in zip(
-        result.names, result.labels, top_k(result.probabilities, top), strict=True
+        result.names, result.labels, top_k(result.outputs, top), strict=True
     ):
         truth = f"  (true: {classes[label]})" if label is not None else ""
         ranked = ", ".join(f"{classes[c]} {100 * p:.1f}%" for c, p in best)

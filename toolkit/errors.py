@@ -28,3 +28,13 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries raise pages), or its type's name."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class ToolkitWarning(UserWarning):
+    """Something a user should know that does not stop the command (the CLI prints one line)."""
+
+
+def warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, ToolkitWarning, stacklevel=2)

@@ -13,6 +13,7 @@ import os
 import platform
 import resource
 import signal
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.artifacts import Artifact, Manifest
-from toolkit.data import normalize
+from toolkit.data import Preprocessing
 from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.metrics import compare_outputs, latency_percentiles, per_class_accuracy
 from toolkit.model import library_versions
@@ -71,7 +72,42 @@ def time_calls(
     return samples[:count]
 
 
-def measure(runner_class, path: Path, inputs: np.ndarray, config: MeasureConfig) -> dict:
+@dataclass(frozen=True)
+class EvalData:
+    """The evaluation items as a worker reads them: memory-mapped from an .npy file in their
+    stored dtype and preprocessed one batch at a time, so no process holds the float32 copy of
+    the whole set and no pipe carries it."""
+
+    items_path: Path
+    preprocessing: Preprocessing
+    input_shape: tuple[int, ...]
+
+    @classmethod
+    def write(cls, items: np.ndarray, folder: Path, preprocessing, input_shape) -> EvalData:
+        path = folder / "items.npy"
+        np.save(path, np.ascontiguousarray(items), allow_pickle=False)
+        return cls(path, preprocessing, tuple(input_shape))
+
+    def items(self) -> np.ndarray:
+        return np.load(self.items_path, mmap_mode="r", allow_pickle=False)
+
+    def __len__(self) -> int:
+        return len(self.items())
+
+    def inputs(self, start: int, stop: int) -> np.ndarray:
+        """Model inputs for items[start:stop]."""
+        batch = self.preprocessing.apply(self.items()[start:stop])
+        return batch.reshape((-1, *self.input_shape))
+
+    def outputs(self, predict: Callable[[np.ndarray], np.ndarray], batch: int = 1024) -> np.ndarray:
+        """`predict` over every item, a batch at a time, outputs stacked as float32."""
+        count = len(self)
+        return np.concatenate(
+            [predict(self.inputs(i, i + batch)).astype(np.float32) for i in range(0, count, batch)]
+        )
+
+
+def measure(runner_class, path: Path, data: EvalData, config: MeasureConfig) -> dict:
     """Load time, outputs for every input, batch-1 latency and batch throughput of one artifact."""
     from toolkit import quiet_stderr
 
@@ -81,11 +117,11 @@ def measure(runner_class, path: Path, inputs: np.ndarray, config: MeasureConfig)
         runner = runner_class(path, config.threads)
         load_ms = (time.perf_counter_ns() - start) / 1e6
     with runner:
-        outputs = runner.predict(inputs).astype(np.float32)
+        outputs = data.outputs(runner.predict)
         latencies = time_calls(
-            runner.bind(inputs[:1]), config.runs, config.max_seconds, config.warmup
+            runner.bind(data.inputs(0, 1)), config.runs, config.max_seconds, config.warmup
         )
-        batch = inputs[: config.batch_size]
+        batch = data.inputs(0, config.batch_size)
         batch_calls = time_calls(
             runner.bind(batch), max(5, config.runs // 20), min(config.max_seconds, 2.0), warmup=3
         )
@@ -100,15 +136,14 @@ def measure(runner_class, path: Path, inputs: np.ndarray, config: MeasureConfig)
     }
 
 
-def _worker(connection, runner_class, path, raw_inputs, config) -> None:
+def _worker(connection, runner_class, path, data, config) -> None:
     """Entry point of a measuring process: sends ("ok", result), ("unsupported", reason) or
     ("error", one line)."""
     import toolkit  # noqa: F401 - sets the TF log level before any runtime loads
     from toolkit.runners.base import Unsupported
 
     try:
-        inputs = normalize(raw_inputs)
-        connection.send(("ok", measure(runner_class, path, inputs, config)))
+        connection.send(("ok", measure(runner_class, path, data, config)))
     except Unsupported as exc:
         connection.send((UNSUPPORTED, str(exc)))
     except ToolkitError as exc:
@@ -121,13 +156,13 @@ def _worker(connection, runner_class, path, raw_inputs, config) -> None:
 
 
 def measure_isolated(
-    runner_class, path: Path, raw_inputs: np.ndarray, config: MeasureConfig, worker=_worker
+    runner_class, path: Path, data: EvalData, config: MeasureConfig, worker=_worker
 ) -> tuple[str, dict | str]:
     """Runs `measure` in a spawned process: a crash, abort or hang becomes ("error", reason)."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
-        target=worker, args=(sender, runner_class, path, raw_inputs, config), daemon=True
+        target=worker, args=(sender, runner_class, path, data, config), daemon=True
     )
     process.start()
     sender.close()
@@ -170,6 +205,18 @@ def environment(versions: dict[str, str]) -> dict:
         "platform": platform.platform(),
         "versions": versions,
     }
+
+
+def manifest_preprocessing(manifest: Manifest) -> Preprocessing:
+    """The preprocessing export recorded (manifests before numbers were recorded said "divide
+    by 255" in words)."""
+    scale = manifest.preprocessing.get("scale", 1 / 255)
+    scale = 1 / 255 if isinstance(scale, str) else float(scale)
+    return Preprocessing(scale, float(manifest.preprocessing.get("offset", 0.0)))
+
+
+def manifest_input_shape(manifest: Manifest) -> tuple[int, ...]:
+    return tuple(int(d) for d in manifest.preprocessing.get("input_shape", (28, 28)))
 
 
 def row_plan(manifest: Manifest, runtimes: list[str] | None = None) -> list[tuple[Artifact, type]]:
@@ -218,21 +265,33 @@ def _measured_row(
 def measure_rows(
     out: Path,
     manifest: Manifest,
-    raw_inputs: np.ndarray,
+    items: np.ndarray,
     labels: np.ndarray | None,
     config: MeasureConfig,
     runtimes: list[str] | None = None,
     on_row: Callable[[Row], None] = lambda row: None,
 ) -> Report:
-    """Measures every planned (artifact, runtime) pair, then compares each with the reference."""
+    """Measures every planned (artifact, runtime) pair, then compares each with the reference.
+
+    `items` are the evaluation data as stored; the manifest says how they become inputs.
+    """
     plan = row_plan(manifest, runtimes)
     if not plan or plan[0][0].name != REFERENCE:
         raise ToolkitError(
             f"{out / 'manifest.json'}: no {REFERENCE} reference listed", ExitCode.ARTIFACT
         )
+    with tempfile.TemporaryDirectory(prefix="toolkit-eval-") as folder:
+        data = EvalData.write(
+            items, Path(folder), manifest_preprocessing(manifest), manifest_input_shape(manifest)
+        )
+        results = _measure_plan(out, plan, data, config, on_row)
+    return _report(out, manifest, results, labels, len(items), config)
+
+
+def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, dict | str]]:
     results = []
     for artifact, runner_class in plan:  # run every artifact first, compare afterwards
-        status, result = measure_isolated(runner_class, out / artifact.path, raw_inputs, config)
+        status, result = measure_isolated(runner_class, out / artifact.path, data, config)
         base = Row(
             artifact.name,
             artifact.format,
@@ -243,6 +302,13 @@ def measure_rows(
         )
         results.append((base, result))
         on_row(base)
+    return results
+
+
+def _report(
+    out: Path, manifest: Manifest, results, labels, count: int, config: MeasureConfig
+) -> Report:
+    """Every row judged against the reference row (the first) by the one comparator."""
     reference_base, reference_result = results[0]
     if reference_base.ok and not np.isfinite(reference_result["outputs"]).all():
         reference_base, reference_result = (
@@ -254,7 +320,7 @@ def measure_rows(
             f"{out / REFERENCE}: the reference failed: {reference_result}", ExitCode.ARTIFACT
         )
     reference = reference_result["outputs"]
-    classes = len(manifest.class_names)
+    classes = len(manifest.class_names) if manifest.task == "classification" else 0
     rows, samples = [], {}
     for base, result in results:
         if not base.ok:
@@ -273,7 +339,7 @@ def measure_rows(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         environment=environment(library_versions()),
         class_names=list(manifest.class_names),
-        test_images=len(raw_inputs),
+        test_images=count,
         settings={
             "runs": config.runs,
             "max_seconds": config.max_seconds,

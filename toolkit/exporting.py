@@ -23,8 +23,8 @@ from toolkit.artifacts import (
     sha256_path,
     size_bytes,
 )
-from toolkit.data import CLASS_NAMES, calibration_images, load_dataset, normalize
-from toolkit.errors import ExitCode, ToolkitError, first_line
+from toolkit.data import Dataset, Preprocessing, calibration_sample, load_data
+from toolkit.errors import ExitCode, ToolkitError, first_line, warn
 from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant
 from toolkit.metrics import compare_outputs
 from toolkit.model import library_versions, load_keras_model
@@ -138,6 +138,49 @@ def _training_record(out: Path, source_sha256: str) -> dict:
     return {k: metrics[k] for k in keys if k in metrics}
 
 
+def model_task(model, dataset: Dataset) -> str:
+    """ "classification" when the output is class scores (N, K): the data has labels or class
+    names for them, or the last layer is a softmax; "other" for anything else (an
+    autoencoder's reconstruction, an embedding), judged by the generic figures only."""
+    shape = tuple(model.outputs[0].shape)
+    if len(shape) != 2 or shape[1] < 2:
+        return "other"
+    if dataset.labelled or dataset.class_names:
+        return "classification"
+    activation = getattr(model.layers[-1], "activation", None) if model.layers else None
+    return "classification" if getattr(activation, "__name__", "") == "softmax" else "other"
+
+
+def class_names_for(dataset: Dataset, model, task: str) -> list[str]:
+    if task != "classification":
+        return []
+    if dataset.class_names:
+        return list(dataset.class_names)
+    return [str(i) for i in range(int(model.outputs[0].shape[1]))]
+
+
+def input_layout(shape: tuple) -> str:
+    """How a person reads the input: an image (HWC/HW) or a feature vector/map."""
+    if len(shape) == 3 and shape[2] in (1, 3, 4):
+        return "HWC"
+    return {1: "features", 2: "HW"}.get(len(shape), "tensor")
+
+
+def data_record(dataset: Dataset, calibration_source: str, calibration_count: int) -> dict:
+    """Which data export used, so compare and predict default to it and notice a changed file."""
+    record = {
+        "kind": dataset.kind,
+        "path": str(Path(dataset.source).resolve()),
+        "items": len(dataset.test_images),
+        "labelled": dataset.labelled,
+        "calibration": calibration_source,
+        "calibration_samples": calibration_count,
+    }
+    if dataset.kind != "fashion-mnist":  # Fashion-MNIST carries its own published digests
+        record["sha256"] = sha256_path(Path(dataset.source))
+    return record
+
+
 def export_artifacts(
     out: Path,
     model_path: Path | None = None,
@@ -147,20 +190,27 @@ def export_artifacts(
     validate: bool = True,
     data_dir: Path | None = None,
     on_artifact: Callable[[Artifact], None] = lambda artifact: None,
+    data: str | Path | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> Manifest:
-    """Writes the requested artifacts and the manifest into `out`; all or nothing."""
+    """Writes the requested artifacts and the manifest into `out`. A variant that cannot be
+    built or misses its tolerance is left out (listed in `manifest.left_out` with the reason);
+    the others are committed together, the manifest last."""
     model_path = Path(model_path or out / "model.keras")
     model = load_keras_model(model_path)
     input_shape = tuple(model.inputs[0].shape[1:])
     source_sha256 = sha256_file(model_path)
-    dataset = load_dataset(data_dir)
-    calibration = fit_to_model(
-        calibration_images(dataset, calib_samples), input_shape, dataset.source
-    )
+    dataset = load_data(data, data_dir, image_shape=input_shape, preprocessing=preprocessing)
+    for note in dataset.notes:
+        warn(note)
+    task = model_task(model, dataset)
+    if task == "classification":
+        check_labels_fit(dataset.test_labels, int(model.outputs[0].shape[-1]), dataset.source)
+    calibration, calibration_source = calibration_sample(dataset, calib_samples)
+    calibration = fit_to_model(calibration, input_shape, dataset.source)
     inputs = fit_to_model(
-        normalize(dataset.test_images[:VALIDATION_IMAGES]), input_shape, dataset.source
+        dataset.inputs(dataset.test_images[:VALIDATION_IMAGES]), input_shape, dataset.source
     )
-    check_labels_fit(dataset.test_labels, int(model.outputs[0].shape[-1]), dataset.source)
     reference = model.predict(inputs, verbose=0)
     variants = selected_variants(list(formats))
 
@@ -171,26 +221,20 @@ def export_artifacts(
             variants = [*EXPORTERS["keras"], *variants]  # every manifest lists its reference
         with Staging(out) as staging:
             context = ExportContext(model, model_path, calibration, opset, staging.dir / BUILD_DIR)
-            artifacts = []
+            artifacts, left_out = [], []
             for variant in variants:
                 target = staging.dir / variant.filename
                 try:
-                    with quiet_stderr():
-                        variant.write(model, target, context)
-                except ToolkitError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - converters raise anything
-                    if disk := disk_problem(exc):
-                        raise ToolkitError(
-                            f"{out / variant.filename}: cannot write: {disk}", ExitCode.IO
-                        ) from None
-                    reason = first_line(exc)
-                    raise ToolkitError(
-                        f"{variant.filename}: conversion failed: {reason}", ExitCode.CONVERSION
-                    ) from None
-                figures, inputs_detail, outputs_detail = validate_artifact(
-                    variant, target, inputs, reference, validate
-                )
+                    _write_variant(variant, model, target, context, out)
+                    figures, inputs_detail, outputs_detail = validate_artifact(
+                        variant, target, inputs, reference, validate, task == "classification"
+                    )
+                except ToolkitError as exc:
+                    if exc.code != ExitCode.CONVERSION or variant.format == "keras":
+                        raise
+                    left_out.append({"artifact": variant.filename, "reason": str(exc)})
+                    _remove(target)
+                    continue
                 artifact = Artifact(
                     name=variant.filename,
                     format=variant.format,
@@ -208,16 +252,51 @@ def export_artifacts(
             written = [a.name for a in artifacts]
             manifest = Manifest(
                 artifacts=kept + artifacts,
-                class_names=list(CLASS_NAMES),
+                class_names=class_names_for(dataset, model, task),
                 source_model_sha256=source_sha256,
                 versions=library_versions(),
+                preprocessing={
+                    **dataset.preprocess.to_json(),
+                    "dtype": "float32",
+                    "input_shape": list(input_shape),
+                    "layout": input_layout(input_shape),
+                },
                 training={
                     **_training_record(out, source_sha256),
                     "calibration_samples": len(calibration),
                     "dataset_verified": dataset.verified,
                 },
+                task=task,
+                data=data_record(dataset, calibration_source, len(calibration)),
+                left_out=left_out,
             )
             with io_errors(out / MANIFEST_NAME):
                 (staging.dir / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2))
             staging.commit([*sorted(written), MANIFEST_NAME])
     return manifest
+
+
+def _write_variant(variant: ExportVariant, model, target: Path, context, out: Path) -> None:
+    """Runs the variant's converter; a converter's own error becomes a one-line exit-5 reason."""
+    try:
+        with quiet_stderr():
+            variant.write(model, target, context)
+    except ToolkitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - converters raise anything
+        if disk := disk_problem(exc):
+            raise ToolkitError(
+                f"{out / variant.filename}: cannot write: {disk}", ExitCode.IO
+            ) from None
+        raise ToolkitError(
+            f"{variant.filename}: conversion failed: {first_line(exc)}", ExitCode.CONVERSION
+        ) from None
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

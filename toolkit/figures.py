@@ -27,13 +27,28 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+def show_item(ax, item: np.ndarray, cmap: str | None = "binary"):
+    """Draws one input as a person reads it: an image ((H, W), (H, W, 1) or (H, W, 3)), a
+    feature map as an image, a vector as a line. Returns the image (None for a line)."""
+    item = np.asarray(item)
+    item = item.squeeze(-1) if item.ndim == 3 and item.shape[-1] == 1 else item
+    ax.grid(False)
+    if item.ndim == 1:
+        ax.plot(item, lw=0.8)
+        return None
+    if item.ndim == 3 and item.shape[-1] == 3:
+        pixels = item if item.dtype == np.uint8 else np.clip(item, 0, 1)
+        return ax.imshow(pixels)
+    return ax.imshow(item.reshape(item.shape[0], -1), cmap=cmap)
+
+
 def plot_sample_image(image: np.ndarray, path: Path) -> Path:
     """The tutorial's first look at a training image, raw pixel values with a colour bar."""
     plt = pyplot()
-    fig = plt.figure()
-    plt.imshow(image)
-    plt.colorbar()
-    plt.grid(False)
+    fig, ax = plt.subplots()
+    shown = show_item(ax, image, cmap=None)
+    if shown is not None and np.asarray(image).squeeze().ndim == 2:
+        fig.colorbar(shown)
     return save_figure(fig, path)
 
 
@@ -45,8 +60,7 @@ def plot_class_grid(images: np.ndarray, labels: np.ndarray, class_names, path: P
         plt.subplot(5, 5, i + 1)
         plt.xticks([])
         plt.yticks([])
-        plt.grid(False)
-        plt.imshow(images[i], cmap=plt.cm.binary)
+        show_item(plt.gca(), images[i])
         plt.xlabel(class_names[labels[i]])
     return save_figure(fig, path)
 
@@ -69,16 +83,15 @@ def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_n
     """The tutorial's per-image panel: the image with predicted/true label, and the ten bars."""
     predicted = int(np.argmax(probabilities))
     colour = "blue" if true_label is None or predicted == true_label else "red"
-    ax_image.grid(False)
+    show_item(ax_image, image)
     ax_image.set_xticks([])
     ax_image.set_yticks([])
-    ax_image.imshow(image, cmap="binary")
     truth = "" if true_label is None else f" ({class_names[true_label]})"
     ax_image.set_xlabel(
         f"{class_names[predicted]} {100 * np.max(probabilities):2.0f}%{truth}", color=colour
     )
     ax_bars.grid(False)
-    ax_bars.set_xticks(range(len(class_names)))
+    ax_bars.set_xticks(range(len(class_names)) if len(class_names) <= 20 else [])
     ax_bars.set_yticks([])
     bars = ax_bars.bar(range(len(class_names)), probabilities, color="#777777")
     ax_bars.set_ylim([0, 1])
@@ -137,10 +150,12 @@ def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 7))
     im = ax.imshow(counts, cmap="Blues")
     fig.colorbar(im, ax=ax)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test set)")
+    if len(class_names) > 20:  # past 20 classes, names and counts would be unreadable ink
+        return save_figure(fig, path)
     ticks = range(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=45, ha="right")
     ax.set_yticks(ticks, class_names)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test set)")
     threshold = counts.max() / 2
     for (i, j), n in np.ndenumerate(counts):
         ax.text(
@@ -158,12 +173,13 @@ def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
 def plot_training_figures(dataset, history, test_probabilities, folder: Path) -> list[Path]:
     """All five training figures into `folder`."""
     predicted = np.argmax(test_probabilities, axis=1)
+    names = dataset.class_names or [str(i) for i in range(test_probabilities.shape[1])]
     return [
         plot_sample_image(dataset.train_images[0], folder / "sample_image.png"),
         plot_class_grid(
             dataset.train_images,
             dataset.train_labels,
-            dataset.class_names,
+            names,
             folder / "class_grid.png",
         ),
         plot_training_curves(history, folder / "training_curves.png"),
@@ -171,10 +187,10 @@ def plot_training_figures(dataset, history, test_probabilities, folder: Path) ->
             dataset.test_images,
             test_probabilities,
             dataset.test_labels,
-            dataset.class_names,
+            names,
             folder / "predictions.png",
         ),
         plot_confusion_matrix(
-            dataset.test_labels, predicted, dataset.class_names, folder / "confusion_matrix.png"
+            dataset.test_labels, predicted, names, folder / "confusion_matrix.png"
         ),
     ]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.data import IMAGE_SIDE, NUM_CLASSES, Dataset, normalize
+from toolkit.data import IMAGE_SIDE, NUM_CLASSES, Dataset
 from toolkit.errors import ExitCode, ToolkitError, first_line
 
 INPUT_NAME = "images"
@@ -23,36 +23,47 @@ OUTPUT_NAME = "probabilities"
 # Smaller programs (256 steps per call, for a livelier progress bar) cost 7.4 s.
 
 
-def build_mlp():
-    """The tutorial model: Flatten -> Dense(128, relu) -> Dense(10, softmax)."""
+TUTORIAL_SHAPE = (IMAGE_SIDE, IMAGE_SIDE)
+
+
+def build_mlp(input_shape: tuple = TUTORIAL_SHAPE, classes: int = NUM_CLASSES):
+    """The tutorial model: Flatten -> Dense(128, relu) -> Dense(classes, softmax)."""
     import keras
 
     return keras.Sequential(
         [
-            keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE), name=INPUT_NAME),
+            keras.Input(shape=input_shape, name=INPUT_NAME),
             keras.layers.Flatten(),
             keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(NUM_CLASSES, activation="softmax", name=OUTPUT_NAME),
+            keras.layers.Dense(classes, activation="softmax", name=OUTPUT_NAME),
         ],
         name="mlp",
     )
 
 
-def build_cnn():
-    """An edge-sized conv net (about 57k parameters) so export and compare see convolutions."""
+def build_cnn(input_shape: tuple = TUTORIAL_SHAPE, classes: int = NUM_CLASSES):
+    """An edge-sized conv net (about 57k parameters on 28x28) so export and compare see
+    convolutions; (H, W) inputs get a channel axis."""
     import keras
 
+    if len(input_shape) not in (2, 3):
+        raise ToolkitError(
+            f"--arch cnn needs image-like items (H, W) or (H, W, C), found {input_shape}; "
+            "use --arch mlp",
+            ExitCode.USAGE,
+        )
+    image_shape = input_shape if len(input_shape) == 3 else (*input_shape, 1)
     return keras.Sequential(
         [
-            keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE), name=INPUT_NAME),
-            keras.layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1)),
+            keras.Input(shape=input_shape, name=INPUT_NAME),
+            keras.layers.Reshape(image_shape),
             keras.layers.Conv2D(16, 3, activation="relu"),
             keras.layers.MaxPooling2D(),
             keras.layers.Conv2D(32, 3, activation="relu"),
             keras.layers.MaxPooling2D(),
             keras.layers.Flatten(),
             keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(NUM_CLASSES, activation="softmax", name=OUTPUT_NAME),
+            keras.layers.Dense(classes, activation="softmax", name=OUTPUT_NAME),
         ],
         name="cnn",
     )
@@ -220,11 +231,13 @@ def train(
 
     import tensorflow as tf
 
+    check_trainable(dataset)
     seed_everything(config.seed)
     images = dataset.train_images[: config.limit] if config.limit else dataset.train_images
     labels = dataset.train_labels[: len(images)]
-    x, y = tf.constant(normalize(images)), tf.constant(labels.astype(np.int32))
-    model = ARCHITECTURES[config.arch]()
+    x, y = tf.constant(dataset.inputs(images)), tf.constant(labels.astype(np.int32))
+    classes = len(dataset.class_names) if dataset.class_names else int(labels.max()) + 1
+    model = ARCHITECTURES[config.arch](tuple(images.shape[1:]), classes)
     compile_model(model)
     model.optimizer.build(model.trainable_variables)
     run_steps = compiled_training_steps(model)
@@ -263,7 +276,13 @@ def train(
     train_seconds = time.perf_counter() - start
 
     # One forward pass serves the metrics and the figures; loss as Keras computes it.
-    probabilities = np.asarray(model(normalize(dataset.test_images), training=False))
+    test_items = dataset.test_images
+    probabilities = np.concatenate(
+        [
+            np.asarray(model(dataset.inputs(test_items[i : i + 2500]), training=False))
+            for i in range(0, len(test_items), 2500)
+        ]
+    )
     test_labels = dataset.test_labels.astype(np.int64)
     picked = np.clip(probabilities[np.arange(len(test_labels)), test_labels], 1e-7, 1.0)
     test_loss = float(-np.mean(np.log(picked)))
@@ -287,10 +306,25 @@ def train(
             "steps_per_call": "one epoch",
             **thread_settings(),
         },
-        "dataset": {"source": str(dataset.source), "verified": dataset.verified},
+        "dataset": {
+            "source": str(dataset.source),
+            "verified": dataset.verified,
+            "kind": dataset.kind,
+        },
         "versions": library_versions(),
     }
     return TrainResult(model, history, probabilities, metrics)
+
+
+def check_trainable(dataset: Dataset) -> None:
+    """Training needs labelled items in both splits."""
+    if dataset.train_images is None or dataset.train_labels is None:
+        raise ToolkitError(
+            f"{dataset.source}: no labelled training split (x_train and y_train, or train/)",
+            ExitCode.DATASET,
+        )
+    if dataset.test_labels is None:
+        raise ToolkitError(f"{dataset.source}: no test labels (y_test)", ExitCode.DATASET)
 
 
 def _metric_values(model) -> dict[str, float]:

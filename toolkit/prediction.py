@@ -49,47 +49,51 @@ def check_listed_checksum(path: Path, manifest: Manifest | None) -> None:
         )
 
 
-def load_image(path: Path) -> tuple[np.ndarray, str | None]:
-    """A 28x28 uint8 grayscale image from PNG/JPEG/.npy, and a warning when it was resized.
+def load_image(path: Path, shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE)):
+    """One raw input of the model's shape from an image file (converted to its channels and
+    resized, with a warning) or an .npy array; returns (array, warning or None).
 
     Fashion-MNIST is light garments on black: photos of dark garments on white need inverting.
     """
     if not path.is_file():
         raise ToolkitError(f"{path}: image not found", ExitCode.USAGE)
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ToolkitError(
-                f"{path}: not a readable .npy array ({exc})", ExitCode.USAGE
-            ) from None
-        if array.shape != (IMAGE_SIDE, IMAGE_SIDE):
-            raise ToolkitError(
-                f"{path}: expected a 28x28 array, found shape {array.shape}", ExitCode.USAGE
-            )
-        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-            raise ToolkitError(
-                f"{path}: expected numbers, found dtype {array.dtype}", ExitCode.USAGE
-            )
-        if not np.isfinite(array).all():
-            raise ToolkitError(f"{path}: the array holds NaN or infinity", ExitCode.USAGE)
-        if array.dtype != np.uint8:
-            array = np.clip(array * 255 if array.max() <= 1 else array, 0, 255)
-        return array.astype(np.uint8), None
+        return _load_array(path, shape), None
     from PIL import Image, UnidentifiedImageError
 
+    from toolkit.data.images import fit_image, image_shape
+
+    hwc = image_shape(shape)
     try:
         with Image.open(path) as image:
-            gray = image.convert("L")
-            warning = None
-            if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
-                warning = f"{path}: resized from {gray.size[0]}x{gray.size[1]} to 28x28"
-                gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
-            return np.asarray(gray, dtype=np.uint8), warning
+            array, resized = fit_image(image, hwc)
+            size = image.size
     except (UnidentifiedImageError, OSError) as exc:
         raise ToolkitError(
             f"{path}: not a readable image ({type(exc).__name__})", ExitCode.USAGE
         ) from None
+    warning = f"{path}: resized from {size[0]}x{size[1]} to {hwc[1]}x{hwc[0]}" if resized else None
+    return array.reshape(shape), warning
+
+
+def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """An .npy input in the data's own units (8-bit pixels, or floats in [0, 1] for a model fed
+    pixels / 255, which are scaled back to 0..255)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ToolkitError(f"{path}: not a readable .npy array ({exc})", ExitCode.USAGE) from None
+    squeezed = tuple(d for d in array.shape if d != 1)
+    if squeezed != tuple(d for d in shape if d != 1):
+        raise ToolkitError(
+            f"{path}: expected an array of shape {shape}, found shape {array.shape}",
+            ExitCode.USAGE,
+        )
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ToolkitError(f"{path}: expected numbers, found dtype {array.dtype}", ExitCode.USAGE)
+    if not np.isfinite(array).all():
+        raise ToolkitError(f"{path}: the array holds NaN or infinity", ExitCode.USAGE)
+    return array.reshape(shape)
 
 
 def top_k(probabilities: np.ndarray, k: int) -> list[list[tuple[int, float]]]:

@@ -26,9 +26,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import toolkit.data as data_module
+import toolkit.data.fashion_mnist as data_module
 from toolkit.cli import app
-from toolkit.data import (
+from toolkit.data import normalize
+from toolkit.data.fashion_mnist import (
     DEBIAN_DIR,
     IDX_FILES,
     IMAGE_SIDE,
@@ -40,7 +41,6 @@ from toolkit.data import (
     candidate_dirs,
     find_data_dir,
     load_dataset,
-    normalize,
     read_idx,
 )
 from toolkit.errors import ExitCode, ToolkitError

@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from toolkit.data.dataset import Dataset
 from toolkit.errors import ExitCode, ToolkitError
 
 CLASS_NAMES = (
@@ -77,27 +78,6 @@ TEST_LABELS = IdxFile(
     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 )
 IDX_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """The four arrays (uint8 images, uint8 labels) and where they came from."""
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    source: Path
-    verified: bool  # all four files match the published Fashion-MNIST digests
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return CLASS_NAMES
-
-
-def normalize(images: np.ndarray) -> np.ndarray:
-    """The tutorial's preprocessing (divide by 255) as float32: the one place it is defined."""
-    return np.asarray(images, dtype=np.float32) / np.float32(255.0)
 
 
 def candidate_dirs(data_dir: Path | None = None) -> list[Path]:
@@ -289,13 +269,13 @@ def load_dataset(data_dir: Path | None = None) -> Dataset:
     folder = find_data_dir(data_dir)
     train_x, train_y, train_ok = _read_pair(folder, TRAIN_IMAGES, TRAIN_LABELS)
     test_x, test_y, test_ok = _read_pair(folder, TEST_IMAGES, TEST_LABELS)
-    return Dataset(train_x, train_y, test_x, test_y, folder, train_ok and test_ok)
-
-
-def calibration_images(dataset: Dataset, count: int, seed: int = 0) -> np.ndarray:
-    """A fixed random sample of normalized training images for int8 calibration."""
-    rng = np.random.default_rng(seed)
-    index = rng.choice(
-        len(dataset.train_images), size=min(count, len(dataset.train_images)), replace=False
+    return Dataset(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        folder,
+        train_ok and test_ok,
+        class_names=CLASS_NAMES,
+        kind="fashion-mnist",
     )
-    return normalize(dataset.train_images[np.sort(index)])

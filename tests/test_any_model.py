@@ -1,0 +1,134 @@
+"""Any model, any data: the MLPerf Tiny reference models and a real-size MobileNetV2 go through
+export (every format) and compare on synthetic data the test writes, as .npz and as a folder
+of images; classifiers get class figures, the autoencoder the generic ones."""
+
+import numpy as np
+import pytest
+
+from tests import models
+from toolkit.errors import ToolkitWarning
+
+QUICK = {"runs": 20, "max_seconds": 0.2, "batch_size": 8}
+COUNT = 96  # items per split: enough for calibration, small enough to stay fast
+
+
+def _trained(build, images, labels, steps_per_epoch=3):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(images / 255.0, labels, batch_size=32, epochs=4, verbose=0)
+    return model
+
+
+def _classifier_npz(tmp_path, model_builder, shape, classes):
+    x_train, y_train = models.class_images(COUNT, shape, classes, seed=1)
+    x_test, y_test = models.class_images(COUNT, shape, classes, seed=2)
+    model = _trained(model_builder, x_train, y_train)
+    names = np.array([f"class {i}" for i in range(classes)])
+    data = tmp_path / "data.npz"
+    np.savez(
+        data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, class_names=names
+    )
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    return model_path, data, (x_test, y_test, names)
+
+
+def _export_and_compare(tmp_path, model_path, data, **compare_kwargs):
+    import toolkit
+
+    out = tmp_path / "out"
+    manifest = toolkit.export(out, model=model_path, data=data)
+    assert manifest.left_out == [], manifest.left_out
+    assert len(manifest.artifacts) == 8
+    report = toolkit.compare(out, **QUICK, **compare_kwargs)
+    assert all(row.ok for row in report.rows), [(r.key, r.error) for r in report.rows]
+    return out, manifest, report
+
+
+def test_resnet8_from_npz(tmp_path):
+    """MLPerf Tiny image classification, data as .npz with every split and class names."""
+    model_path, data, (x_test, y_test, names) = _classifier_npz(
+        tmp_path, models.resnet8, (32, 32, 3), 10
+    )
+    out, manifest, report = _export_and_compare(tmp_path, model_path, data)
+    assert manifest.task == "classification" and manifest.class_names == list(names)
+    assert manifest.data["kind"] == "npz" and manifest.data["calibration"] == "train split"
+    assert manifest.preprocessing["input_shape"] == [32, 32, 3]
+    assert manifest.preprocessing["layout"] == "HWC"
+    assert report.reference_row.accuracy > 0.2  # a few steps learnt the synthetic classes
+    for row in report.rows:
+        assert row.accuracy is not None and len(row.per_class_accuracy) == 10
+    # The same items as an image folder are the same data, pixel for pixel (PNG is lossless).
+    from toolkit.data import load_data
+
+    models.write_image_folder(tmp_path / "images", x_test, y_test, names, "test")
+    folder = load_data(tmp_path / "images" / "test", image_shape=(32, 32, 3))
+    order = np.argsort(y_test, kind="stable")  # the folder lists class by class
+    assert np.array_equal(folder.test_images, x_test[order])
+    assert folder.class_names == tuple(names)
+
+
+def test_visual_wake_words_from_an_image_folder(tmp_path):
+    """MLPerf Tiny visual wake words (MobileNetV1 0.25, 96x96x3, 2 classes) on an image folder
+    with train/ and test/ splits, the images stored at another size (resized on reading)."""
+
+    x_train, y_train = models.class_images(COUNT, (120, 120, 3), 2, seed=1)
+    x_test, y_test = models.class_images(COUNT, (120, 120, 3), 2, seed=2)
+    folder = tmp_path / "photos"
+    models.write_image_folder(folder, x_train, y_train, ["no person", "person"], "train")
+    models.write_image_folder(folder, x_test, y_test, ["no person", "person"], "test")
+    model = models.vww_mobilenet_v1()
+    model_path = tmp_path / "vww.keras"
+    model.save(model_path)
+    with pytest.warns(ToolkitWarning, match="images resized to 96x96"):
+        out, manifest, report = _export_and_compare(tmp_path, model_path, folder)
+    assert manifest.data["kind"] == "images" and manifest.class_names == ["no person", "person"]
+    assert manifest.data["calibration"] == "train split"
+    assert report.test_images == COUNT
+    assert all(row.accuracy is not None for row in report.rows)
+
+
+def test_anomaly_autoencoder_gets_generic_figures(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    features = rng.normal(0, 1, (COUNT, 640)).astype(np.float32)
+    model = models.anomaly_autoencoder()
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    data = tmp_path / "features.npz"
+    np.savez(data, x_train=features, x_test=features[::-1])
+    out, manifest, report = _export_and_compare(tmp_path, model_path, data)
+    assert manifest.task == "other" and manifest.class_names == []
+    assert manifest.preprocessing["scale"] == 1.0  # float data: identity by default
+    for row in report.rows:
+        assert row.accuracy is None and row.agreement is None
+        assert row.snr_db is None or row.snr_db > 20  # None: identical to the reference
+        assert row.rmse is not None and row.cosine > 0.9
+
+
+def test_real_size_mobilenet_v2_on_unlabelled_data(tmp_path):
+    """1,000 classes, no labels, no training split: agreement only, calibrated on the
+    evaluation sample."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model_path = tmp_path / "model.keras"
+    models.mobilenet_v2().save(model_path)
+    images, _ = models.class_images(32, (96, 96, 3), 2)
+    data = tmp_path / "unlabelled.npz"
+    np.savez(data, x_test=images)
+    import toolkit
+
+    out = tmp_path / "out"
+    manifest = toolkit.export(out, model=model_path, data=data, formats=["tflite", "onnx"])
+    assert manifest.data["calibration"] == "evaluation sample" and not manifest.data["labelled"]
+    assert len(manifest.class_names) == 1000
+    report = toolkit.compare(out, **QUICK, runtimes=["litert"])
+    rows = {row.artifact: row for row in report.rows}
+    assert rows["model_float32.tflite"].agreement == 1.0
+    assert all(row.accuracy is None for row in report.rows)
