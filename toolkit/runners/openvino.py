@@ -1,0 +1,146 @@
+"""An .onnx or .tflite file in OpenVINO's CPU plugin, as an Intel edge box runs it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolkit.errors import ExitCode, ToolkitError
+from toolkit.runners.base import (
+    Runner,
+    Unsupported,
+    check_quantization,
+    dequantize,
+    in_batches,
+    quantize,
+)
+
+# Read back from the compiled model into the report row: what actually ran.
+REPORTED_SETTINGS = (
+    "INFERENCE_PRECISION_HINT",
+    "INFERENCE_NUM_THREADS",
+    "PERFORMANCE_HINT",
+    "NUM_STREAMS",
+)
+# Messages of OpenVINO's front ends for a graph they read but cannot convert.
+UNSUPPORTED_MARKERS = ("OpConversionFailure", "No translator found", "No conversion rule")
+
+
+def _reason(exc: Exception) -> str:
+    """The line of OpenVINO's multi-line message that says what is wrong."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(exc).__name__])[-1]
+
+
+class OpenVINORunner(Runner):
+    runtime = "openvino"
+    module = "openvino"
+    package = "openvino"
+    suffixes = (".onnx", ".tflite")
+
+    def __init__(self, path, threads=1):
+        super().__init__(path, threads)
+        import openvino as ov
+
+        from toolkit.exporters.onnx import check_external_data
+
+        if self.path.suffix == ".onnx":
+            check_external_data(self.path)
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+            # Left alone, OpenVINO runs float models in bf16 on CPUs that have it, on 2 threads.
+            self.compiled = core.compile_model(
+                model,
+                "CPU",
+                {
+                    "INFERENCE_PRECISION_HINT": "f32",
+                    "INFERENCE_NUM_THREADS": threads,
+                    "PERFORMANCE_HINT": "LATENCY",
+                },
+            )
+        except RuntimeError as exc:
+            if any(marker in str(exc) for marker in UNSUPPORTED_MARKERS):
+                raise Unsupported(
+                    f"{self.path}: OpenVINO cannot convert it: {_reason(exc)}"
+                ) from None
+            raise ToolkitError(
+                f"{self.path}: OpenVINO cannot read it: {_reason(exc)}", ExitCode.ARTIFACT
+            ) from None
+        self._input, self._output = self.compiled.input(0), self.compiled.output(0)
+        self._input_affine, self._output_affine = self._tflite_quantization()
+        self._request = self.compiled.create_infer_request()
+
+    def _tflite_quantization(self) -> tuple[dict | None, dict | None]:
+        """Scale and zero point of an integer TFLite input/output: OpenVINO keeps the integer
+        tensors but does not expose their quantization, so it is read from the file."""
+        if self.path.suffix != ".tflite":
+            return None, None
+        from toolkit.compatibility import tflite_io
+
+        (inputs,), (outputs,) = tflite_io(self.path.read_bytes())
+        affines = inputs.get("quantization"), outputs.get("quantization")
+        for affine, what in zip(affines, ("input", "output")):
+            if affine is not None:
+                check_quantization(self.path, affine["scale"], what)
+        return affines
+
+    def _feed(self, images: np.ndarray) -> np.ndarray:
+        shape = [d.get_length() if d.is_static else -1 for d in self._input.get_partial_shape()]
+        shaped = np.asarray(images, dtype=np.float32).reshape((-1, *shape[1:]))
+        dtype = self._input.get_element_type().to_dtype()
+        if self._input_affine is not None and np.issubdtype(dtype, np.integer):
+            shaped = quantize(
+                shaped, self._input_affine["scale"], self._input_affine["zero_point"], dtype
+            )
+        return np.ascontiguousarray(shaped, dtype=dtype)
+
+    def _probabilities(self, values: np.ndarray) -> np.ndarray:
+        if self._output_affine is not None and np.issubdtype(values.dtype, np.integer):
+            return dequantize(
+                values, self._output_affine["scale"], self._output_affine["zero_point"]
+            )
+        return values.astype(np.float32)
+
+    def predict(self, images):
+        def run(batch):
+            outputs = self._request.infer({0: self._feed(batch)})
+            return self._probabilities(outputs[self._output]).copy()
+
+        return in_batches(run, images)
+
+    def bind(self, images):
+        import openvino as ov
+
+        request = self.compiled.create_infer_request()
+        self._bound = self._feed(images)  # the tensor shares this buffer: keep it alive
+        request.set_input_tensor(ov.Tensor(self._bound, shared_memory=True))
+        return request.infer
+
+    def io_details(self):
+        def describe(port, affine):
+            entry = {
+                "name": port.get_any_name(),
+                "shape": [
+                    d.get_length() if d.is_static else None for d in port.get_partial_shape()
+                ],
+                "dtype": np.dtype(port.get_element_type().to_dtype()).name,
+            }
+            if affine is not None:
+                entry["quantization"] = affine
+            return entry
+
+        return (
+            [describe(self._input, self._input_affine)],
+            [describe(self._output, self._output_affine)],
+        )
+
+    def extras(self):
+        """The settings OpenVINO actually compiled with (precision, threads, hint, streams)."""
+        settings = {key: self.compiled.get_property(key) for key in REPORTED_SETTINGS}
+        settings["INFERENCE_PRECISION_HINT"] = settings["INFERENCE_PRECISION_HINT"].to_string()
+        return {"openvino_settings": settings}
+
+    def close(self):
+        self._request = None
+        self.compiled = None
