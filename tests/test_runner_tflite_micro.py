@@ -112,6 +112,7 @@ def test_missing_package_is_an_install_hint(monkeypatch):
 
 
 def test_importing_the_registry_loads_no_optional_runtime():
-    code = "import sys, toolkit.runners; print(sorted({'openvino', 'tflite_micro'} & set(sys.modules)))"
+    optional = "{'openvino', 'tflite_micro'}"
+    code = f"import sys, toolkit.runners; print(sorted({optional} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -80,7 +80,7 @@ class OpenVINORunner(Runner):
 
         (inputs,), (outputs,) = tflite_io(self.path.read_bytes())
         affines = inputs.get("quantization"), outputs.get("quantization")
-        for affine, what in zip(affines, ("input", "output")):
+        for affine, what in zip(affines, ("input", "output"), strict=True):
             if affine is not None:
                 check_quantization(self.path, affine["scale"], what)
         return affines
