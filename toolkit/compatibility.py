@@ -166,13 +166,16 @@ def _analyzer_warnings(model_bytes: bytes) -> dict[int, str]:
     report = io.StringIO()
     with contextlib.redirect_stdout(report):
         tf.lite.experimental.Analyzer.analyze(model_content=model_bytes, gpu_compatibility=True)
-    warnings, node = {}, None
+    warnings, subgraph, node = {}, None, None
     for line in report.getvalue().splitlines():
-        if op_line := re.match(r"\s+Op#(\d+) ", line):
-            node = int(op_line.group(1))
-        elif line.startswith("Subgraph#"):
-            node = None  # warnings after a subgraph's ops summarize it; nodes are listed above
-        elif (warning := re.match(r"GPU COMPATIBILITY WARNING: (.*)", line)) and node is not None:
+        if subgraph_line := re.match(r"Subgraph#(\d+)", line):
+            subgraph, node = int(subgraph_line.group(1)), None
+        elif op_line := re.match(r"\s+Op#(\d+) ", line):
+            node = int(op_line.group(1)) if subgraph == 0 else None  # main-graph nodes only
+        # The "WARNING: Subgraph#..." form only summarizes the nodes warned about above it.
+        elif (warning := re.match(r"GPU COMPATIBILITY WARNING: (?!Subgraph#)(.*)", line)) and (
+            node is not None
+        ):
             warnings.setdefault(node, warning.group(1).strip())
     return warnings
 
