@@ -72,6 +72,17 @@ def check_int8_onnx(path):
     assert int8_weights, "no int8 initializers"
 
 
+def check_c_source(path):
+    from toolkit.exporters.tflite_micro import c_array_bytes
+
+    tflite = path.with_suffix(".tflite")
+    assert c_array_bytes(path.read_text()) == tflite.read_bytes()
+
+
+def check_c_header(path):
+    assert f"#define {path.stem.upper()}_ARENA_BYTES " in path.read_text()
+
+
 # One structure check per registered variant: adding a format without a test fails below.
 STRUCTURE_CHECKS = {
     "model.keras": check_keras,
@@ -82,12 +93,18 @@ STRUCTURE_CHECKS = {
     "model_int8.tflite": check_int8_tflite,
     "model_float32.onnx": check_float_onnx,
     "model_int8.onnx": check_int8_onnx,
+    "model_int8.cc": check_c_source,
+    "model_int8.h": check_c_header,
+    "model_float32.cc": check_c_source,
+    "model_float32.h": check_c_header,
 }
+# C sources are checked byte for byte when written; no runtime runs them.
+RUN_VARIANTS = [v for v in ALL_VARIANTS if v.runtime is not None]
 
 
 def test_every_registered_variant_has_a_test():
     assert {v.filename for v in ALL_VARIANTS} == set(STRUCTURE_CHECKS)
-    assert {v.runtime for v in ALL_VARIANTS} <= set(RUNNERS)
+    assert {v.runtime for v in RUN_VARIANTS} <= set(RUNNERS)
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=lambda v: v.filename)
@@ -95,7 +112,7 @@ def test_variant_structure(exported_dir, variant):
     STRUCTURE_CHECKS[variant.filename](exported_dir / variant.filename)
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=lambda v: v.filename)
+@pytest.mark.parametrize("variant", RUN_VARIANTS, ids=lambda v: v.filename)
 def test_variant_round_trip_within_tolerance(exported_dir, dataset, variant):
     """Reload in the device runtime and compare with the Keras reference independently."""
     images = normalize(dataset.test_images[:VALIDATION_IMAGES])
@@ -121,9 +138,11 @@ def test_manifest_lists_every_artifact_with_matching_checksums(exported_dir):
     assert sorted(names) == sorted(STRUCTURE_CHECKS)
     for entry in data["artifacts"]:
         assert entry["sha256"] == sha256_path(exported_dir / entry["path"])
+        assert entry["size_bytes"] > 0
+        if entry["runtime"] is None:
+            continue  # a C source has no tensors of its own
         assert entry["inputs"][0]["name"] == "images"
         assert entry["outputs"][0]["name"] == "probabilities"
-        assert entry["size_bytes"] > 0
     int8 = next(a for a in data["artifacts"] if a["name"] == "model_int8.tflite")
     assert int8["inputs"][0]["quantization"]["scale"] > 0
     assert verify_manifest(exported_dir, load_manifest(exported_dir)) == []

@@ -36,6 +36,7 @@ def test_int8_tflite_matches_litert_within_one_output_step(tiny_model_dir, image
         openvino = runner.predict(images)
         inputs, outputs = runner.io_details()
     assert inputs[0]["dtype"] == "int8" and outputs[0]["dtype"] == "int8"
+    assert inputs[0]["name"] == "images" and outputs[0]["name"] == "probabilities"
     step = outputs[0]["quantization"]["scale"]
     # Integer kernels may round a requantization differently from XNNPACK's: one output step.
     np.testing.assert_allclose(openvino, _predict("litert", path, images), atol=step * 1.01)

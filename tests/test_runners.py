@@ -13,6 +13,8 @@ RUNNER_ARTIFACTS = {
     "tensorflow": "savedmodel",
     "litert": "model_int8.tflite",  # integer input and output: quantization handled inside
     "onnxruntime": "model_float32.onnx",
+    "tflite-micro": "model_int8.tflite",
+    "openvino": "model_int8.tflite",  # a TFLite file, integer I/O: the quantization read from it
 }
 
 

@@ -68,38 +68,34 @@ class OpenVINORunner(Runner):
                 f"{self.path}: OpenVINO cannot read it: {_reason(exc)}", ExitCode.ARTIFACT
             ) from None
         self._input, self._output = self.compiled.input(0), self.compiled.output(0)
-        self._input_affine, self._output_affine = self._tflite_quantization()
+        self._input_file, self._output_file = self._tflite_io()
         self._request = self.compiled.create_infer_request()
 
-    def _tflite_quantization(self) -> tuple[dict | None, dict | None]:
-        """Scale and zero point of an integer TFLite input/output: OpenVINO keeps the integer
-        tensors but does not expose their quantization, so it is read from the file."""
+    def _tflite_io(self) -> tuple[dict, dict]:
+        """Signature names and integer quantization of a TFLite file's input and output:
+        OpenVINO keeps the integer tensors but exposes neither, so they are read from the file."""
         if self.path.suffix != ".tflite":
-            return None, None
+            return {}, {}
         from toolkit.compatibility import tflite_io
 
         (inputs,), (outputs,) = tflite_io(self.path.read_bytes())
-        affines = inputs.get("quantization"), outputs.get("quantization")
-        for affine, what in zip(affines, ("input", "output"), strict=True):
-            if affine is not None:
-                check_quantization(self.path, affine["scale"], what)
-        return affines
+        for entry, what in ((inputs, "input"), (outputs, "output")):
+            if "quantization" in entry:
+                check_quantization(self.path, entry["quantization"]["scale"], what)
+        return inputs, outputs
 
     def _feed(self, images: np.ndarray) -> np.ndarray:
         shape = [d.get_length() if d.is_static else -1 for d in self._input.get_partial_shape()]
         shaped = np.asarray(images, dtype=np.float32).reshape((-1, *shape[1:]))
         dtype = self._input.get_element_type().to_dtype()
-        if self._input_affine is not None and np.issubdtype(dtype, np.integer):
-            shaped = quantize(
-                shaped, self._input_affine["scale"], self._input_affine["zero_point"], dtype
-            )
+        if (affine := self._input_file.get("quantization")) and np.issubdtype(dtype, np.integer):
+            shaped = quantize(shaped, affine["scale"], affine["zero_point"], dtype)
         return np.ascontiguousarray(shaped, dtype=dtype)
 
     def _probabilities(self, values: np.ndarray) -> np.ndarray:
-        if self._output_affine is not None and np.issubdtype(values.dtype, np.integer):
-            return dequantize(
-                values, self._output_affine["scale"], self._output_affine["zero_point"]
-            )
+        affine = self._output_file.get("quantization")
+        if affine and np.issubdtype(values.dtype, np.integer):
+            return dequantize(values, affine["scale"], affine["zero_point"])
         return values.astype(np.float32)
 
     def predict(self, images):
@@ -118,21 +114,18 @@ class OpenVINORunner(Runner):
         return request.infer
 
     def io_details(self):
-        def describe(port, affine):
-            entry = {
+        def describe(port, from_file):
+            shape = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+            return {
                 "name": port.get_any_name(),
-                "shape": [
-                    d.get_length() if d.is_static else None for d in port.get_partial_shape()
-                ],
+                "shape": shape,
                 "dtype": np.dtype(port.get_element_type().to_dtype()).name,
+                **{k: v for k, v in from_file.items() if k in ("name", "quantization")},
             }
-            if affine is not None:
-                entry["quantization"] = affine
-            return entry
 
         return (
-            [describe(self._input, self._input_affine)],
-            [describe(self._output, self._output_affine)],
+            [describe(self._input, self._input_file)],
+            [describe(self._output, self._output_file)],
         )
 
     def extras(self):
