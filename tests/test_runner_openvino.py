@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from toolkit.runners import RUNNERS, missing_runtime
+from toolkit.runners import RUNNERS
 from toolkit.runners.base import Unsupported
 
 
@@ -79,17 +79,3 @@ def test_unreadable_file_is_an_artifact_error_not_unsupported(tmp_path):
         RUNNERS["openvino"](broken)
     assert not isinstance(caught.value, Unsupported)
     assert caught.value.code == ExitCode.ARTIFACT
-
-
-def test_missing_package_is_an_install_hint(monkeypatch):
-    import importlib.util
-
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "openvino" else real_find_spec(name, *a),
-    )
-    assert missing_runtime("openvino") == (
-        "openvino: skipped, its package is not installed (pip install openvino)"
-    )

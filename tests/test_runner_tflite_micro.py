@@ -1,12 +1,9 @@
 """TensorFlow Lite Micro runner: same outputs as LiteRT, clean refusals, a measured arena."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from toolkit.runners import RUNNERS, missing_runtime
+from toolkit.runners import RUNNERS
 from toolkit.runners.base import Unsupported
 
 
@@ -94,25 +91,3 @@ def test_extras_report_arena_and_flash_bytes(tiny_model_dir):
         "arena_bytes": measure_arena_bytes(path),
         "flash_bytes": path.stat().st_size,
     }
-
-
-def test_missing_package_is_an_install_hint(monkeypatch):
-    import importlib.util
-
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "tflite_micro" else real_find_spec(name, *a),
-    )
-    assert missing_runtime("tflite-micro") == (
-        "tflite-micro: skipped, its package is not installed (pip install tflite-micro)"
-    )
-    assert missing_runtime("litert") is None
-
-
-def test_importing_the_registry_loads_no_optional_runtime():
-    optional = "{'openvino', 'tflite_micro'}"
-    code = f"import sys, toolkit.runners; print(sorted({optional} & set(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from toolkit.data import normalize
-from toolkit.runners import RUNNERS
+from toolkit.runners import RUNNERS, missing_runtime
 from toolkit.runners.base import dequantize, quantize
 
 # The artifact each runtime is tested on: a runtime registered without one fails below.
@@ -54,3 +54,32 @@ def test_quantize_round_trip_saturates():
     q = quantize(values, 1 / 255, -128, np.int8)
     assert q.dtype == np.int8 and q.min() == -128 and q.max() == 127
     np.testing.assert_allclose(dequantize(q, 1 / 255, -128)[1:4], [0.0, 0.5, 1.0], atol=1 / 255)
+
+
+@pytest.mark.parametrize("runtime", ["tflite-micro", "openvino"])
+def test_a_missing_runtime_package_is_one_install_line(monkeypatch, runtime):
+    import importlib.util
+
+    module = RUNNERS[runtime].module
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == module else real_find_spec(name, *a),
+    )
+    package = RUNNERS[runtime].package
+    assert missing_runtime(runtime) == (
+        f"{runtime}: skipped, its package is not installed (pip install {package})"
+    )
+    assert missing_runtime("litert") is None
+
+
+def test_importing_the_registry_loads_no_optional_runtime():
+    """So that a runtime whose package is missing cannot break `import toolkit.runners`."""
+    import subprocess
+    import sys
+
+    optional = "{'openvino', 'tflite_micro'}"
+    code = f"import sys, toolkit.runners; print(sorted({optional} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
