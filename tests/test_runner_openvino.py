@@ -61,6 +61,7 @@ def test_settings_read_back_from_the_compiled_model(tiny_model_dir):
     assert settings["INFERENCE_PRECISION_HINT"] == "f32"
     assert settings["INFERENCE_NUM_THREADS"] == 2
     assert settings["PERFORMANCE_HINT"] == "LATENCY"
+    assert settings["ENABLE_CPU_PINNING"] is False
     assert inputs[0] == {"name": "images", "shape": [None, 28, 28], "dtype": "float32"}
     assert outputs[0]["name"] == "probabilities"
 

@@ -20,9 +20,23 @@ REPORTED_SETTINGS = (
     "INFERENCE_NUM_THREADS",
     "PERFORMANCE_HINT",
     "NUM_STREAMS",
+    "ENABLE_CPU_PINNING",
 )
 # Messages of OpenVINO's front ends for a graph they read but cannot convert.
 UNSUPPORTED_MARKERS = ("OpConversionFailure", "No translator found", "No conversion rule")
+
+
+def compile_settings(threads: int) -> dict:
+    """Left alone, OpenVINO runs float models in bf16 on CPUs that have it, on 2 threads: ask
+    for float32 on `threads` threads, tuned for one request at a time like every other row.
+    Its threads are not pinned to cores, as no other runtime's are: a pinned thread waits
+    whenever another process holds its core, and two compiled models may be pinned apart."""
+    return {
+        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "ENABLE_CPU_PINNING": False,
+    }
 
 
 def _reason(exc: Exception) -> str:
@@ -49,16 +63,7 @@ class OpenVINORunner(Runner):
         core = ov.Core()
         try:
             model = core.read_model(str(self.path))
-            # Left alone, OpenVINO runs float models in bf16 on CPUs that have it, on 2 threads.
-            self.compiled = core.compile_model(
-                model,
-                "CPU",
-                {
-                    "INFERENCE_PRECISION_HINT": "f32",
-                    "INFERENCE_NUM_THREADS": threads,
-                    "PERFORMANCE_HINT": "LATENCY",
-                },
-            )
+            self.compiled = core.compile_model(model, "CPU", compile_settings(threads))
         except RuntimeError as exc:
             if any(marker in str(exc) for marker in UNSUPPORTED_MARKERS):
                 raise Unsupported(
