@@ -6,7 +6,7 @@ from toolkit.compatibility import gpu_delegate_compatibility, tflm_compatibility
 
 
 @pytest.fixture(scope="module")
-def fixed_shape_float_tflite():
+def fixed_shape_float_tflite(tmp_path_factory):
     """Ops the GPU delegate takes, on float32 tensors of a fixed shape."""
     from toolkit import import_tensorflow
 
@@ -16,9 +16,12 @@ def fixed_shape_float_tflite():
     def serve(x):
         return tf.nn.relu(x) * 2.0 + 1.0
 
-    return tf.lite.TFLiteConverter.from_concrete_functions(
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [serve.get_concrete_function()], serve
-    ).convert()
+    )
+    path = tmp_path_factory.mktemp("fixed_shape") / "fixed_shape.tflite"
+    path.write_bytes(converter.convert())
+    return path
 
 
 def test_gpu_delegate_takes_a_graph_of_supported_ops(fixed_shape_float_tflite):
@@ -30,7 +33,7 @@ def test_gpu_delegate_takes_a_graph_of_supported_ops(fixed_shape_float_tflite):
 
 
 def test_gpu_delegate_names_the_ops_it_cannot_take(uncommon_ops_tflite):
-    verdict = gpu_delegate_compatibility(uncommon_ops_tflite.read_bytes())
+    verdict = gpu_delegate_compatibility(uncommon_ops_tflite)
     assert verdict["whole_graph"] is False
     assert "FlexTopKV2" in verdict["unsupported_ops"] and "FlexCos" in verdict["unsupported_ops"]
     assert all(n["reason"] for n in verdict["nodes"])
@@ -39,7 +42,7 @@ def test_gpu_delegate_names_the_ops_it_cannot_take(uncommon_ops_tflite):
 def test_dynamic_batch_flatten_leaves_shape_ops_on_the_cpu(tiny_model_dir):
     """Keras's Flatten with a dynamic batch computes the shape at run time (int32 SHAPE,
     STRIDED_SLICE, PACK): the GPU delegate takes the dense layers, not the whole graph."""
-    verdict = gpu_delegate_compatibility((tiny_model_dir / "model_float32.tflite").read_bytes())
+    verdict = gpu_delegate_compatibility(tiny_model_dir / "model_float32.tflite")
     assert not verdict["whole_graph"]
     assert "SHAPE" in verdict["unsupported_ops"]
     assert "FULLY_CONNECTED" not in verdict["unsupported_ops"]
@@ -75,12 +78,23 @@ def test_analyzer_warnings_are_attributed_to_their_node(monkeypatch, fixed_shape
     ],
 )
 def test_tflm_verdict_per_tflite_variant(tiny_model_dir, variant, runs, reason):
-    verdict = tflm_compatibility((tiny_model_dir / f"model_{variant}.tflite").read_bytes())
+    verdict = tflm_compatibility(tiny_model_dir / f"model_{variant}.tflite")
     assert verdict["runs"] is runs and verdict["missing_ops"] == []
     assert (verdict["reason"] is None) if reason is None else (reason in verdict["reason"])
 
 
 def test_tflm_lists_ops_missing_from_its_resolver(uncommon_ops_tflite):
-    verdict = tflm_compatibility(uncommon_ops_tflite.read_bytes())
+    verdict = tflm_compatibility(uncommon_ops_tflite)
     assert not verdict["runs"]
     assert verdict["missing_ops"] == ["FlexCos", "FlexIdentity", "FlexTopKV2"]
+
+
+def test_a_file_that_is_not_a_model_is_named(tmp_path):
+    from toolkit.errors import ExitCode, ToolkitError
+
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"\x00" * 3)
+    for check in (tflm_compatibility, gpu_delegate_compatibility):
+        with pytest.raises(ToolkitError, match="broken.tflite: not a valid TFLite model") as caught:
+            check(broken)
+        assert caught.value.code == ExitCode.ARTIFACT

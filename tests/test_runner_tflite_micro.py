@@ -91,3 +91,13 @@ def test_extras_report_arena_and_flash_bytes(tiny_model_dir):
         "arena_bytes": measure_arena_bytes(path),
         "flash_bytes": path.stat().st_size,
     }
+
+
+def test_a_file_that_is_not_a_model_is_an_artifact_error(tmp_path):
+    from toolkit.errors import ExitCode, ToolkitError
+
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a flatbuffer" * 8)
+    with pytest.raises(ToolkitError, match="broken.tflite: not a valid TFLite model") as caught:
+        RUNNERS["tflite-micro"](broken)
+    assert not isinstance(caught.value, Unsupported) and caught.value.code == ExitCode.ARTIFACT

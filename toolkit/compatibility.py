@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from pathlib import Path
+
+from toolkit.errors import ExitCode, ToolkitError, first_line
 
 # Builtin ops TFLite Micro's Python interpreter registers (python/tflite_micro/
 # python_ops_resolver.cc, tflite-micro at 90b983c2, 2026-08); a firmware's own resolver
@@ -57,18 +60,25 @@ def _enum_names(enum_class) -> dict[int, str]:
     return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
 
 
-def _read_model(model_bytes: bytes):
+def _read_model(path: Path):
+    """The flatbuffer as Python objects; a file that is not one is the user's to fix."""
     from ai_edge_litert.tools.flatbuffer_utils import convert_bytearray_to_object
 
-    return convert_bytearray_to_object(bytearray(model_bytes))
+    data = bytearray(Path(path).read_bytes())
+    try:
+        return convert_bytearray_to_object(data)
+    except Exception as exc:  # noqa: BLE001 - the generated reader raises anything on bad bytes
+        raise ToolkitError(
+            f"{path}: not a valid TFLite model: {first_line(exc)}", ExitCode.ARTIFACT
+        ) from None
 
 
-def tflite_io(model_bytes: bytes) -> tuple[list[dict], list[dict]]:
+def tflite_io(path: Path) -> tuple[list[dict], list[dict]]:
     """Inputs and outputs of the main subgraph: signature name (else tensor name), dtype and
     affine quantization, for runtimes that do not report them (TFLM, OpenVINO)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    model = _read_model(model_bytes)
+    model = _read_model(path)
     subgraph = model.subgraphs[0]
     type_names = _enum_names(schema.TensorType)
     signature_names = {}
@@ -93,11 +103,11 @@ def tflite_io(model_bytes: bytes) -> tuple[list[dict], list[dict]]:
     return [describe(i) for i in subgraph.inputs], [describe(i) for i in subgraph.outputs]
 
 
-def graph_nodes(model_bytes: bytes) -> list[dict]:
+def graph_nodes(path: Path) -> list[dict]:
     """Every operator of the main subgraph: its op name and its tensors' types and constness."""
     from ai_edge_litert import schema_py_generated as schema
 
-    model = _read_model(model_bytes)
+    model = _read_model(path)
     op_names = _enum_names(schema.BuiltinOperator)
     type_names = _enum_names(schema.TensorType)
     subgraph = model.subgraphs[0]
@@ -124,10 +134,10 @@ def graph_nodes(model_bytes: bytes) -> list[dict]:
     return nodes
 
 
-def tflm_compatibility(model_bytes: bytes) -> dict:
+def tflm_compatibility(path: Path) -> dict:
     """Whether TFLite Micro can run the file, and why not: ops missing from its op resolver,
     float16 weights, or dynamic-range int8 (it runs float32 and fully-integer models only)."""
-    nodes = graph_nodes(model_bytes)
+    nodes = graph_nodes(path)
     missing = sorted(
         {
             n["op"]
@@ -159,13 +169,16 @@ def tflm_compatibility(model_bytes: bytes) -> dict:
     return {"runs": not reasons, "missing_ops": missing, "reason": "; ".join(reasons) or None}
 
 
-def _analyzer_warnings(model_bytes: bytes) -> dict[int, str]:
+def _analyzer_warnings(path: Path) -> dict[int, str]:
     """Node index -> reason, from TFLite's model analyzer (it prints its report on stdout)."""
-    import tensorflow as tf
+    from toolkit import import_tensorflow
 
+    tf = import_tensorflow()
     report = io.StringIO()
     with contextlib.redirect_stdout(report):
-        tf.lite.experimental.Analyzer.analyze(model_content=model_bytes, gpu_compatibility=True)
+        tf.lite.experimental.Analyzer.analyze(
+            model_content=Path(path).read_bytes(), gpu_compatibility=True
+        )
     warnings, subgraph, node = {}, None, None
     for line in report.getvalue().splitlines():
         if subgraph_line := re.match(r"Subgraph#(\d+)", line):
@@ -180,15 +193,15 @@ def _analyzer_warnings(model_bytes: bytes) -> dict[int, str]:
     return warnings
 
 
-def gpu_delegate_compatibility(model_bytes: bytes) -> dict:
+def gpu_delegate_compatibility(path: Path) -> dict:
     """Whether TFLite's GPU delegate can take the whole graph, and the nodes it cannot take.
 
     Two sources, merged per node: the model analyzer's own check, and the delegate's op table
     and tensor types. The second is needed because the analyzer in TF 2.21 reports every model
     as compatible (it passes even Flex ops, which TF's own analyzer test expects it to flag).
     """
-    reasons = _analyzer_warnings(model_bytes)
-    nodes = graph_nodes(model_bytes)
+    nodes = graph_nodes(path)  # first: a file that is not a model fails with its name
+    reasons = _analyzer_warnings(path)
     for index, node in enumerate(nodes):
         known = GPU_CUSTOM_OPS if node["custom"] else GPU_BUILTIN_OPS
         computed = [t["type"] for t in node["inputs"] + node["outputs"] if not t["constant"]]

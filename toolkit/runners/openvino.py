@@ -83,7 +83,7 @@ class OpenVINORunner(Runner):
             return {}, {}
         from toolkit.compatibility import tflite_io
 
-        (inputs,), (outputs,) = tflite_io(self.path.read_bytes())
+        (inputs,), (outputs,) = tflite_io(self.path)
         for entry, what in ((inputs, "input"), (outputs, "output")):
             if "quantization" in entry:
                 check_quantization(self.path, entry["quantization"]["scale"], what)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import ExitCode, ToolkitError, first_line
+from toolkit.errors import ExitCode, ToolkitError
 from toolkit.runners.base import (
     Runner,
     Unsupported,
@@ -131,14 +131,9 @@ class TFLiteMicroRunner(Runner):
         super().__init__(path, threads)
         from toolkit.compatibility import tflite_io, tflm_compatibility
 
+        verdict = tflm_compatibility(self.path)
+        (self._input_io,), (self._output_io,) = tflite_io(self.path)
         self.model = self.path.read_bytes()
-        try:
-            verdict = tflm_compatibility(self.model)
-            (self._input_io,), (self._output_io,) = tflite_io(self.model)
-        except Exception as exc:  # noqa: BLE001 - the flatbuffer reader raises anything
-            raise ToolkitError(
-                f"{self.path}: not a valid TFLite model: {first_line(exc)}", ExitCode.ARTIFACT
-            ) from None
         if not verdict["runs"]:
             raise Unsupported(f"{self.path}: TFLM cannot run it: {verdict['reason']}")
         Interpreter = _interpreter_class()
