@@ -101,3 +101,22 @@ def test_a_file_that_is_not_a_model_is_an_artifact_error(tmp_path):
     with pytest.raises(ToolkitError, match="broken.tflite: not a valid TFLite model") as caught:
         RUNNERS["tflite-micro"](broken)
     assert not isinstance(caught.value, Unsupported) and caught.value.code == ExitCode.ARTIFACT
+
+
+def test_a_kernel_that_refuses_its_types_is_unsupported_with_tflm_message(tmp_path):
+    """CUMSUM is in TFLM's resolver but has no int64 kernel: caught at prepare, not a crash."""
+    from toolkit import import_tensorflow
+
+    tf = import_tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8), tf.float32)])
+    def serve(x):
+        return tf.math.cumsum(tf.cast(x, tf.int64), axis=1)
+
+    path = tmp_path / "int64_cumsum.tflite"
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], serve
+    )
+    path.write_bytes(converter.convert())
+    with pytest.raises(Unsupported, match="cannot prepare it: Node CUMSUM .* failed to prepare"):
+        RUNNERS["tflite-micro"](path)

@@ -37,20 +37,22 @@ PROBE_SECONDS = 120
 
 @contextlib.contextmanager
 def captured_stderr():
-    """Sends file descriptor 2 to a temporary file: TFLM reports why it fails only there.
-    Yields a list that holds the captured text once the block ends."""
-    captured: list[str] = []
+    """Sends file descriptor 2 to a temporary file, since TFLM reports why it fails only there;
+    yields a function returning what was written so far (C's stderr is unbuffered)."""
     with tempfile.TemporaryFile(mode="w+") as sink:
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
+
+        def written() -> str:
+            sink.seek(0)
+            return sink.read()
+
         try:
-            yield captured
+            yield written
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-            sink.seek(0)
-            captured.append(sink.read())
 
 
 def _interpreter_class():
@@ -101,7 +103,7 @@ def _failure(stderr: str) -> str:
 
 def measure_arena_bytes(path: Path) -> int:
     """The arena TFLM needs for this model, as its recording allocator reports it, confirmed by
-    a second run with exactly that arena (x86-64 build: 32-bit targets need the same or less)."""
+    a second run with exactly that arena (measured with TFLM's x86-64 build)."""
     ran, stderr = try_arena(path, HOST_ARENA_BYTES)
     found = ARENA_TOTAL.search(stderr)
     if not ran or not found:
@@ -141,11 +143,8 @@ class TFLiteMicroRunner(Runner):
             try:
                 self.interpreter = Interpreter.from_bytes(self.model, arena_size=HOST_ARENA_BYTES)
             except RuntimeError:
-                failed = True
-            else:
-                failed = False
-        if failed:
-            raise Unsupported(f"{self.path}: TFLM cannot prepare it: {_failure(stderr[0])}")
+                reason = _failure(stderr())
+                raise Unsupported(f"{self.path}: TFLM cannot prepare it: {reason}") from None
         self._input = self.interpreter.get_input_details(0)
         for entry, what in ((self._input_io, "input"), (self._output_io, "output")):
             if "quantization" in entry:
