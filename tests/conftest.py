@@ -102,3 +102,50 @@ def round_trip(tiny, variant):
         outputs = runner.predict(tiny.inputs)
     assert outputs.shape == tiny.reference.shape and outputs.dtype == "float32"
     return compare_outputs(outputs, tiny.reference)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """An untrained Flatten -> Dense(16) -> Dense(10) model as every TFLite variant and as ONNX
+    float32: files for runtime tests that compare runtimes with each other, not accuracy."""
+    import numpy as np
+
+    from toolkit.exporters import EXPORTERS, ExportContext
+
+    keras = import_tensorflow().keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    out = tmp_path_factory.mktemp("tiny_model")
+    calibration = np.random.default_rng(0).random((32, 28, 28), dtype=np.float32)
+    model.save(out / "model.keras")
+    context = ExportContext(model, out / "model.keras", calibration, 17, out / ".build")
+    onnx_float32 = [v for v in EXPORTERS["onnx"] if v.variant == "float32"]
+    for variant in [*EXPORTERS["tflite"], *onnx_float32]:
+        variant.write(model, out / variant.filename, context)
+    return out
+
+
+@pytest.fixture(scope="session")
+def uncommon_ops_tflite(tmp_path_factory) -> Path:
+    """A .tflite file made of Flex (select TensorFlow) ops, which TFLite Micro, the GPU delegate
+    and OpenVINO's TFLite reader all lack."""
+    tf = import_tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8), tf.float32)])
+    def serve(x):
+        return tf.math.top_k(tf.math.cos(x), k=2).values
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], serve
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.SELECT_TF_OPS]
+    path = tmp_path_factory.mktemp("uncommon_ops") / "uncommon_ops.tflite"
+    path.write_bytes(converter.convert())
+    return path

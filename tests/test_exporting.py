@@ -15,10 +15,12 @@ from toolkit.metrics import compare_outputs
 from toolkit.runners import RUNNERS
 
 ALL_VARIANTS = selected_variants(["all"])
+# C sources are checked byte for byte when written; no runtime runs them.
+RUN_VARIANTS = [v for v in ALL_VARIANTS if v.runtime is not None]
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=lambda v: v.filename)
+@pytest.mark.parametrize("variant", RUN_VARIANTS, ids=lambda v: v.filename)
 def test_variant_round_trip_within_tolerance(exported_dir, dataset, variant):
     """Reload in the device runtime and compare with the Keras reference independently."""
     images = normalize(dataset.test_images[:VALIDATION_IMAGES])
@@ -45,9 +47,10 @@ def test_manifest_lists_every_artifact_with_matching_checksums(exported_dir):
     assert sorted(names) == sorted(v.filename for v in ALL_VARIANTS)
     for entry in data["artifacts"]:
         assert entry["sha256"] == sha256_path(exported_dir / entry["path"])
-        assert entry["inputs"][0]["name"] == "images"
-        assert entry["outputs"][0]["name"] == "probabilities"
         assert entry["size_bytes"] > 0
+        if entry["runtime"] is not None:
+            assert entry["inputs"][0]["name"] == "images"
+            assert entry["outputs"][0]["name"] == "probabilities"
     int8 = next(a for a in data["artifacts"] if a["name"] == "model_int8.tflite")
     assert int8["inputs"][0]["quantization"]["scale"] > 0
     assert verify_manifest(exported_dir, load_manifest(exported_dir)) == []

@@ -149,7 +149,7 @@ def compare(
             dataset.test_images[:limit],
             None if labels is None else labels[:limit],
             config,
-            list(runtimes) if runtimes else None,
+            installed_runtimes(runtimes),
             on_row or (lambda row: None),
         )
         if earlier is not None:
@@ -316,6 +316,21 @@ def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | N
     if same_file and sha256_path(Path(dataset.source)) != digest:
         warn(f"{dataset.source}: changed since export (sha256 differs from the manifest)")
     return dataset
+
+
+def installed_runtimes(requested: Sequence[str] | None = None) -> list[str]:
+    """The requested runtimes (default: every registered one) whose package is installed; each
+    missing one is a warning saying how to install it, never a crash."""
+    from toolkit.errors import warn
+    from toolkit.runners import RUNNERS, missing_runtime
+
+    installed = []
+    for runtime in requested or RUNNERS:
+        if (problem := missing_runtime(runtime)) is None:
+            installed.append(runtime)
+        else:
+            warn(problem)
+    return installed
 
 
 def require_folder(out: Path) -> None:

@@ -129,6 +129,8 @@ class Artifact:
     inputs: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
     validation: dict = field(default_factory=dict)
+    # .tflite files: {gpu_delegate: {whole_graph, unsupported_ops}, tflite_micro: {...}}
+    compatibility: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -299,6 +299,7 @@ def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, 
             runner_class.runtime,
             artifact.size_bytes,
             status=status if status != "error" else FAILED,
+            compatibility=artifact.compatibility,
         )
         results.append((base, result))
         on_row(base)

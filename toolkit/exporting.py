@@ -246,6 +246,7 @@ def export_artifacts(
                     inputs=inputs_detail,
                     outputs=outputs_detail,
                     validation=figures,
+                    compatibility=_compatibility(target),
                 )
                 artifacts.append(artifact)
                 on_artifact(artifact)
@@ -291,6 +292,16 @@ def _write_variant(variant: ExportVariant, model, target: Path, context, out: Pa
         raise ToolkitError(
             f"{variant.filename}: conversion failed: {first_line(exc)}", ExitCode.CONVERSION
         ) from None
+
+
+def _compatibility(path: Path) -> dict:
+    """GPU-delegate and TFLite Micro compatibility of a .tflite file; nothing for other files."""
+    if path.suffix != ".tflite":
+        return {}
+    from toolkit.compatibility import tflite_compatibility
+
+    with quiet_stderr():
+        return tflite_compatibility(path)
 
 
 def _remove(path: Path) -> None:

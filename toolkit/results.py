@@ -52,6 +52,7 @@ class Row:
     load_ms: float | None = None
     peak_rss_mb: float | None = None
     extras: dict = field(default_factory=dict)  # runtime-specific: arena bytes, settings
+    compatibility: dict = field(default_factory=dict)  # .tflite: GPU delegate, TFLite Micro
     delta_accuracy_pts: float | None = None  # with a baseline only
     delta_p50_pct: float | None = None
 

@@ -1,6 +1,6 @@
 """Format registry: one module per format; adding a format is one file plus one line here."""
 
-from toolkit.exporters import keras, onnx, savedmodel, tflite
+from toolkit.exporters import keras, onnx, savedmodel, tflite, tflite_micro
 from toolkit.exporters.base import ExportContext, ExportVariant, Tolerance
 
 EXPORTERS: dict[str, tuple[ExportVariant, ...]] = {
@@ -8,6 +8,7 @@ EXPORTERS: dict[str, tuple[ExportVariant, ...]] = {
     "savedmodel": savedmodel.VARIANTS,
     "tflite": tflite.VARIANTS,
     "onnx": onnx.VARIANTS,
+    "tflite-micro": tflite_micro.VARIANTS,
 }
 
 __all__ = ["EXPORTERS", "ExportContext", "ExportVariant", "Tolerance"]

@@ -1,0 +1,172 @@
+"""Edge targets: the TFLite Micro and OpenVINO runners timed by the toolkit against a bare loop
+of each runtime's own API in the same process, and the int8 model's microcontroller footprint.
+
+`python -m tests.bench.targets --out OUT` runs it alone; without OUT/model_int8.tflite it first
+exports an untrained tutorial-sized model there (timing and footprint depend on shapes only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from tests.bench.latency import GOAL_BARE, bare_invoke_loop
+from tests.bench.runs import BenchError, interleave, median
+from tests.bench.summary import Ratio, ratio_table
+from toolkit.evaluate import MeasureConfig, measure, measure_isolated
+from toolkit.metrics import latency_percentiles
+
+# (runtime, artifact): each new runtime on a float32 and an int8 file.
+TIMED = (
+    ("tflite-micro", "model_int8.tflite"),
+    ("tflite-micro", "model_float32.tflite"),
+    ("openvino", "model_float32.onnx"),
+    ("openvino", "model_int8.tflite"),
+)
+
+
+def bare_call(runtime: str, path: Path, threads: int) -> Callable[[], object]:
+    """The runtime's own call on zeros already in its input buffer, built without the runner."""
+    if runtime == "tflite-micro":
+        from tflite_micro.python.tflite_micro.runtime import Interpreter
+
+        from toolkit.runners.tflite_micro import HOST_ARENA_BYTES
+
+        interpreter = Interpreter.from_file(str(path), arena_size=HOST_ARENA_BYTES)
+        detail = interpreter.get_input_details(0)
+        interpreter.set_input(np.zeros(detail["shape"], detail["dtype"]), 0)
+        return interpreter.invoke
+    import openvino as ov
+
+    from toolkit.runners.openvino import compile_settings
+
+    compiled = ov.Core().compile_model(str(path), "CPU", compile_settings(threads))
+    port = compiled.input(0)
+    shape = [1, *(d.get_length() for d in list(port.get_partial_shape())[1:])]
+    request = compiled.create_infer_request()
+    request.set_input_tensor(ov.Tensor(np.zeros(shape, port.get_element_type().to_dtype())))
+    return request.infer
+
+
+def toolkit_and_bare_p50(runtime: str, path: Path, images: np.ndarray, config) -> dict:
+    """Both p50s in ms from one process: compare's measurement, then the bare loop."""
+    from toolkit import quiet_stderr
+
+    toolkit_ns = measure(runtime, path, images, config)["latencies_ns"]
+    with quiet_stderr():
+        call = bare_call(runtime, path, config.threads)
+    bare_ns = bare_invoke_loop(call, config.runs, config.warmup)
+    return {
+        "toolkit_p50_ms": latency_percentiles(toolkit_ns)["p50"],
+        "bare_p50_ms": latency_percentiles(bare_ns)["p50"],
+    }
+
+
+def _worker(connection, runtime, path, test_images, config) -> None:
+    """measure_isolated's worker contract: sends ("ok", result) or ("error", reason)."""
+    from toolkit.data import normalize
+
+    try:
+        result = toolkit_and_bare_p50(runtime, path, normalize(test_images), config)
+        connection.send(("ok", result))
+    except Exception as exc:  # noqa: BLE001 - the caller turns it into a BenchError
+        connection.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        connection.close()
+
+
+def target_timings(out: Path, test_images, config: MeasureConfig, reps: int) -> list[dict]:
+    """Per (runtime, artifact): `reps` worker rounds; median p50s and the bare-call ratio."""
+    rows = []
+    for runtime, name in TIMED:
+
+        def timed(rep, runtime=runtime, path=out / name):
+            status, result = measure_isolated(runtime, path, test_images, config, worker=_worker)
+            if status != "ok":
+                raise BenchError(f"{path.name} in {runtime}: toolkit/bare timing failed: {result}")
+            return result
+
+        runs = interleave(reps, {"worker": timed})["worker"]
+        row = {"runtime": runtime, "artifact": name, "reps": runs}
+        for key in ("toolkit_p50_ms", "bare_p50_ms"):
+            row[key] = median([run[key] for run in runs])
+        row["bare_call_ratio"] = row["toolkit_p50_ms"] / row["bare_p50_ms"]
+        rows.append(row)
+    return rows
+
+
+def micro_footprint(out: Path) -> dict:
+    """What decides whether the int8 model fits a microcontroller: arena (RAM) and flash bytes."""
+    from toolkit.runners.tflite_micro import measure_arena_bytes
+
+    path = out / "model_int8.tflite"
+    return {
+        "artifact": path.name,
+        "arena_bytes": measure_arena_bytes(path),
+        "flash_bytes": path.stat().st_size,
+    }
+
+
+def target_ratios(rows: list[dict]) -> list[Ratio]:
+    return [
+        Ratio(
+            f"bare_call_ratio {row['runtime']} {row['artifact']}",
+            row["bare_call_ratio"],
+            f"within {100 * GOAL_BARE:g}% of 1",
+            abs(row["bare_call_ratio"] - 1) <= GOAL_BARE,
+            "toolkit batch-1 p50 / bare invoke()/infer() loop p50 of the runtime's own API, "
+            "same process",
+            f"{1000 * row['toolkit_p50_ms']:.2f} vs {1000 * row['bare_p50_ms']:.2f} µs",
+        )
+        for row in rows
+    ]
+
+
+def export_tutorial_sized_model(out: Path) -> None:
+    """The tutorial's architecture, untrained, as the three files TIMED needs."""
+    from toolkit import import_tensorflow
+    from toolkit.data import calibration_images, load_dataset
+    from toolkit.exporters import EXPORTERS, ExportContext
+    from toolkit.model import build_mlp
+
+    import_tensorflow()
+    out.mkdir(parents=True, exist_ok=True)
+    context = ExportContext(calibration_images(load_dataset(), 500), out / "model.keras", 17)
+    model, wanted = build_mlp(), {name for _, name in TIMED}
+    for variant in [*EXPORTERS["tflite"], *EXPORTERS["onnx"]]:
+        if variant.filename in wanted:
+            variant.write(model, out / variant.filename, context)
+
+
+def main(
+    out: Annotated[Path, typer.Option(help="Folder with the exported artifacts.")] = Path(
+        "exported"
+    ),
+    reps: Annotated[int, typer.Option(min=1, help="Worker rounds per artifact; median.")] = 3,
+    threads: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Times the edge runners against bare loops and prints the int8 model's footprint."""
+    from rich.console import Console
+
+    from toolkit.data import load_dataset
+
+    out = out.resolve()
+    if not (out / "model_int8.tflite").is_file():
+        export_tutorial_sized_model(out)
+    rows = target_timings(out, load_dataset().test_images, MeasureConfig(threads=threads), reps)
+    console = Console(width=160)
+    console.print(ratio_table(target_ratios(rows), "edge targets"))
+    footprint = micro_footprint(out)
+    console.print(
+        f"{footprint['artifact']} in TFLite Micro: arena {footprint['arena_bytes']} bytes, "
+        f"flash {footprint['flash_bytes']} bytes",
+        highlight=False,
+    )
+
+
+if __name__ == "__main__":
+    typer.run(main)
