@@ -32,6 +32,18 @@ def import_tensorflow():
 
 
 # The Python API; imported last because it imports modules that use the helpers above.
-from toolkit.api import compare, export, predict, train, verify  # noqa: E402
+# toolkit.report the module is imported first: importing it later would rebind `toolkit.report`
+# from the API function to the module.
+import toolkit.report  # noqa: E402, F401, I001
+from toolkit.api import compare, export, predict, report, train, verify  # noqa: E402
 
-__all__ = ["compare", "export", "import_tensorflow", "predict", "quiet_stderr", "train", "verify"]
+__all__ = [
+    "compare",
+    "export",
+    "import_tensorflow",
+    "predict",
+    "quiet_stderr",
+    "report",
+    "train",
+    "verify",
+]
