@@ -4,9 +4,9 @@ PY := $(VENV)/bin/python
 OUT ?= exported
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup dataset run test lint bench clean
+.PHONY: setup dataset browser run test lint bench clean
 
-setup: $(VENV)/.installed dataset
+setup: $(VENV)/.installed dataset browser
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,12 @@ $(VENV)/.installed: pyproject.toml
 dataset:
 	@if [ ! -d $(DATASET_DIR) ] && command -v apt-get >/dev/null; then \
 		apt-get update -q && apt-get install -y -q dataset-fashion-mnist; \
+	fi
+
+# The report page's test loads report.html in headless Chromium.
+browser:
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q chromium; \
 	fi
 
 run: setup

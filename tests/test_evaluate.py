@@ -161,6 +161,11 @@ def test_compare_writes_parseable_reports(compared_dir):
     assert report["recommended"] in {r["artifact"] for r in report["rows"]}
     for name in ("report.csv", "report.md", "report.html", "accuracy_vs_latency.png"):
         assert (compared_dir / "report" / name).stat().st_size > 0
+    for row in report["rows"]:  # what flipped: indices for tools, a gallery for people
+        assert len(row["flipped_indices"]) == min(row["flipped"], 1000)
+        gallery = compared_dir / "report" / "flips" / f"{row['artifact']}.{row['runtime']}.png"
+        gallery = gallery if gallery.exists() else gallery.with_name(f"{row['artifact']}.png")
+        assert gallery.exists() == (row["flipped"] > 0), row["artifact"]
 
 
 def test_accuracy_gate_fails_the_command_naming_the_offender(compared_dir, tmp_path, dataset):

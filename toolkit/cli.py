@@ -246,6 +246,9 @@ def export(
     _plain(f"{len(manifest.artifacts)} artifacts listed in {out / 'manifest.json'}")
 
 
+BaselineOption = Annotated[
+    Path | None, typer.Option(help="An earlier report.json to report changes against.")
+]
 NoVerifyOption = Annotated[
     bool, typer.Option("--no-verify", help="Skip the manifest checksum check.")
 ]
@@ -271,9 +274,7 @@ def compare(
             metavar="PTS",
         ),
     ] = None,
-    baseline: Annotated[
-        Path | None, typer.Option(help="An earlier report.json to report changes against.")
-    ] = None,
+    baseline: BaselineOption = None,
     max_latency_regression: Annotated[
         float | None,
         typer.Option(
@@ -341,9 +342,7 @@ def _print_report(report, out: Path) -> None:
 @handles_errors
 def report(
     out: OutOption = Path("exported"),
-    baseline: Annotated[
-        Path | None, typer.Option(help="An earlier report.json to report changes against.")
-    ] = None,
+    baseline: BaselineOption = None,
 ) -> None:
     """Re-render OUT/report/ from its report.json (and a baseline) without measuring again."""
     import toolkit

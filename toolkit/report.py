@@ -132,16 +132,19 @@ def _columns(report: Report) -> list[_Column]:
             drop_rank=drop_rank,
         )
 
+    deltas = report.baseline is not None  # each beside the figure it changes
     columns = [
         _Column("", lambda r: _mark(report, r), numeric=False),
         _Column("artifact", lambda r: r.artifact, numeric=False),
         _Column("runtime", lambda r: r.runtime, numeric=False),
         numeric("acc %", "accuracy", "{:.2f}", 100),
+        *([numeric("Δacc pt", "delta_accuracy_pts", "{:+.2f}", drop_rank=2)] if deltas else []),
         numeric("agree %", "agreement", "{:.2f}", 100, drop_rank=6),
         numeric("flipped", "flipped", "{:d}", drop_rank=4),
         numeric("max|diff|", "max_abs_diff", "{:.1e}", drop_rank=10),
         numeric("SNR dB", "snr_db", "{:.1f}", drop_rank=9),
         _latency_column(report, "p50", drop_rank=0),
+        *([numeric("Δp50 %", "delta_p50_pct", "{:+.1f}", drop_rank=1)] if deltas else []),
         _latency_column(report, "p99", drop_rank=5),
         numeric("img/s", "throughput_ips", "{:,.0f}", drop_rank=8),
         numeric("load ms", "load_ms", "{:.1f}", drop_rank=11),
@@ -150,9 +153,6 @@ def _columns(report: Report) -> list[_Column]:
         ),
         numeric("RSS MB", "peak_rss_mb", "{:.1f}", drop_rank=12),
     ]
-    if report.baseline is not None:
-        columns.append(numeric("Δacc pt", "delta_accuracy_pts", "{:+.2f}", drop_rank=2))
-        columns.append(numeric("Δp50 %", "delta_p50_pct", "{:+.1f}", drop_rank=1))
     return columns
 
 
@@ -274,12 +274,13 @@ def report_csv(report: Report) -> str:
 
 _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1f24;
-       max-width: 1200px; margin: 2em auto; padding: 0 1em; }
+       max-width: 1400px; margin: 2em auto; padding: 0 1em; }
 h1 { margin-bottom: 0.2em; } .meta, .hint { color: #57606a; margin-top: 0; }
 .hint { font-size: 0.9em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-variant-numeric: tabular-nums; }
-th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #d0d7de; text-align: left;
+th, td { padding: 0.3em 0.5em; border-bottom: 1px solid #d0d7de; text-align: left;
          white-space: nowrap; }
+#results { font-size: 14px; }
 th { background: #f6f8fa; } td.num, th.num { text-align: right; }
 table.sortable th { cursor: pointer; user-select: none; }
 th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
@@ -321,7 +322,7 @@ for (const table of document.querySelectorAll("table.sortable")) {
     const rows = [...table.tBodies[0].rows].sort((a, b) => {
       const x = key(a), y = key(b);
       if (x === null || y === null) return (x === null) - (y === null);
-      const order = numeric ? x - y : x.localeCompare(y);
+      const order = numeric ? x - y : x < y ? -1 : x > y ? 1 : 0;
       return ascending ? order : -order;
     });
     table.tBodies[0].append(...rows);
@@ -803,6 +804,25 @@ def _draw_input(ax, value: np.ndarray) -> None:
         ax.tick_params(labelsize=6)
 
 
+def _flip_title(report: Report, flip: dict) -> str:
+    """Three lines: index and true label; the reference's class and probability; the artifact's
+    (✓ where the class is the label)."""
+
+    def name(index: int | None) -> str:
+        return _short(_class_name(report, index), 12)
+
+    def guess(predicted: int, probability: float) -> str:
+        right = "" if flip["label"] is None else " ✓" if predicted == flip["label"] else " ✗"
+        return f"{name(predicted)} {_probability(probability)}{right}"
+
+    label = "" if flip["label"] is None else f" {name(flip['label'])}"
+    return (
+        f"#{flip['index']}{label}\n"
+        f"ref {guess(flip['reference_class'], flip['reference_probability'])}\n"
+        f"now {guess(flip['class'], flip['probability'])}"
+    )
+
+
 def plot_flip_gallery(report: Report, row: Row, inputs: np.ndarray, path: Path) -> Path:
     """The row's `top_flips` (up to 32, the reference's surest first): each input with its label,
     the reference's class and probability and the artifact's."""
@@ -813,18 +833,7 @@ def plot_flip_gallery(report: Report, row: Row, inputs: np.ndarray, path: Path) 
     fig, axes = plt.subplots(lines, columns, figsize=(1.8 * columns, 2.2 * lines), squeeze=False)
     for ax, flip in zip(axes.flat, flips, strict=False):
         _draw_input(ax, inputs[flip["index"]])
-        label = (
-            "" if flip["label"] is None else f" {_short(_class_name(report, flip['label']), 12)}"
-        )
-        ax.set_title(
-            f"#{flip['index']}{label}\n"
-            f"ref {_short(_class_name(report, flip['reference_class']), 12)} "
-            f"{_probability(flip['reference_probability'])}\n"
-            f"now {_short(_class_name(report, flip['class']), 12)} "
-            f"{_probability(flip['probability'])}",
-            fontsize=7,
-            loc="left",
-        )
+        ax.set_title(_flip_title(report, flip), fontsize=7, loc="left")
     for ax in axes.flat[len(flips) :]:
         ax.set_axis_off()
     fig.suptitle(
@@ -844,6 +853,7 @@ def write_reports(report: Report, folder: Path, inputs: np.ndarray | None = None
     Galleries are drawn from `inputs` (the evaluation set, indexed like `top_flips`); without
     them, those already in `folder/flips/` are kept.
     """
+    report = Report.from_json(report.to_json())  # render what report.json says, as re-renders do
     with Staging(folder.parent) as staging:
         staged = staging.dir / folder.name
         paths = _write_files(report, staged, inputs, folder)
