@@ -280,7 +280,7 @@ h1 { margin-bottom: 0.2em; } .meta, .hint { color: #57606a; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-variant-numeric: tabular-nums; }
 th, td { padding: 0.3em 0.5em; border-bottom: 1px solid #d0d7de; text-align: left;
          white-space: nowrap; }
-#results { font-size: 14px; }
+#results { font-size: 13.5px; } #results td, #results th { padding: 0.3em 0.45em; }
 th { background: #f6f8fa; } td.num, th.num { text-align: right; }
 table.sortable th { cursor: pointer; user-select: none; }
 th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
@@ -301,7 +301,8 @@ figcaption { color: #57606a; font-size: 0.9em; }
 @page { size: A4; margin: 12mm; }
 @media print {
   body { max-width: none; margin: 0; padding: 0; font-size: 10px; }
-  .wide { overflow: visible; } table { font-size: 8.5px; } th, td { padding: 0.15em 0.35em; }
+  .wide { overflow: visible; } table, #results { font-size: 8px; }
+  th, td, #results th, #results td { padding: 0.15em 0.3em; } th { white-space: normal; }
   figure, tr, .verdict { break-inside: avoid; } .hint { display: none; }
 }
 """
