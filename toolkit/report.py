@@ -1,8 +1,9 @@
-"""A compare result as people read it: the terminal table, report files and plots.
+"""A compare result as people read it: the terminal table, report files, plots and flip galleries.
 
-Every rendering reads one `toolkit.results.Report` (report.json is its `to_json()`); per-call
-latencies are plotted but not stored. Nothing here prints or imports a runtime; matplotlib loads
-on first plot.
+Every rendering reads one `toolkit.results.Report` (report.json is its `to_json()`), so
+`toolkit report` re-renders from a stored report.json exactly what compare wrote; only the
+galleries need the inputs. Nothing here prints or imports a runtime; matplotlib loads on first
+plot.
 
 report.csv has one row per (artifact, runtime), columns in this order (an empty cell is None):
     artifact, format, variant, runtime, status, error, accuracy, agreement, flipped, max_abs_diff,
@@ -47,7 +48,7 @@ PLOTS = {  # file name -> caption, in the order the HTML page shows them
     "accuracy_vs_latency.png": "Accuracy vs p50 latency; the Pareto front is blue and connected",
     "latency_distribution.png": "Latency per call",
     "size.png": "File size",
-    "per_class_accuracy.png": "Accuracy per class (%)",
+    "per_class_accuracy.png": "Accuracy per class (%); beyond 20 classes, those that lost most",
 }
 STAR = "★"
 FAILED = "✗"
@@ -133,7 +134,7 @@ def _columns(report: Report) -> list[_Column]:
         )
 
     deltas = report.baseline is not None  # each beside the figure it changes
-    columns = [
+    return [
         _Column("", lambda r: _mark(report, r), numeric=False),
         _Column("artifact", lambda r: r.artifact, numeric=False),
         _Column("runtime", lambda r: r.runtime, numeric=False),
@@ -153,7 +154,6 @@ def _columns(report: Report) -> list[_Column]:
         ),
         numeric("RSS MB", "peak_rss_mb", "{:.1f}", drop_rank=12),
     ]
-    return columns
 
 
 def _sorted_rows(rows) -> list[Row]:
