@@ -461,6 +461,8 @@ def test_galleries_are_written_for_rows_with_flips_only(tmp_path):
     page = (tmp_path / "report" / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(PLOTS) + 1
     assert "model_int8.tflite: 4 flipped of 10,000 (0.04%)" in page
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "![model_int8.tflite flips](flips/model_int8.tflite.png)" in markdown
     stored = json.loads((tmp_path / "report" / "report.json").read_text())
     int8 = next(row for row in stored["rows"] if row["artifact"] == "model_int8.tflite")
     assert int8["flipped_indices"] == [3, 7, 50, 120]
@@ -530,6 +532,7 @@ def test_baseline_marks_new_and_gone_rows_and_the_gate_in_the_page(tmp_path):
     write_reports(report, tmp_path / "report")
     page = (tmp_path / "report" / "report.html").read_text()
     assert "Gate failed" in page and "p50 latency grew 55.0%" in page
+    assert "**Gate failed** (1):" in (tmp_path / "report" / "report.md").read_text()
     assert '<td class="num worse regression" data-v="55.' in page
     assert 'model_float32.tflite<span class="badge">new</span>' in page
     assert "In the baseline, gone now" in page and "1 row new, 1 gone" in page

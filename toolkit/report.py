@@ -240,6 +240,10 @@ def report_markdown(report: Report) -> str:
         return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
     lines = ["# Compare report", "", _title(report), ""]
+    if failures := report.gate.get("failures"):
+        lines += [f"**Gate failed** ({len(failures)}):", "", *(f"- {f}" for f in failures), ""]
+    elif _gate_limits(report):
+        lines += [f"**Gate passed**: every row is {' and '.join(_gate_limits(report))}.", ""]
     if recommended := _recommended_label(report):
         lines += [f"Recommended: **{recommended}** ({STAR})", ""]
     lines.append(line(c.header for c in columns))
@@ -248,6 +252,20 @@ def report_markdown(report: Report) -> str:
     if failed := _failed(report):
         lines += ["", "## Not measured", ""]
         lines += [f"- `{report.label(row)}`: {_reason(row)}" for row in failed]
+    if flipped := [row for row in _sorted_rows(report.rows) if row.ok and row.flipped]:
+        lines += ["", "## What flipped", ""]
+        for row in flipped:
+            changes = ", ".join(
+                f"{_class_name(report, c['true'])} → {_class_name(report, c['predicted'])} "
+                f"{c['artifact'] - c['reference']:+d}"
+                for c in (row.confusion_changes or [])[:5]
+            )
+            lines.append(
+                f"- `{report.label(row)}`: {row.flipped} flipped"
+                + (f"; confusion cells that changed most: {changes}" if changes else "")
+            )
+            if row.top_flips:
+                lines.append(f"  ![{report.label(row)} flips]({gallery_name(report, row)})")
     return "\n".join(lines) + "\n"
 
 
@@ -287,7 +305,7 @@ th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::af
 tr.recommended td { font-weight: 600; background: #fff8c5; }
 tr.failed td { color: #cf222e; } .wide { overflow-x: auto; }
 td.better { color: #1a7f37; } td.worse { color: #cf222e; }
-td.regression { background: #ffebe9; color: #a40e26; font-weight: 600; }
+tr td.regression { background: #ffebe9; color: #a40e26; font-weight: 600; }
 .badge { font-size: 0.75em; padding: 0.05em 0.45em; border-radius: 1em; margin-left: 0.4em;
          background: #ddf4ff; color: #0969da; font-weight: 600; }
 .verdict { padding: 0.6em 1em; border-radius: 6px; margin: 1em 0; border: 1px solid; }
@@ -405,15 +423,20 @@ def _results_table(report: Report) -> str:
     )
 
 
-def _verdict(report: Report) -> list[str]:
-    """The gate's verdict, what the baseline comparison found and the recommendation."""
-    gate, parts = report.gate, []
-    limits = []
+def _gate_limits(report: Report) -> list[str]:
+    """What the gate allows, in words; empty when no gate was set."""
+    gate, limits = report.gate, []
     if gate.get("max_accuracy_drop") is not None:
         limits.append(f"at most {gate['max_accuracy_drop']:g} pt below the reference's accuracy")
     if gate.get("max_latency_regression") is not None:
         limits.append(f"p50 at most {gate['max_latency_regression']:g}% above the baseline's")
-    failures = gate.get("failures") or []
+    return limits
+
+
+def _verdict(report: Report) -> list[str]:
+    """The gate's verdict, what the baseline comparison found and the recommendation."""
+    limits, parts = _gate_limits(report), []
+    failures = report.gate.get("failures") or []
     if failures:
         items = "".join(f"<li>{esc(f)}</li>" for f in failures)
         parts.append(
@@ -679,8 +702,8 @@ def plot_latency_distribution(report: Report, path: Path) -> Path:
     plt = pyplot()
     rows = [r for r in _sorted_rows(report.rows) if r.ok and r.latency_quantiles_ms][::-1]
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
-    if not rows:
-        _nothing_to_plot(ax, "no latency measured")
+    if not rows:  # report.json files older than latency_quantiles_ms have none to draw
+        _nothing_to_plot(ax, "no latency quantiles in report.json")
         return save_figure(fig, path)
     unit, size = latency_unit(r.latency_quantiles_ms["p1"] for r in rows)
     for y, row in enumerate(rows):  # slowest at y=0 (bottom)
