@@ -630,3 +630,27 @@ def test_toolkit_report_refuses_a_locked_output(tmp_path, monkeypatch):
     assert result.exit_code == 6, result.output
     assert "in use by another toolkit command" in result.output
     assert (tmp_path / "report" / "report.html").read_bytes() == before
+
+
+def test_measured_row_carries_flipped_indices_and_latency_quantiles():
+    from toolkit.evaluate import _measured_row
+    from toolkit.results import Row
+
+    reference = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], np.float32)
+    outputs = np.array([[0.4, 0.6], [0.2, 0.8], [0.6, 0.4], [0.55, 0.45]], np.float32)
+    result = {
+        "outputs": outputs,
+        "latencies_ns": np.arange(1, 101) * 1000,  # 1 µs ... 100 µs
+        "throughput_ips": 1.0,
+        "load_ms": 1.0,
+        "peak_rss_mb": 1.0,
+        "extras": {},
+    }
+    base = Row("m.tflite", "tflite", "float32", "litert", 1)
+    row = _measured_row(base, result, reference, np.array([0, 1, 0, 0]), classes=2)
+    assert row.flipped == 2 and row.flipped_indices == [0, 3]
+    assert [flip["index"] for flip in row.top_flips] == [0, 3]  # reference 0.9, then 0.7
+    assert row.latency_quantiles_ms["p1"] == pytest.approx(0.00199)
+    assert row.latency_quantiles_ms["p50"] == pytest.approx(0.0505)
+    unlabelled = _measured_row(base, result, reference, None, classes=2)
+    assert unlabelled.flipped_indices == [0, 3] and unlabelled.confusion_changes is None
