@@ -525,6 +525,8 @@ def test_baseline_marks_new_and_gone_rows_and_the_gate_in_the_page(tmp_path):
     assert [row["artifact"] for row in report.baseline_gone] == []  # model.onnx is still a row
     report = apply_baseline(now.with_(rows=now.rows[:3]), then, "old/report.json")
     assert [row["artifact"] for row in report.baseline_gone] == ["model.onnx"]
+    again = apply_baseline(make_report(baseline=True), then, "other/report.json")
+    assert [row.delta_p50_pct is None for row in again.rows] == [False, True, False, True]
     failures = gate_failures(report, None, 20.0)
     report = report.with_(
         gate={"max_accuracy_drop": None, "max_latency_regression": 20.0, "failures": failures}

@@ -333,7 +333,7 @@ def baseline_mismatches(report: Report, baseline: Report) -> list[str]:
 
 def apply_baseline(report: Report, baseline: Report, source: str) -> Report:
     """Adds the change in accuracy (points) and p50 latency (%) against an earlier report, row by
-    row on (artifact, runtime)."""
+    row on (artifact, runtime), and which rows are new or gone; replaces any earlier deltas."""
     earlier = {row.key: row for row in baseline.rows if row.ok}
     now, then = {row.key for row in report.rows}, {row.key for row in baseline.rows}
     gone = [
@@ -346,7 +346,7 @@ def apply_baseline(report: Report, baseline: Report, source: str) -> Report:
     for row in report.rows:
         before = earlier.get(row.key)
         if not row.ok or before is None:
-            rows.append(row)
+            rows.append(replace(row, delta_accuracy_pts=None, delta_p50_pct=None))
             continue
         delta_accuracy = None
         if row.accuracy is not None and before.accuracy is not None:
