@@ -134,7 +134,7 @@ def compare(
             on_row or (lambda row: None),
         )
         if earlier is not None:
-            report = with_baseline(report, earlier, baseline)
+            report = _with_baseline(report, earlier, baseline)
         best = recommend(report)
         report = report.with_(
             recommended=best and best.artifact,
@@ -149,7 +149,7 @@ def compare(
     return report
 
 
-def with_baseline(report, earlier, baseline: str | Path):
+def _with_baseline(report, earlier, baseline: str | Path):
     """`report` with its deltas against the `earlier` report (read from `baseline`), and a
     warning for each setting that differs between the two."""
     from toolkit.evaluate import apply_baseline, baseline_mismatches
@@ -184,7 +184,7 @@ def report(out: str | Path = "exported", *, baseline: str | Path | None = None):
             )
         stored = load_baseline(stored_path)  # the same checks as for a baseline
         if earlier is not None:
-            stored = with_baseline(stored, earlier, baseline)
+            stored = _with_baseline(stored, earlier, baseline)
         gate = stored.gate
         limits = gate.get("max_accuracy_drop"), gate.get("max_latency_regression")
         stored = stored.with_(gate={**gate, "failures": gate_failures(stored, *limits)})
