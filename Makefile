@@ -4,9 +4,9 @@ PY := $(VENV)/bin/python
 OUT ?= exported
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup dataset compiler run test lint bench clean
+.PHONY: setup system run test lint bench clean
 
-setup: $(VENV)/.installed dataset compiler
+setup: $(VENV)/.installed system
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,15 +14,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-dataset:
-	@if [ ! -d $(DATASET_DIR) ] && command -v apt-get >/dev/null; then \
-		apt-get update -q && apt-get install -y -q dataset-fashion-mnist; \
-	fi
-
-# The tflite-micro export tests compile the generated C arrays.
-compiler:
-	@if ! command -v g++ >/dev/null && command -v apt-get >/dev/null; then \
-		apt-get update -q && apt-get install -y -q g++; \
+# Debian packages, each installed only when missing (one apt-get update for all of them):
+# the Fashion-MNIST files, g++ (the tflite-micro tests compile the generated C arrays) and
+# chromium (the report page's test loads report.html in a real browser).
+system:
+	@missing=""; \
+	[ -d $(DATASET_DIR) ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q $$missing; \
 	fi
 
 run: setup

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from toolkit.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "export", "compare", "predict", "verify"]
+COMMANDS = ["train", "export", "compare", "report", "predict", "verify"]
 
 
 def test_help_does_not_import_tensorflow():

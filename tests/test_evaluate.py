@@ -132,7 +132,21 @@ def test_compare_writes_parseable_reports(compared_dir):
     report = json.loads((compared_dir / "report" / "report.json").read_text())
     assert report["reference"] == "model.keras" and report["threads"] == 1
     assert {"cpu", "cores", "versions"} <= set(report["environment"])
-    assert len(report["rows"]) == 8
+    manifest = json.loads((compared_dir / "manifest.json").read_text())
+    native = {(a["name"], a["runtime"]) for a in manifest["artifacts"] if a["runtime"]}
+    rows = {(r["artifact"], r["runtime"]): r for r in report["rows"]}
+    assert native <= set(rows)  # every artifact in its own runtime...
+    # ...and every .tflite/.onnx file in every other runtime that opens it.
+    assert ("model_int8.tflite", "tflite-micro") in rows and ("model_int8.onnx", "openvino") in rows
+    unsupported = {key for key, row in rows.items() if row["status"] == "unsupported"}
+    assert unsupported == {
+        ("model_float16.tflite", "tflite-micro"),
+        ("model_dynamic_int8.tflite", "tflite-micro"),
+    }
+    assert all(
+        "float16" in rows[key]["error"] or "dynamic" in rows[key]["error"] for key in unsupported
+    )
+    report["rows"] = [r for r in report["rows"] if r["status"] != "unsupported"]
     keys = {
         "artifact",
         "format",
@@ -152,6 +166,10 @@ def test_compare_writes_parseable_reports(compared_dir):
     for row in report["rows"]:
         assert row["status"] == "ok", row
         assert keys <= set(row)
+        if row["runtime"] == "tflite-micro":
+            assert row["extras"]["arena_bytes"] > 0 and row["extras"]["flash_bytes"] > 0
+        if row["artifact"].endswith(".tflite"):
+            assert "whole_graph" in row["compatibility"]["gpu_delegate"]
         assert set(row["latency_ms"]) == {"p50", "p90", "p99", "mean", "std", "min"}
         assert 0 < row["latency_ms"]["min"] <= row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
         assert row["throughput_ips"] > 0 and row["peak_rss_mb"] > 0
@@ -161,6 +179,11 @@ def test_compare_writes_parseable_reports(compared_dir):
     assert report["recommended"] in {r["artifact"] for r in report["rows"]}
     for name in ("report.csv", "report.md", "report.html", "accuracy_vs_latency.png"):
         assert (compared_dir / "report" / name).stat().st_size > 0
+    for row in report["rows"]:  # what flipped: indices for tools, a gallery for people
+        assert len(row["flipped_indices"]) == min(row["flipped"], 1000)
+        gallery = compared_dir / "report" / "flips" / f"{row['artifact']}.{row['runtime']}.png"
+        gallery = gallery if gallery.exists() else gallery.with_name(f"{row['artifact']}.png")
+        assert gallery.exists() == (row["flipped"] > 0), row["artifact"]
 
 
 def test_accuracy_gate_fails_the_command_naming_the_offender(compared_dir, tmp_path, dataset):
@@ -186,8 +209,8 @@ def test_accuracy_gate_fails_the_command_naming_the_offender(compared_dir, tmp_p
         app, [*args, "--no-verify", "--baseline", str(compared_dir / "report" / "report.json")]
     )
     assert result.exit_code == 1, result.output
-    assert "model_float16.tflite: accuracy" in result.output
-    assert "model_int8.tflite: accuracy" not in result.output
+    assert "model_float16.tflite [litert]: accuracy" in result.output
+    assert "model_int8.tflite [litert]: accuracy" not in result.output
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["gate"]["failures"]
     assert all("delta_p50_pct" in row for row in report["rows"])

@@ -1,6 +1,7 @@
 """report.py on a hand-built compare result: recommendation, table, files and plots (no TF)."""
 
 import csv
+import importlib
 import io
 import json
 import re
@@ -12,9 +13,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
-from toolkit.evaluate import recommend
-from toolkit.report import PLOTS, STAR, report_table, write_reports
+from toolkit.cli import app
+from toolkit.errors import ExitCode, ToolkitError
+from toolkit.evaluate import apply_baseline, gate_failures, recommend
+from toolkit.metrics import flip_details
+from toolkit.reporting import (
+    PLOTS,
+    STAR,
+    _columns,
+    class_selection,
+    plot_flip_gallery,
+    plot_per_class_accuracy,
+    report_markdown,
+    report_table,
+    three_digits,
+    write_reports,
+)
 from toolkit.results import Report
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
@@ -44,6 +60,13 @@ def ok_row(artifact: str, runtime: str, accuracy: float, p50: float, size: int) 
             "std": p50 / 10,
             "min": p50 * 0.8,
         },
+        "latency_quantiles_ms": {
+            "p1": p50 * 0.8,
+            "p25": p50 * 0.95,
+            "p50": p50,
+            "p75": p50 * 1.1,
+            "p99": p50 * 2,
+        },
         "throughput_ips": 1000 / p50,
         "load_ms": 3.2,
         "size_bytes": size,
@@ -54,7 +77,14 @@ def ok_row(artifact: str, runtime: str, accuracy: float, p50: float, size: int) 
 def failed_row(artifact: str, runtime: str, error: str) -> dict:
     row = ok_row(artifact, runtime, 0.0, 1.0, 0)
     metrics = ["accuracy", "agreement", "flipped", "max_abs_diff", "per_class_accuracy"]
-    metrics += ["latency_ms", "throughput_ips", "load_ms", "size_bytes", "peak_rss_mb"]
+    metrics += [
+        "latency_ms",
+        "latency_quantiles_ms",
+        "throughput_ips",
+        "load_ms",
+        "size_bytes",
+        "peak_rss_mb",
+    ]
     return row | dict.fromkeys(metrics) | {"status": "failed", "error": error}
 
 
@@ -88,13 +118,7 @@ def make_report(baseline: bool) -> Report:
             rows, [(0.0, 1.5), (-0.1, -3.0), (0.2, 12.5), (None, None)], strict=True
         ):
             row["delta_accuracy_pts"], row["delta_p50_pct"] = deltas
-    rng = np.random.default_rng(0)
-    samples = {
-        (row["artifact"], row["runtime"]): row["latency_ms"]["p50"] * rng.lognormal(0, 0.2, 500)
-        for row in rows
-        if row["status"] == "ok"
-    }
-    report = report_of(
+    return report_of(
         rows,
         environment={
             "cpu": "Test CPU",
@@ -106,7 +130,6 @@ def make_report(baseline: bool) -> Report:
         recommended_runtime="litert",
         baseline="old/report.json" if baseline else None,
     )
-    return report.with_(latency_samples=samples)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "baseline"])
@@ -284,13 +307,331 @@ def test_write_reports_with_only_failed_rows(report, tmp_path):
 
 def test_import_loads_no_runtime_and_no_matplotlib():
     code = (
-        "import sys, toolkit.report; "
+        "import sys, toolkit.reporting; "
         "print(sorted(m for m in ('tensorflow', 'keras', 'onnxruntime', 'matplotlib') "
         "if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# --- units --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p50s_ms", "unit", "cells"),
+    [
+        ([0.000999, 0.0005], "ns", ["999", "500"]),  # below a microsecond
+        ([0.001, 0.5], "µs", ["1.00", "500"]),  # exactly a microsecond
+        ([0.00134, 0.0199], "µs", ["1.34", "19.9"]),
+        ([0.999, 2.5], "µs", ["999", "2,500"]),  # just under a millisecond
+        ([1.0, 950.0], "ms", ["1.00", "950"]),
+        ([13.44, 1234.0], "ms", ["13.4", "1,234"]),
+    ],
+)
+def test_latency_column_has_one_unit_chosen_for_its_range(p50s_ms, unit, cells):
+    rows = [ok_row(f"m{i}.tflite", "litert", 0.8, p50, 1) for i, p50 in enumerate(p50s_ms)]
+    report = report_of(rows)
+    text = render(report)
+    assert f"p50 {unit}" in text
+    for row, cell in zip(report.rows, cells, strict=True):
+        assert re.search(rf"\s{re.escape(cell)}\s", text.splitlines()[table_line(text, row)])
+    assert f"| p50 {unit} |" in report_markdown(report)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(1.34, "1.34"), (13.44, "13.4"), (134.4, "134"), (99.96, "100"), (999.6, "1,000")],
+)
+def test_three_significant_digits(value, text):
+    assert three_digits(value) == text
+
+
+# --- a table that fits the terminal -------------------------------------------------------------
+
+
+def realistic_report() -> Report:
+    """Eleven rows with the longest real names, microsecond and millisecond latencies, a baseline
+    and a failure whose reason is long."""
+    names = [
+        ("model.keras", "keras", 0.95),
+        ("savedmodel", "tensorflow", 0.138),
+        ("model_float32.tflite", "litert", 0.00497),
+        ("model_float16.tflite", "litert", 0.0049),
+        ("model_dynamic_int8.tflite", "litert", 0.00227),
+        ("model_int8.tflite", "litert", 0.00198),
+        ("model_float32.onnx", "onnxruntime", 0.00851),
+        ("model_int8.onnx", "onnxruntime", 0.00783),
+        ("model_float32.tflite", "tflite_micro", 0.0311),
+        ("model_int8.tflite", "tflite_micro", 0.0122),
+    ]
+    rows = [
+        ok_row(name, runtime, 0.8774 - 0.0001 * i, p50, 1_220_000 // (i + 1))
+        | {"delta_accuracy_pts": -0.01 * i, "delta_p50_pct": 1.5 * i - 3}
+        for i, (name, runtime, p50) in enumerate(names)
+    ]
+    rows.append(failed_row("model_dynamic_int8.onnx", "onnxruntime", "x" * 150))
+    return report_of(rows, baseline="old/report.json", recommended="model_int8.tflite")
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_table_shows_every_figure_whole_at_any_width(width):
+    report = realistic_report()
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(report_table(report, width=width))
+    text = console.file.getvalue()
+    assert max(map(len, text.splitlines())) <= width
+    header = next(line for line in text.splitlines() if "artifact" in line)
+    columns = _columns(report)
+    shown = [
+        c for c in columns if c.header and re.search(rf"(^|\s){re.escape(c.header)}(\s|$)", header)
+    ]
+    assert {"artifact", "runtime", "acc %", "p50 µs"} <= {c.header for c in shown}
+    for row in report.rows:
+        line = text.splitlines()[table_line(text, row)]
+        cells = [c.cell(row) for c in shown]
+        assert all(f" {cell}" in line for cell in cells if cell), (cells, line)
+    hidden = [c.header for c in columns if c not in shown and c.header]
+    if width >= 160:
+        assert hidden == [] and "hidden" not in text
+    else:
+        assert hidden, text
+        note = next(line for line in text.splitlines() if "hidden at this width" in line)
+        assert all(name in text[text.index(note) :] for name in hidden)
+    assert "…" not in text
+
+
+# --- what flipped -------------------------------------------------------------------------------
+
+
+def test_flip_details_on_a_hand_computed_case():
+    reference = np.array([[0.9, 0.1, 0], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.6, 0.4, 0]])
+    outputs = np.array([[0.4, 0.6, 0], [0.2, 0.7, 0.1], [0.5, 0.1, 0.4], [0.6, 0.4, 0]])
+    details = flip_details(outputs, reference, np.array([0, 1, 2, 1]))
+    assert details["flipped_indices"] == [0, 2]
+    assert [
+        (f["index"], f["label"], f["reference_class"], f["class"]) for f in details["top_flips"]
+    ] == [
+        (0, 0, 0, 1),
+        (2, 2, 2, 0),
+    ]
+    assert details["top_flips"][0]["reference_probability"] == 0.9
+    assert details["top_flips"][1]["probability"] == 0.5
+    cells = [
+        (c["true"], c["predicted"], c["reference"], c["artifact"])
+        for c in details["confusion_changes"]
+    ]
+    assert cells == [(0, 0, 1, 0), (0, 1, 0, 1), (2, 0, 0, 1), (2, 2, 1, 0)]
+    assert flip_details(outputs, reference, None)["confusion_changes"] is None
+
+
+def test_flip_details_keeps_the_first_thousand_indices_and_the_surest_flips():
+    rng = np.random.default_rng(0)
+    reference = rng.dirichlet(np.ones(5), 3000)
+    outputs = np.roll(reference, 1, axis=1)  # every top-1 class moves
+    details = flip_details(outputs, reference, None)
+    assert details["flipped_indices"] == list(range(1000))
+    confidence = [f["reference_probability"] for f in details["top_flips"]]
+    assert len(confidence) == 32 and confidence == sorted(confidence, reverse=True)
+    assert confidence[0] == reference.max()
+
+
+def with_flips(report: Report, artifact: str = "model_int8.tflite") -> Report:
+    """`artifact`'s row with the flips of a synthetic case: 4 inputs of the first 200 flip."""
+    rng = np.random.default_rng(1)
+    reference = rng.dirichlet(np.ones(10), 200)
+    outputs = reference.copy()
+    outputs[[3, 7, 50, 120]] = np.roll(reference[[3, 7, 50, 120]], 1, axis=1)
+    details = flip_details(outputs, reference, reference.argmax(axis=1))
+    rows = tuple(
+        replace(row, flipped=4, **details) if row.artifact == artifact else row
+        for row in report.rows
+    )
+    return report.with_(rows=rows)
+
+
+def test_galleries_are_written_for_rows_with_flips_only(tmp_path):
+    report = with_flips(make_report(baseline=False))
+    inputs = np.random.default_rng(0).integers(0, 256, (200, 28, 28), np.uint8)
+    paths = write_reports(report, tmp_path / "report", inputs)
+    galleries = sorted((tmp_path / "report" / "flips").iterdir())
+    assert [p.name for p in galleries] == ["model_int8.tflite.png"]
+    assert galleries[0] in paths and galleries[0].read_bytes().startswith(PNG_SIGNATURE)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(PLOTS) + 1
+    assert "model_int8.tflite: 4 flipped of 10,000 (0.04%)" in page
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "![model_int8.tflite flips](flips/model_int8.tflite.png)" in markdown
+    stored = json.loads((tmp_path / "report" / "report.json").read_text())
+    int8 = next(row for row in stored["rows"] if row["artifact"] == "model_int8.tflite")
+    assert int8["flipped_indices"] == [3, 7, 50, 120]
+
+
+def test_no_gallery_without_flips(tmp_path):
+    inputs = np.zeros((10, 28, 28), np.uint8)
+    report = make_report(baseline=False)
+    unchanged = tuple(replace(row, flipped=0, top_flips=[]) for row in report.rows)
+    write_reports(report.with_(rows=unchanged), tmp_path / "report", inputs)
+    assert not (tmp_path / "report" / "flips").exists()
+    assert (
+        "No artifact changed a single top-1 prediction"
+        in (tmp_path / "report" / "report.html").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    "shape_and_type",
+    [((640,), np.float32), ((49, 10), np.float32), ((32, 32, 3), np.uint8)]
+    + [((32, 32, 3), np.float32), ((28, 28, 1), np.float32), ((3, 8, 8), np.float32)],
+)
+def test_galleries_draw_any_input_shape(tmp_path, shape_and_type):
+    shape, dtype = shape_and_type
+    inputs = np.random.default_rng(0).uniform(-3, 300, (200, *shape)).astype(dtype)
+    report = with_flips(make_report(baseline=False))
+    row = next(row for row in report.rows if row.top_flips)
+    path = plot_flip_gallery(report, row, inputs, tmp_path / "gallery.png")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_thousand_classes_show_the_worst_twenty(tmp_path):
+    classes = [f"class {i}" for i in range(1000)]
+    rows = [ok_row("model.keras", "keras", 0.8, 1.0, 1), ok_row("m.tflite", "litert", 0.8, 0.1, 1)]
+    rows[0]["per_class_accuracy"] = [0.8] * 1000
+    rows[1]["per_class_accuracy"] = [0.8] * 1000
+    for worse in (5, 500, 999):
+        rows[1]["per_class_accuracy"][worse] = 0.3
+    report = report_of(rows, class_names=classes)
+    selected = class_selection(report)
+    assert len(selected) == 20 and {5, 500, 999} <= set(selected)
+    assert plot_per_class_accuracy(report, tmp_path / "classes.png").stat().st_size > 0
+    assert class_selection(make_report(baseline=False)) == list(range(10))
+
+
+# --- what changed -------------------------------------------------------------------------------
+
+
+def test_baseline_marks_new_and_gone_rows_and_the_gate_in_the_page(tmp_path):
+    then = report_of(
+        [
+            ok_row("model.keras", "keras", 0.8774, 0.95, 1),
+            ok_row("model_int8.tflite", "litert", 0.8774, 0.020, 1),
+            ok_row("model.onnx", "onnxruntime", 0.8774, 0.02, 1),
+        ]
+    )
+    now = make_report(baseline=False)
+    report = apply_baseline(now, then, "old/report.json")
+    assert report.baseline_new == [["model_float32.tflite", "litert"]]
+    assert [row["artifact"] for row in report.baseline_gone] == []  # model.onnx is still a row
+    report = apply_baseline(now.with_(rows=now.rows[:3]), then, "old/report.json")
+    assert [row["artifact"] for row in report.baseline_gone] == ["model.onnx"]
+    again = apply_baseline(make_report(baseline=True), then, "other/report.json")
+    assert [row.delta_p50_pct is None for row in again.rows] == [False, True, False, True]
+    failures = gate_failures(report, None, 20.0)
+    report = report.with_(
+        gate={"max_accuracy_drop": None, "max_latency_regression": 20.0, "failures": failures}
+    )
+    write_reports(report, tmp_path / "report")
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "Gate failed" in page and "p50 latency grew 55.0%" in page
+    assert "**Gate failed** (1):" in (tmp_path / "report" / "report.md").read_text()
+    assert '<td class="num worse regression" data-v="55.' in page
+    assert 'model_float32.tflite<span class="badge">new</span>' in page
+    assert "In the baseline, gone now" in page and "1 row new, 1 gone" in page
+
+
+# --- the report folder as a unit ----------------------------------------------------------------
+
+
+def test_report_json_is_strict_json_with_non_finite_figures(tmp_path):
+    report = make_report(baseline=False)
+    rows = (replace(report.rows[0], snr_db=float("inf"), rmse=float("nan")), *report.rows[1:])
+    write_reports(report.with_(rows=rows), tmp_path / "report")
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    data = json.loads((tmp_path / "report" / "report.json").read_text(), parse_constant=refuse)
+    assert data["rows"][0]["snr_db"] is None and data["rows"][0]["rmse"] is None
+
+
+def test_a_failed_write_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+    report_module = importlib.import_module("toolkit.reporting")
+    folder = tmp_path / "report"
+    write_reports(make_report(baseline=False), folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def disk_full(*args):
+        raise ToolkitError(f"{folder}/report.html: cannot write: No space left", ExitCode.IO)
+
+    monkeypatch.setattr(report_module, "report_html", disk_full)
+    with pytest.raises(ToolkitError):
+        write_reports(make_report(baseline=True), folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left
+
+
+def test_toolkit_report_reproduces_the_files_from_report_json(tmp_path):
+    out = tmp_path / "out"
+    report = with_flips(make_report(baseline=True))
+    inputs = np.random.default_rng(0).integers(0, 256, (200, 28, 28), np.uint8)
+    write_reports(report, out / "report", inputs)
+    written = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for path in (out / "report").glob("*.*"):
+        if path.name != "report.json":
+            path.unlink()  # flips/ stays: galleries cannot be drawn again without the inputs
+
+    result = CliRunner().invoke(app, ["report", "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    again = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again.pop(Path(".toolkit.lock"))
+    assert again.keys() == written.keys()
+    assert [name for name in written if again[name] != written[name]] == []
+
+
+def test_toolkit_report_with_another_baseline_recomputes_deltas_and_gate(tmp_path):
+    out = tmp_path / "out"
+    report = make_report(baseline=False).with_(
+        gate={"max_accuracy_drop": None, "max_latency_regression": 10.0, "failures": []}
+    )
+    write_reports(report, out / "report")
+    slower = [
+        replace(row, latency_ms={**row.latency_ms, "p50": row.p50 / 2}) if row.ok else row
+        for row in report.rows
+    ]
+    baseline = tmp_path / "old.json"
+    baseline.write_text(json.dumps(report.with_(rows=tuple(slower)).to_json()))
+
+    result = CliRunner().invoke(app, ["report", "--out", str(out), "--baseline", str(baseline)])
+
+    assert result.exit_code == 1, result.output
+    assert "p50 latency grew 100.0%" in result.output
+    stored = json.loads((out / "report" / "report.json").read_text())
+    assert stored["baseline"] == str(baseline)
+    assert stored["rows"][0]["delta_p50_pct"] == pytest.approx(100.0)
+
+
+def test_toolkit_report_without_a_compare_says_what_to_run(tmp_path):
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path)])
+    assert result.exit_code == 4
+    assert "run `toolkit compare --out" in result.output
+
+
+def test_toolkit_report_refuses_a_locked_output(tmp_path, monkeypatch):
+    import functools
+
+    import toolkit.artifacts
+
+    write_reports(make_report(baseline=False), tmp_path / "report")
+    before = (tmp_path / "report" / "report.html").read_bytes()
+    short_wait = functools.partial(toolkit.artifacts.OutputLock, wait_seconds=0.2)
+    with toolkit.artifacts.OutputLock(tmp_path):  # another command writing this folder
+        monkeypatch.setattr(toolkit.artifacts, "OutputLock", short_wait)
+        result = CliRunner().invoke(app, ["report", "--out", str(tmp_path)])
+    assert result.exit_code == 6, result.output
+    assert "in use by another toolkit command" in result.output
+    assert (tmp_path / "report" / "report.html").read_bytes() == before
 
 
 def test_measured_row_carries_flipped_indices_and_latency_quantiles():

@@ -32,6 +32,15 @@ def import_tensorflow():
 
 
 # The Python API; imported last because it imports modules that use the helpers above.
-from toolkit.api import compare, export, predict, train, verify  # noqa: E402
+from toolkit.api import compare, export, predict, report, train, verify  # noqa: E402
 
-__all__ = ["compare", "export", "import_tensorflow", "predict", "quiet_stderr", "train", "verify"]
+__all__ = [
+    "compare",
+    "export",
+    "import_tensorflow",
+    "predict",
+    "quiet_stderr",
+    "report",
+    "train",
+    "verify",
+]

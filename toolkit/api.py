@@ -117,14 +117,12 @@ def compare(
     from toolkit.artifacts import OutputLock, recover_staging
     from toolkit.evaluate import (
         MeasureConfig,
-        apply_baseline,
-        baseline_mismatches,
         gate_failures,
         load_baseline,
         measure_rows,
         recommend,
     )
-    from toolkit.report import write_reports
+    from toolkit.reporting import write_reports
 
     out = Path(out)
     if max_latency_regression is not None and baseline is None:
@@ -153,13 +151,7 @@ def compare(
             on_row or (lambda row: None),
         )
         if earlier is not None:
-            report = apply_baseline(report, earlier, str(baseline))
-            report = report.with_(
-                warnings=tuple(
-                    f"{baseline}: {difference}; latency deltas compare unlike settings"
-                    for difference in baseline_mismatches(report, earlier)
-                )
-            )
+            report = _with_baseline(report, earlier, baseline)
         best = recommend(report)
         report = report.with_(
             recommended=best and best.artifact,
@@ -170,8 +162,51 @@ def compare(
                 "failures": gate_failures(report, max_accuracy_drop, max_latency_regression),
             },
         )
-        write_reports(report, out / "report")
+        write_reports(report, out / "report", dataset.test_images[:limit])
     return report
+
+
+def _with_baseline(report, earlier, baseline: str | Path):
+    """`report` with its deltas against the `earlier` report (read from `baseline`), and a
+    warning for each setting that differs between the two."""
+    from toolkit.evaluate import apply_baseline, baseline_mismatches
+
+    report = apply_baseline(report, earlier, str(baseline))
+    return report.with_(
+        warnings=tuple(
+            f"{baseline}: {difference}; latency deltas compare unlike settings"
+            for difference in baseline_mismatches(report, earlier)
+        )
+    )
+
+
+def report(out: str | Path = "exported", *, baseline: str | Path | None = None):
+    """Re-renders OUT/report/ (Markdown, CSV, HTML, plots) from its report.json without measuring
+    again, against `baseline` when given, keeping the flip galleries in OUT/report/flips/;
+    returns the `Report` with its gate re-checked."""
+    from toolkit.artifacts import OutputLock, recover_staging
+    from toolkit.evaluate import gate_failures, load_baseline
+    from toolkit.reporting import write_reports
+
+    out = Path(out)
+    earlier = load_baseline(Path(baseline)) if baseline is not None else None
+    require_folder(out)
+    with OutputLock(out):
+        recover_staging(out)
+        stored_path = out / "report" / "report.json"
+        if not stored_path.is_file():
+            raise ToolkitError(
+                f"{stored_path}: no such file; run `toolkit compare --out {out}` first",
+                ExitCode.ARTIFACT,
+            )
+        stored = load_baseline(stored_path)  # the same checks as for a baseline
+        if earlier is not None:
+            stored = _with_baseline(stored, earlier, baseline)
+        gate = stored.gate
+        limits = gate.get("max_accuracy_drop"), gate.get("max_latency_regression")
+        stored = stored.with_(gate={**gate, "failures": gate_failures(stored, *limits)})
+        write_reports(stored, out / "report")
+    return stored
 
 
 @dataclass(frozen=True)

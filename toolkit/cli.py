@@ -219,7 +219,7 @@ def train(
 
 
 def _artifact_line(artifact) -> str:
-    from toolkit.report import human_size
+    from toolkit.reporting import human_size
 
     v = artifact.validation
     if not v:
@@ -287,6 +287,9 @@ def export(
         raise typer.Exit(int(ExitCode.CONVERSION))
 
 
+BaselineOption = Annotated[
+    Path | None, typer.Option(help="An earlier report.json to report changes against.")
+]
 NoVerifyOption = Annotated[
     bool, typer.Option("--no-verify", help="Skip the manifest checksum check.")
 ]
@@ -312,9 +315,7 @@ def compare(
             metavar="PTS",
         ),
     ] = None,
-    baseline: Annotated[
-        Path | None, typer.Option(help="An earlier report.json to report changes against.")
-    ] = None,
+    baseline: BaselineOption = None,
     max_latency_regression: Annotated[
         float | None,
         typer.Option(
@@ -340,7 +341,6 @@ def compare(
     from rich.progress import Progress
 
     import toolkit
-    from toolkit.report import report_table
 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("comparing", total=None)
@@ -366,15 +366,35 @@ def compare(
             data_dir=data_dir,
             on_row=advance,
         )
+    _print_report(report, out)
+
+
+def _print_report(report, out: Path) -> None:
+    """Warnings, the table fitted to the terminal, where the files are, and the gate's verdict
+    (exit 1 when it failed)."""
+    from toolkit.reporting import report_table
+
     for warning in report.warnings:
         _labelled("[yellow]warning:[/]", warning)
-    console.print(report_table(report))
-    _plain(f"reports in {out / 'report'}/ (report.json, .csv, .md, .html, plots)")
+    console.print(report_table(report, width=console.width))
+    _plain(f"reports in {out / 'report'}/ (report.json, .csv, .md, .html, plots, flips/)")
     failures = report.gate["failures"]
     for failure in failures:
         _labelled("[bold red]gate:[/]", failure)
     if failures:
         raise typer.Exit(int(ExitCode.GATE))
+
+
+@app.command()
+@handles_errors
+def report(
+    out: OutOption = Path("exported"),
+    baseline: BaselineOption = None,
+) -> None:
+    """Re-render OUT/report/ from its report.json (and a baseline) without measuring again."""
+    import toolkit
+
+    _print_report(toolkit.report(out, baseline=baseline), out)
 
 
 @app.command()

@@ -26,7 +26,13 @@ import numpy as np
 from toolkit.artifacts import Artifact, Manifest
 from toolkit.data import Preprocessing
 from toolkit.errors import ExitCode, ToolkitError, first_line
-from toolkit.metrics import compare_outputs, latency_percentiles, per_class_accuracy
+from toolkit.metrics import (
+    compare_outputs,
+    flip_details,
+    latency_percentiles,
+    latency_quantiles,
+    per_class_accuracy,
+)
 from toolkit.model import library_versions
 from toolkit.results import FAILED, UNSUPPORTED, Report, Row
 
@@ -246,14 +252,18 @@ def _measured_row(
     """The row's figures from a worker's result, judged by the one comparator."""
     outputs = result["outputs"]
     comparison = compare_outputs(outputs, reference, labels, class_scores=classes > 0)
-    per_class = None
+    per_class = flips = None
     if labels is not None and classes:
         per_class = per_class_accuracy(outputs, labels, classes)
+    if classes:
+        flips = flip_details(outputs, reference, labels)
     return replace(
         base,
         **comparison.to_json(),
+        **(flips or {}),
         per_class_accuracy=per_class,
         latency_ms=latency_percentiles(result["latencies_ns"]),
+        latency_quantiles_ms=latency_quantiles(result["latencies_ns"]),
         latency_runs=len(result["latencies_ns"]),
         throughput_ips=float(result["throughput_ips"]),
         load_ms=float(result["load_ms"]),
@@ -291,7 +301,10 @@ def measure_rows(
 def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, dict | str]]:
     results = []
     for artifact, runner_class in plan:  # run every artifact first, compare afterwards
-        status, result = measure_isolated(runner_class, out / artifact.path, data, config)
+        if reason := runner_class.known_unsupported(artifact):
+            status, result = UNSUPPORTED, reason
+        else:
+            status, result = measure_isolated(runner_class, out / artifact.path, data, config)
         base = Row(
             artifact.name,
             artifact.format,
@@ -390,13 +403,20 @@ def baseline_mismatches(report: Report, baseline: Report) -> list[str]:
 
 def apply_baseline(report: Report, baseline: Report, source: str) -> Report:
     """Adds the change in accuracy (points) and p50 latency (%) against an earlier report, row by
-    row on (artifact, runtime)."""
+    row on (artifact, runtime), and which rows are new or gone; replaces any earlier deltas."""
     earlier = {row.key: row for row in baseline.rows if row.ok}
+    now, then = {row.key for row in report.rows}, {row.key for row in baseline.rows}
+    gone = [
+        {"artifact": row.artifact, "runtime": row.runtime, "accuracy": row.accuracy, "p50": row.p50}
+        for row in baseline.rows
+        if row.key not in now
+    ]
+    new = [list(row.key) for row in report.rows if row.key not in then]
     rows = []
     for row in report.rows:
         before = earlier.get(row.key)
         if not row.ok or before is None:
-            rows.append(row)
+            rows.append(replace(row, delta_accuracy_pts=None, delta_p50_pct=None))
             continue
         delta_accuracy = None
         if row.accuracy is not None and before.accuracy is not None:
@@ -408,7 +428,7 @@ def apply_baseline(report: Report, baseline: Report, source: str) -> Report:
                 delta_p50_pct=100 * (row.p50 / before.p50 - 1),
             )
         )
-    return report.with_(rows=tuple(rows), baseline=source)
+    return report.with_(rows=tuple(rows), baseline=source, baseline_new=new, baseline_gone=gone)
 
 
 def recommend(report: Report, within_pts: float = 0.5) -> Row | None:

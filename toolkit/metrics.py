@@ -91,6 +91,72 @@ def latency_percentiles(samples_ns: np.ndarray) -> dict[str, float]:
     }
 
 
+def latency_quantiles(samples_ns: np.ndarray) -> dict[str, float]:
+    """p1/p25/p50/p75/p99 in milliseconds: what the latency plot draws, stored so a report can be
+    re-rendered without the per-call timings."""
+    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    keys = ("p1", "p25", "p50", "p75", "p99")
+    return dict(zip(keys, map(float, np.percentile(ms, [1, 25, 50, 75, 99])), strict=True))
+
+
+def flip_details(
+    outputs: np.ndarray,
+    reference: np.ndarray,
+    labels: np.ndarray | None,
+    indices_limit: int = 1000,
+    gallery_limit: int = 32,
+    cells_limit: int = 100,
+) -> dict:
+    """The inputs whose top-1 class differs from the reference's, for people to look at.
+
+    Returns `flipped_indices` (the first `indices_limit`, ascending), `top_flips` (the
+    `gallery_limit` flips the reference was surest about, with label, classes and scores) and
+    `confusion_changes` (the (true, predicted) cells whose count changed, largest change first;
+    None without labels).
+    """
+    out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    top, ref_top = np.argmax(out, axis=1), np.argmax(ref, axis=1)
+    flipped = np.flatnonzero(top != ref_top)
+    ref_score = ref[flipped, ref_top[flipped]]
+    surest = flipped[np.argsort(-ref_score, kind="stable")[:gallery_limit]]
+    top_flips = [
+        {
+            "index": int(i),
+            "label": None if labels is None else int(labels[i]),
+            "reference_class": int(ref_top[i]),
+            "reference_probability": float(ref[i, ref_top[i]]),
+            "class": int(top[i]),
+            "probability": float(out[i, top[i]]),
+        }
+        for i in surest
+    ]
+    changes = None
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+        classes = out.shape[1]
+        before, after = labels * classes + ref_top, labels * classes + top
+        cells = np.unique(np.concatenate([before[flipped], after[flipped]]))
+        counts = zip(cells, _occurrences(before, cells), _occurrences(after, cells), strict=True)
+        changed = [(int(cell), int(b), int(a)) for cell, b, a in counts if a != b]
+        changed.sort(key=lambda c: (-abs(c[2] - c[1]), c[0]))
+        changes = [
+            {"true": cell // classes, "predicted": cell % classes, "reference": b, "artifact": a}
+            for cell, b, a in changed[:cells_limit]
+        ]
+    return {
+        "flipped_indices": [int(i) for i in flipped[:indices_limit]],
+        "top_flips": top_flips,
+        "confusion_changes": changes,
+    }
+
+
+def _occurrences(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """How often each of `wanted` occurs in `values` (no K x K matrix for a 1,000-class model)."""
+    ordered = np.sort(values)
+    return np.searchsorted(ordered, wanted, side="right") - np.searchsorted(ordered, wanted)
+
+
 def pareto_front(accuracy_values: np.ndarray, latency_values: np.ndarray) -> np.ndarray:
     """Mask of points no other point beats on both accuracy (higher) and latency (lower)."""
     acc = np.asarray(accuracy_values, dtype=np.float64)

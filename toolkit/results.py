@@ -47,6 +47,7 @@ class Row:
     cosine: float | None = None
     per_class_accuracy: list[float] | None = None
     latency_ms: dict[str, float] | None = None  # p50, p90, p99, mean, std, min
+    latency_quantiles_ms: dict[str, float] | None = None  # p1, p25, p50, p75, p99: the plot
     latency_runs: int | None = None
     throughput_ips: float | None = None
     load_ms: float | None = None
@@ -55,6 +56,10 @@ class Row:
     compatibility: dict = field(default_factory=dict)  # .tflite: GPU delegate, TFLite Micro
     delta_accuracy_pts: float | None = None  # with a baseline only
     delta_p50_pct: float | None = None
+    # Where the top-1 class differs from the reference's (see metrics.flip_details).
+    flipped_indices: list[int] | None = None  # the first 1,000 indices into the evaluation set
+    top_flips: list[dict] | None = None  # the 32 the reference was surest about: the galleries
+    confusion_changes: list[dict] | None = None  # (true, predicted) cells whose count changed
 
     @property
     def key(self) -> tuple[str, str]:
@@ -103,8 +108,12 @@ class Report:
         }
     )
     baseline: str | None = None  # the report.json the deltas compare against
+    # With a baseline: [artifact, runtime] of rows it did not have, and its rows that are gone.
+    baseline_new: list[list[str]] | None = None
+    baseline_gone: list[dict] | None = None  # artifact, runtime, accuracy, p50 (ms) then
     warnings: tuple[str, ...] = ()
-    # Per-call latencies in ms by row key: plotted, not stored in report.json.
+    # Per-call latencies in ms by row key, for API callers; not stored in report.json (the
+    # latency plot draws each row's stored `latency_quantiles_ms`).
     latency_samples: dict[tuple[str, str], np.ndarray] = field(
         default_factory=dict, repr=False, compare=False
     )

@@ -9,7 +9,7 @@ import numpy as np
 from tests.bench.latency import printed_median
 from tests.bench.summary import Ratio, format_value, verdict
 from toolkit.figures import pyplot, save_figure
-from toolkit.report import human_size
+from toolkit.reporting import human_size
 
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:

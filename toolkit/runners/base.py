@@ -39,6 +39,12 @@ class Runner(ABC):
         self.threads = threads
         check_not_lfs_pointer(self.path)
 
+    @classmethod
+    def known_unsupported(cls, artifact) -> str | None:
+        """Why this runtime cannot run `artifact`, when the manifest already says so (no worker
+        is started for it); None when it may."""
+        return None
+
     @abstractmethod
     def predict(self, images: np.ndarray) -> np.ndarray: ...
 

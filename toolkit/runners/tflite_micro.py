@@ -128,6 +128,13 @@ class TFLiteMicroRunner(Runner):
     package = "tflite-micro"
     suffixes = (".tflite",)
 
+    @classmethod
+    def known_unsupported(cls, artifact):
+        verdict = artifact.compatibility.get("tflite_micro", {})
+        if verdict.get("runs") is False:
+            return f"{artifact.path}: TFLM cannot run it: {verdict.get('reason')}"
+        return None
+
     def __init__(self, path, threads=1):
         # TFLM is single-threaded by design: `threads` does not apply.
         super().__init__(path, threads)
