@@ -142,3 +142,15 @@ def test_a_partial_export_into_a_new_folder_still_lists_the_reference(trained_di
 
 def test_manifest_records_training_provenance_for_its_own_model(exported_dir):
     assert load_manifest(exported_dir).training["seed"] == 0
+
+
+def test_int8_variants_write_per_layer_records_and_need_no_mixed_model(exported_dir):
+    manifest = load_manifest(exported_dir)
+    for name in ("model_int8.tflite", "model_int8.onnx"):
+        record = exported_dir / manifest.artifact(name).quantization["per_layer"]
+        content = json.loads(record.read_text())
+        assert content["artifact"] == name and content["tensors"]
+        assert {t["layer"] for t in content["tensors"]} <= {"flatten", "dense", "probabilities"}
+        assert record.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert not any(a.variant == "mixed_int8" for a in manifest.artifacts)
+    assert verify_manifest(exported_dir, manifest) == []

@@ -64,6 +64,9 @@ def export(
     data: str | Path | None = None,
     scale: float | None = None,
     offset: float = 0.0,
+    mixed_precision: str = "auto",
+    min_agreement: float | None = None,
+    max_accuracy_drop: float | None = None,
     data_dir: str | Path | None = None,
     on_artifact: Callable | None = None,
 ):
@@ -71,8 +74,12 @@ def export(
     (default Fashion-MNIST; an .npz file or an image folder) and writes OUT/manifest.json;
     returns the `Manifest` (`left_out` lists variants that could not be built or validated).
 
-    Model input = x * `scale` + `offset` (default scale: 1/255 for 8-bit data, else 1).
+    Model input = x * `scale` + `offset` (default scale: 1/255 for 8-bit data, else 1). An int8
+    variant that misses `min_agreement` (default 0.97) or `max_accuracy_drop` (points, with
+    labels) is rebuilt with its most damaging layers in float when `mixed_precision` is "auto".
     """
+    if mixed_precision not in ("auto", "off"):
+        raise ToolkitError(f"--mixed-precision {mixed_precision}: expected auto or off")
     from toolkit import import_tensorflow
     from toolkit.data import Preprocessing
     from toolkit.exporting import export_artifacts
@@ -90,6 +97,9 @@ def export(
         on_artifact=on_artifact or (lambda artifact: None),
         data=data,
         preprocessing=preprocessing,
+        mixed_precision=mixed_precision,
+        min_agreement=min_agreement,
+        max_accuracy_drop=max_accuracy_drop,
     )
 
 

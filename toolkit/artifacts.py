@@ -131,6 +131,9 @@ class Artifact:
     validation: dict = field(default_factory=dict)
     # .tflite files: {gpu_delegate: {whole_graph, unsupported_ops}, tflite_micro: {...}}
     compatibility: dict = field(default_factory=dict)
+    # int8 variants: {per_layer: "quantization/<artifact>.json"}, and for a mixed model
+    # {float_layers, replaces: {artifact, validation}} too
+    quantization: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -156,6 +159,7 @@ class Manifest:
     task: str = "classification"  # or "other": outputs judged by the generic figures only
     data: dict = field(default_factory=dict)  # kind, path, sha256, items, labelled, calibration
     left_out: list[dict] = field(default_factory=list)  # {artifact, reason} per variant dropped
+    tolerances: dict = field(default_factory=dict)  # min_agreement, max_accuracy_drop, mixed
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -38,6 +38,7 @@ _state = {"debug": False}
 Arch = Enum("Arch", {name: name for name in ARCHITECTURES}, type=str)
 Format = Enum("Format", {name: name for name in ["all", *EXPORTERS]}, type=str)
 Runtime = Enum("Runtime", {name: name for name in RUNNERS}, type=str)
+MixedPrecisionMode = Enum("MixedPrecisionMode", {"auto": "auto", "off": "off"}, type=str)
 
 OutOption = Annotated[
     Path, typer.Option("--out", help="Working folder: model, artifacts, manifest, reports.")
@@ -261,6 +262,24 @@ def export(
         ),
     ] = None,
     offset: Annotated[float, typer.Option(help="See --scale.")] = 0.0,
+    mixed_precision: Annotated[
+        MixedPrecisionMode,
+        typer.Option(
+            help="auto: an int8 variant that misses its tolerance keeps its worst layers in float."
+        ),
+    ] = "auto",
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(
+            min=0, max=1, help="int8 variants: top-1 agreement with the reference (0.97)."
+        ),
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="int8 variants, labelled data: accuracy points below the reference."
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Export to Keras, SavedModel, TFLite (x4) and ONNX (x2), validate each, write the manifest."""
@@ -277,6 +296,9 @@ def export(
         data=data,
         scale=scale,
         offset=offset,
+        mixed_precision=MixedPrecisionMode(mixed_precision).value,
+        min_agreement=min_agreement,
+        max_accuracy_drop=max_accuracy_drop,
         data_dir=data_dir,
         on_artifact=lambda artifact: _plain(_artifact_line(artifact)),
     )

@@ -313,6 +313,7 @@ def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, 
             artifact.size_bytes,
             status=status if status != "error" else FAILED,
             compatibility=artifact.compatibility,
+            quantization=artifact.quantization,
         )
         results.append((base, result))
         on_row(base)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,10 @@ from toolkit.artifacts import (
 )
 from toolkit.data import Dataset, Preprocessing, calibration_sample, load_data
 from toolkit.errors import ExitCode, ToolkitError, first_line, warn
-from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant
+from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant, Tolerance
 from toolkit.metrics import compare_outputs
 from toolkit.model import library_versions, load_keras_model
+from toolkit.quantization.records import worst_layers_message
 from toolkit.results import finite_or_none
 from toolkit.runners import RUNNERS
 
@@ -43,41 +45,73 @@ def selected_variants(formats: list[str]) -> list[ExportVariant]:
     return [v for name, variants in EXPORTERS.items() if name in wanted for v in variants]
 
 
-def validate_artifact(
-    variant: ExportVariant,
-    path: Path,
-    inputs: np.ndarray,
-    reference: np.ndarray,
-    validate: bool,
-    class_scores: bool = True,
-) -> tuple[dict, list[dict], list[dict]]:
-    """Loads the artifact in its runtime for its I/O details and, unless told not to, judges it
-    against the reference with the comparator compare uses; raises when it misses its tolerance.
-    """
-    if variant.runtime is None:
-        return {}, [], []
-    with quiet_stderr(), RUNNERS[variant.runtime](path) as runner:
-        inputs_detail, outputs_detail = runner.io_details()
-        if not validate:
-            return {}, inputs_detail, outputs_detail
-        outputs = runner.predict(inputs)
-    try:
-        comparison = compare_outputs(outputs, reference, class_scores=class_scores)
-        problems = variant.tolerance.failures(comparison)
-    except ValueError as exc:  # NaN, infinity or a wrong shape
-        problems = [str(exc)]
-    if problems:
-        raise ToolkitError(
-            f"{variant.filename}: validation against the Keras reference failed on "
-            f"{len(inputs)} inputs: {'; '.join(problems)} (use --no-validate to keep it)",
-            ExitCode.CONVERSION,
-        )
-    figures = {
-        "images": len(inputs),
-        **{k: v for k, v in comparison.to_json().items() if v is not None},
-        "tolerance": variant.tolerance.to_json(),
-    }
-    return finite_or_none(figures), inputs_detail, outputs_detail
+@dataclass(frozen=True)
+class Judgement:
+    """An artifact loaded in its runtime: its I/O, the comparator's figures and what missed."""
+
+    figures: dict
+    problems: list[str]
+    inputs: list[dict]
+    outputs: list[dict]
+
+
+@dataclass(frozen=True)
+class Validator:
+    """Judges artifacts against the reference on the validation inputs, with the comparator
+    compare uses; `min_agreement` and `max_accuracy_drop` are the user's bounds for the
+    variants judged by class agreement (the int8 ones)."""
+
+    inputs: np.ndarray
+    reference: np.ndarray
+    labels: np.ndarray | None
+    class_scores: bool
+    enabled: bool = True
+    min_agreement: float | None = None
+    max_accuracy_drop: float | None = None
+
+    def tolerance(self, variant: ExportVariant) -> Tolerance:
+        bounds = variant.tolerance
+        if bounds.min_agreement is None:
+            return bounds
+        if self.min_agreement is not None:
+            bounds = replace(bounds, min_agreement=self.min_agreement)
+        return replace(bounds, max_accuracy_drop=self.max_accuracy_drop)
+
+    @property
+    def reference_accuracy(self) -> float | None:
+        if self.labels is None or not self.class_scores:
+            return None
+        return float(np.mean(np.argmax(self.reference, axis=1) == self.labels))
+
+    def judge(self, variant: ExportVariant, path: Path) -> Judgement:
+        if variant.runtime is None:
+            return Judgement({}, [], [], [])
+        with quiet_stderr(), RUNNERS[variant.runtime](path) as runner:
+            inputs_detail, outputs_detail = runner.io_details()
+            if not self.enabled:
+                return Judgement({}, [], inputs_detail, outputs_detail)
+            outputs = runner.predict(self.inputs)
+        tolerance = self.tolerance(variant)
+        labels = self.labels if self.class_scores else None
+        try:
+            comparison = compare_outputs(outputs, self.reference, labels, self.class_scores)
+        except ValueError as exc:  # NaN, infinity or a wrong shape
+            return Judgement({}, [str(exc)], inputs_detail, outputs_detail)
+        figures = {
+            "images": len(self.inputs),
+            **{k: v for k, v in comparison.to_json().items() if v is not None},
+            "tolerance": tolerance.to_json(),
+        }
+        problems = tolerance.failures(comparison, self.reference_accuracy)
+        return Judgement(finite_or_none(figures), problems, inputs_detail, outputs_detail)
+
+
+def validation_failure(variant_filename: str, count: int, problems: list[str]) -> ToolkitError:
+    return ToolkitError(
+        f"{variant_filename}: validation against the Keras reference failed on {count} inputs: "
+        f"{'; '.join(problems)} (use --no-validate to keep it)",
+        ExitCode.CONVERSION,
+    )
 
 
 def fit_to_model(items: np.ndarray, input_shape: tuple, source: Path) -> np.ndarray:
@@ -192,6 +226,9 @@ def export_artifacts(
     on_artifact: Callable[[Artifact], None] = lambda artifact: None,
     data: str | Path | None = None,
     preprocessing: Preprocessing | None = None,
+    mixed_precision: str = "auto",
+    min_agreement: float | None = None,
+    max_accuracy_drop: float | None = None,
 ) -> Manifest:
     """Writes the requested artifacts and the manifest into `out`. A variant that cannot be
     built or misses its tolerance is left out (listed in `manifest.left_out` with the reason);
@@ -212,45 +249,40 @@ def export_artifacts(
         dataset.inputs(dataset.test_images[:VALIDATION_IMAGES]), input_shape, dataset.source
     )
     reference = model.predict(inputs, verbose=0)
+    labels = None if dataset.test_labels is None else dataset.test_labels[:VALIDATION_IMAGES]
+    validator = Validator(
+        inputs,
+        reference,
+        labels,
+        task == "classification",
+        validate,
+        min_agreement,
+        max_accuracy_drop,
+    )
     variants = selected_variants(list(formats))
 
     with OutputLock(out):
         recover_staging(out)
-        kept = _kept_artifacts(out, source_sha256, {v.filename for v in variants})
+        rewritten = {v.filename for v in variants}
+        rewritten |= {v.mixed_precision.filename for v in variants if v.mixed_precision}
+        kept = _kept_artifacts(out, source_sha256, rewritten)
         if not any(v.format == "keras" for v in [*kept, *variants]):
             variants = [*EXPORTERS["keras"], *variants]  # every manifest lists its reference
         with Staging(out) as staging:
             context = ExportContext(model, model_path, calibration, opset, staging.dir / BUILD_DIR)
+            export = _VariantExport(staging.dir, context, validator, mixed_precision, out)
             artifacts, left_out = [], []
             for variant in variants:
-                target = staging.dir / variant.filename
                 try:
-                    _write_variant(variant, model, target, context, out)
-                    figures, inputs_detail, outputs_detail = validate_artifact(
-                        variant, target, inputs, reference, validate, task == "classification"
-                    )
+                    artifact = export.run(variant)
                 except ToolkitError as exc:
                     if exc.code != ExitCode.CONVERSION or variant.format == "keras":
                         raise
                     left_out.append({"artifact": variant.filename, "reason": str(exc)})
-                    _remove(target)
                     continue
-                artifact = Artifact(
-                    name=variant.filename,
-                    format=variant.format,
-                    variant=variant.variant,
-                    path=variant.filename,
-                    runtime=variant.runtime,
-                    sha256=sha256_path(target),
-                    size_bytes=size_bytes(target),
-                    inputs=inputs_detail,
-                    outputs=outputs_detail,
-                    validation=figures,
-                    compatibility=_compatibility(target),
-                )
                 artifacts.append(artifact)
                 on_artifact(artifact)
-            written = [a.name for a in artifacts]
+            written = [a.name for a in artifacts] + export.carry_quantization_records(out)
             manifest = Manifest(
                 artifacts=kept + artifacts,
                 class_names=class_names_for(dataset, model, task),
@@ -270,6 +302,11 @@ def export_artifacts(
                 task=task,
                 data=data_record(dataset, calibration_source, len(calibration)),
                 left_out=left_out,
+                tolerances={
+                    "min_agreement": validator.min_agreement,
+                    "max_accuracy_drop": validator.max_accuracy_drop,
+                    "mixed_precision": mixed_precision,
+                },
             )
             with io_errors(out / MANIFEST_NAME):
                 (staging.dir / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2))
@@ -277,21 +314,145 @@ def export_artifacts(
     return manifest
 
 
-def _write_variant(variant: ExportVariant, model, target: Path, context, out: Path) -> None:
-    """Runs the variant's converter; a converter's own error becomes a one-line exit-5 reason."""
-    try:
-        with quiet_stderr():
-            variant.write(model, target, context)
-    except ToolkitError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - converters raise anything
-        if disk := disk_problem(exc):
+QUANTIZATION_DIR = "quantization"  # per-layer int8 error: <artifact>.json and .png
+
+
+class _VariantExport:
+    """Writes one variant into staging and judges it; an int8 variant also writes its per-layer
+    error and, when it misses its tolerance with mixed precision on, is replaced by a model
+    with the most damaging layers kept in float."""
+
+    def __init__(self, folder: Path, context, validator: Validator, mixed: str, out: Path):
+        self.folder, self.context, self.validator = folder, context, validator
+        self.mixed, self.out = mixed, out
+
+    def run(self, variant: ExportVariant) -> Artifact:
+        target = self.folder / variant.filename
+        try:
+            self._write(variant, target)
+            errors = self._layer_errors(variant)
+            judged = self.validator.judge(variant, target)
+            if not judged.problems:
+                return self._artifact(variant, target, judged, self._record(variant, errors))
+            count = len(self.validator.inputs)
+            if errors is None or self.mixed == "off":
+                worst = [worst_layers_message(errors)] if errors is not None else []
+                raise validation_failure(variant.filename, count, [*judged.problems, *worst])
+            artifact = self._mixed(variant, target, judged, errors)
+        except ToolkitError:
+            _remove(target)
+            raise
+        _remove(target)  # replaced by the mixed model
+        return artifact
+
+    def _write(self, variant: ExportVariant, target: Path) -> None:
+        """Runs the converter; its own error becomes a one-line exit-5 reason."""
+        try:
+            with quiet_stderr():
+                variant.write(self.context.model, target, self.context)
+        except ToolkitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - converters raise anything
+            if disk := disk_problem(exc):
+                name = self.out / variant.filename
+                raise ToolkitError(f"{name}: cannot write: {disk}", ExitCode.IO) from None
             raise ToolkitError(
-                f"{out / variant.filename}: cannot write: {disk}", ExitCode.IO
+                f"{variant.filename}: conversion failed: {first_line(exc)}", ExitCode.CONVERSION
             ) from None
-        raise ToolkitError(
-            f"{variant.filename}: conversion failed: {first_line(exc)}", ExitCode.CONVERSION
-        ) from None
+
+    def _layer_errors(self, variant: ExportVariant):
+        """The variant's per-layer int8 error, written as OUT/quantization/<artifact>.json and
+        .png (None for a variant that is not int8)."""
+        if variant.mixed_precision is None:
+            return None
+        from toolkit.quantization.records import layer_errors_json, plot_layer_errors
+
+        with quiet_stderr():
+            errors = variant.mixed_precision.debugger(self.context).errors
+        folder = self.folder / QUANTIZATION_DIR
+        folder.mkdir(exist_ok=True)
+        record = folder / f"{variant.filename}.json"
+        record.write_text(json.dumps(finite_or_none(layer_errors_json(variant.filename, errors))))
+        plot_layer_errors(errors, variant.filename, record.with_suffix(".png"))
+        return errors
+
+    def _record(self, variant: ExportVariant, errors, **more) -> dict:
+        if errors is None:
+            return {}
+        return {"per_layer": f"{QUANTIZATION_DIR}/{variant.filename}.json", **more}
+
+    def _mixed(self, variant: ExportVariant, target: Path, judged: Judgement, errors) -> Artifact:
+        """Keeps the most damaging layers in float, one more at a time, until the tolerance
+        holds; the full-integer file is left out (a mixed model must never carry its name)."""
+        from toolkit.quantization.search import search_float_layers
+
+        spec = variant.mixed_precision
+        mixed = replace(variant, variant="mixed_int8", filename=spec.filename)
+        path = self.folder / spec.filename
+        debugger = spec.debugger(self.context)
+
+        def build(float_layers):
+            if not float_layers:
+                return target
+            with quiet_stderr():
+                spec.build(debugger, tuple(float_layers), path)
+            return path
+
+        def validate(candidate):
+            verdict = self.validator.judge(mixed if candidate == path else variant, candidate)
+            return verdict, not verdict.problems
+
+        result = search_float_layers(errors.ranked_layers(), build, validate)
+        if not result.passed:
+            path.unlink(missing_ok=True)
+            raise validation_failure(
+                variant.filename,
+                len(self.validator.inputs),
+                [*judged.problems, "still failing with every quantizable layer kept in float"],
+            )
+        final = result.mixed
+        warn(
+            f"{variant.filename} missed its tolerance ({'; '.join(judged.problems)}): replaced "
+            f"by {spec.filename} with {', '.join(result.float_layers)} kept in float "
+            f"(agreement {final.figures.get('agreement', float('nan')):.4f})"
+        )
+        record = self._record(
+            variant,
+            errors,
+            float_layers=list(result.float_layers),
+            replaces={"artifact": variant.filename, "validation": judged.figures},
+        )
+        return self._artifact(mixed, path, final, record)
+
+    def _artifact(self, variant, path: Path, judged: Judgement, quantization: dict) -> Artifact:
+        return Artifact(
+            name=variant.filename,
+            format=variant.format,
+            variant=variant.variant,
+            path=variant.filename,
+            runtime=variant.runtime,
+            sha256=sha256_path(path),
+            size_bytes=size_bytes(path),
+            inputs=judged.inputs,
+            outputs=judged.outputs,
+            validation=judged.figures,
+            compatibility=_compatibility(path),
+            quantization=quantization,
+        )
+
+    def carry_quantization_records(self, out: Path) -> list[str]:
+        """The quantization/ folder to commit: this export's records plus the earlier ones of
+        variants it did not rewrite (a partial export keeps the others' records)."""
+        import shutil
+
+        staged, earlier = self.folder / QUANTIZATION_DIR, out / QUANTIZATION_DIR
+        if not staged.is_dir():
+            return []
+        if earlier.is_dir():
+            for record in earlier.iterdir():
+                if record.is_file() and not (staged / record.name).exists():
+                    shutil.copyfile(record, staged / record.name)
+        return [QUANTIZATION_DIR]
 
 
 def _compatibility(path: Path) -> dict:

@@ -153,7 +153,34 @@ def _columns(report: Report) -> list[_Column]:
             "size", lambda r: human_size(r.size_bytes), value=lambda r: r.size_bytes, drop_rank=3
         ),
         numeric("RSS MB", "peak_rss_mb", "{:.1f}", drop_rank=12),
+        *_target_columns(report),
     ]
+
+
+def _gpu_delegate(row: Row) -> str:
+    verdict = row.compatibility.get("gpu_delegate")
+    if not verdict:
+        return "–"
+    return (
+        "whole graph" if verdict["whole_graph"] else "no: " + ", ".join(verdict["unsupported_ops"])
+    )
+
+
+def _target_columns(report: Report) -> list[_Column]:
+    """Microcontroller RAM (TFLM's arena) and phone-GPU fit, when some row has them."""
+    columns = []
+    if any("arena_bytes" in r.extras for r in report.rows):
+        columns.append(
+            _Column(
+                "arena",
+                lambda r: human_size(r.extras.get("arena_bytes")),
+                value=lambda r: r.extras.get("arena_bytes"),
+                drop_rank=13,
+            )
+        )
+    if any(r.compatibility.get("gpu_delegate") for r in report.rows):
+        columns.append(_Column("GPU delegate", _gpu_delegate, numeric=False, drop_rank=14))
+    return columns
 
 
 def _sorted_rows(rows) -> list[Row]:
@@ -585,6 +612,7 @@ def report_html(report: Report, images: dict[str, bytes]) -> str:
         ]
         parts.append("</ul>")
     parts += _flips_section(report, images)
+    parts += _quantization_section(report, images)
     parts.append("<h2>Plots</h2>")
     for name, caption in PLOTS.items():
         if name in images:
@@ -907,6 +935,45 @@ def _write_files(report: Report, staged: Path, inputs: np.ndarray | None, folder
         elif (folder / name).is_file():
             (staged / name).parent.mkdir(exist_ok=True)
             paths.append(Path(shutil.copy2(folder / name, staged / name)))
+    paths += _quantization_plots(report, staged, folder)
     images = {p.relative_to(staged).as_posix(): p.read_bytes() for p in paths if p.suffix == ".png"}
     paths.append(write_text(staged / "report.html", report_html(report, images)))
     return paths
+
+
+def _quantization_plots(report: Report, staged: Path, folder: Path) -> list[Path]:
+    """The per-layer int8 error plots export drew (OUT/quantization/), copied beside the report
+    so the page and a later re-render need nothing outside report/."""
+    paths = []
+    for row in report.rows:
+        record = row.quantization.get("per_layer")
+        if not record:
+            continue
+        name = Path(record).with_suffix(".png")
+        target = staged / name
+        source = next((p for p in (folder.parent / name, folder / name) if p.is_file()), None)
+        if source is not None and not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            paths.append(Path(shutil.copy2(source, target)))
+    return paths
+
+
+def _quantization_section(report: Report, images: dict[str, bytes]) -> list[str]:
+    """Per-layer int8 error for every int8 row, and the layers a mixed model keeps in float."""
+    parts, shown = [], set()
+    for row in report.rows:
+        record = row.quantization.get("per_layer")
+        name = record and Path(record).with_suffix(".png").as_posix()
+        if not name or name in shown or name not in images:
+            continue
+        shown.add(name)
+        kept = row.quantization.get("float_layers")
+        summary = f"{row.artifact}: error per layer, in graph order"
+        if kept:
+            replaced = row.quantization.get("replaces", {}).get("artifact")
+            summary += f" (replaces {replaced}; kept in float: {', '.join(kept)})"
+        parts.append(
+            f"<details open><summary>{esc(summary)}</summary><figure>"
+            f"{_png(images[name], summary)}</figure></details>"
+        )
+    return ["<h2>Per-layer int8 error</h2>", *parts] if parts else []

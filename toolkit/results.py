@@ -54,6 +54,7 @@ class Row:
     peak_rss_mb: float | None = None
     extras: dict = field(default_factory=dict)  # runtime-specific: arena bytes, settings
     compatibility: dict = field(default_factory=dict)  # .tflite: GPU delegate, TFLite Micro
+    quantization: dict = field(default_factory=dict)  # int8: per-layer record, float layers
     delta_accuracy_pts: float | None = None  # with a baseline only
     delta_p50_pct: float | None = None
     # Where the top-1 class differs from the reference's (see metrics.flip_details).

@@ -25,10 +25,20 @@ class Tolerance:
     max_abs_diff: float | None = None
     min_agreement: float | None = None
     min_snr_db: float | None = None
+    max_accuracy_drop: float | None = None  # points below the reference, when labels exist
 
-    def failures(self, figures: Comparison) -> list[str]:
+    def failures(self, figures: Comparison, reference_accuracy: float | None = None) -> list[str]:
         """One "metric measured vs bound" phrase per bound the figures miss."""
         problems = []
+        drop = None
+        if figures.accuracy is not None and reference_accuracy is not None:
+            drop = 100 * (reference_accuracy - figures.accuracy)
+        if (
+            self.max_accuracy_drop is not None
+            and drop is not None
+            and drop > self.max_accuracy_drop
+        ):
+            problems.append(f"accuracy drop {drop:.2f} pt > {self.max_accuracy_drop:g} pt")
         if self.max_abs_diff is not None and not figures.max_abs_diff <= self.max_abs_diff:
             problems.append(f"max_abs_diff {figures.max_abs_diff:.3g} > {self.max_abs_diff:g}")
         if figures.agreement is not None:
@@ -85,6 +95,17 @@ class ExportContext:
 
 
 @dataclass(frozen=True)
+class MixedPrecision:
+    """How an int8 variant measures its per-layer error and rebuilds itself with layers kept
+    in float: `debugger(context)` has `.errors` (a LayerErrors), `build(debugger, layers,
+    path)` writes the model with `layers` in float."""
+
+    debugger: Callable[[ExportContext], object]
+    build: Callable[[object, tuple[str, ...], Path], None]
+    filename: str  # the mixed model's file: never the `int8` name (it is not full integer)
+
+
+@dataclass(frozen=True)
 class ExportVariant:
     """One artifact a format produces."""
 
@@ -94,6 +115,7 @@ class ExportVariant:
     runtime: str | None  # key in toolkit.runners.RUNNERS; None for a file nothing runs
     tolerance: Tolerance
     write: Callable[[object, Path, ExportContext], None]  # (keras model, target path, context)
+    mixed_precision: MixedPrecision | None = None  # int8 variants: per-layer error and fallback
 
 
 def serving_function(model):

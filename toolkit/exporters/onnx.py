@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 
 from toolkit.errors import ExitCode, ToolkitError
-from toolkit.exporters.base import ExportVariant, Tolerance, serving_function
+from toolkit.exporters.base import ExportVariant, MixedPrecision, Tolerance, serving_function
 from toolkit.model import INPUT_NAME
 
 BATCH_DIM = "batch"
@@ -89,6 +89,24 @@ def quantize_qdq(prepared_path: Path, path: Path, calibration, nodes_to_exclude=
     )
 
 
+def int8_debugger(context):
+    """ONNX Runtime's qdq_loss_debug on the export's pre-processed graph, built once."""
+    from toolkit.quantization.layers import keras_layer_names
+    from toolkit.quantization.onnx import OnnxInt8Debugger
+
+    def build():
+        scratch = context.build_dir / "onnx-debug"
+        scratch.mkdir(parents=True, exist_ok=True)
+        names = keras_layer_names(context.model)
+        return OnnxInt8Debugger(shared_prepared_onnx(context), context.calibration, names, scratch)
+
+    return context.shared("debugger:onnx", build)
+
+
+def write_mixed(debugger, float_layers, path) -> None:
+    debugger.write(path, float_layers)
+
+
 def export_onnx_int8(model, path, context):
     """Static int8 QDQ: int8 weights and activations, float input and output at the edges."""
     quantize_qdq(shared_prepared_onnx(context), path, context.calibration)
@@ -153,5 +171,13 @@ VARIANTS = (
     ExportVariant(
         "onnx", "float32", "model_float32.onnx", "onnxruntime", FLOAT32, export_onnx_float32
     ),
-    ExportVariant("onnx", "int8", "model_int8.onnx", "onnxruntime", INT8, export_onnx_int8),
+    ExportVariant(
+        "onnx",
+        "int8",
+        "model_int8.onnx",
+        "onnxruntime",
+        INT8,
+        export_onnx_int8,
+        MixedPrecision(int8_debugger, write_mixed, "model_mixed_int8.onnx"),
+    ),
 )

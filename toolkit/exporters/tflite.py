@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from toolkit.exporters.base import ExportVariant, Tolerance
+from toolkit.exporters.base import ExportVariant, MixedPrecision, Tolerance
 from toolkit.exporters.savedmodel import shared_savedmodel
 
 
@@ -32,6 +32,26 @@ def export_tflite(model, path, context, variant="float32"):
     path.write_bytes(context.tflite_bytes(variant))
 
 
+def int8_debugger(context):
+    """LiteRT's QuantizationDebugger on the export's SavedModel and calibration, built once."""
+    from toolkit.quantization.layers import keras_layer_names
+    from toolkit.quantization.tflite import TFLiteInt8Debugger
+
+    return context.shared(
+        "debugger:tflite",
+        lambda: TFLiteInt8Debugger(
+            shared_savedmodel(context), context.calibration, keras_layer_names(context.model)
+        ),
+    )
+
+
+def write_mixed(debugger, float_layers, path) -> None:
+    path.write_bytes(debugger.quantized_model(float_layers))
+
+
+MIXED = MixedPrecision(int8_debugger, write_mixed, "model_mixed_int8.tflite")
+
+
 # XNNPACK sums in another order than TF's Eigen kernels: float32 differs by ~1e-6 at most.
 FLOAT32 = Tolerance(max_abs_diff=1e-4)
 # Weights rounded to float16 (11-bit mantissa) move probabilities by ~1e-3.
@@ -48,11 +68,12 @@ VARIANTS = tuple(
         "litert",
         tolerance,
         partial(export_tflite, variant=variant),
+        mixed,
     )
-    for variant, tolerance in (
-        ("float32", FLOAT32),
-        ("float16", FLOAT16),
-        ("dynamic_int8", INT8),
-        ("int8", INT8),
+    for variant, tolerance, mixed in (
+        ("float32", FLOAT32, None),
+        ("float16", FLOAT16, None),
+        ("dynamic_int8", INT8, None),
+        ("int8", INT8, MIXED),
     )
 )

@@ -1,0 +1,88 @@
+"""Mixed precision in the export pipeline: an int8 variant that misses its tolerance is
+replaced by one with its most damaging layers in float, or left out naming them."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.test_quantization import build_outlier_model, synthetic_images
+from toolkit.cli import app
+from toolkit.errors import ToolkitWarning
+
+
+@pytest.fixture(scope="module")
+def outlier_inputs(tmp_path_factory):
+    """A model whose int8 weights lose the class (100x weights on an always-black border) and
+    labelled data for it."""
+    folder = tmp_path_factory.mktemp("mixed")
+    build_outlier_model("weights").save(folder / "model.keras")
+    x_train, y_train = synthetic_images(np.random.default_rng(5), 600)
+    x_test, y_test = synthetic_images(np.random.default_rng(6), 500)
+    np.savez(folder / "data.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return folder
+
+
+def test_auto_replaces_full_int8_with_a_mixed_model(outlier_inputs, tmp_path):
+    import toolkit
+
+    out = tmp_path / "out"
+    with pytest.warns(ToolkitWarning, match="replaced by model_mixed_int8"):
+        manifest = toolkit.export(
+            out,
+            model=outlier_inputs / "model.keras",
+            data=outlier_inputs / "data.npz",
+            formats=["tflite", "onnx"],
+        )
+    names = {a.name for a in manifest.artifacts}
+    # Dynamic-range int8 has no mixed fallback (it keeps activations in float already): out.
+    assert [entry["artifact"] for entry in manifest.left_out] == ["model_dynamic_int8.tflite"]
+    for suffix in ("tflite", "onnx"):
+        assert f"model_int8.{suffix}" not in names and not (out / f"model_int8.{suffix}").exists()
+        mixed = manifest.artifact(f"model_mixed_int8.{suffix}")
+        assert mixed.variant == "mixed_int8" and (out / mixed.path).is_file()
+        assert mixed.quantization["float_layers"] == ["outlier"]
+        replaced = mixed.quantization["replaces"]
+        assert replaced["artifact"] == f"model_int8.{suffix}"
+        assert replaced["validation"]["agreement"] < 0.97 <= mixed.validation["agreement"]
+        assert (out / mixed.quantization["per_layer"]).is_file()
+    assert manifest.tolerances == {
+        "min_agreement": None,
+        "max_accuracy_drop": None,
+        "mixed_precision": "auto",
+    }
+
+
+def test_off_leaves_int8_out_naming_the_worst_layers(outlier_inputs, tmp_path):
+    out = tmp_path / "out"
+    args = ["export", "--out", str(out), "--model", str(outlier_inputs / "model.keras")]
+    args += ["--data", str(outlier_inputs / "data.npz"), "--format", "tflite"]
+    result = CliRunner().invoke(app, [*args, "--mixed-precision", "off"])
+    assert result.exit_code == 5, result.output
+    assert "model_int8.tflite: validation against the Keras reference failed" in result.output
+    assert "worst layers: outlier (" in result.output
+    import toolkit
+
+    listed = {a.name for a in toolkit.verify(out).manifest.artifacts}
+    assert "model_int8.tflite" not in listed and "model_float32.tflite" in listed
+    assert (out / "quantization" / "model_int8.tflite.json").is_file()
+
+
+def test_a_tighter_bound_set_by_the_user_is_recorded(outlier_inputs, tmp_path):
+    import toolkit
+
+    manifest = toolkit.export(
+        tmp_path / "out",
+        model=outlier_inputs / "model.keras",
+        data=outlier_inputs / "data.npz",
+        formats=["onnx"],
+        mixed_precision="off",
+        min_agreement=0.5,
+        max_accuracy_drop=50,
+    )
+    int8 = manifest.artifact("model_int8.onnx")  # 0.92 agreement is enough for 0.5
+    assert int8.validation["tolerance"] == {
+        "min_agreement": 0.5,
+        "min_snr_db": 20.0,
+        "max_accuracy_drop": 50,
+    }
+    assert manifest.tolerances["min_agreement"] == 0.5
