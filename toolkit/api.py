@@ -345,6 +345,7 @@ def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | N
     a recorded file that changed since export is a warning."""
     from toolkit.artifacts import sha256_path
     from toolkit.data import FASHION_MNIST, load_data
+    from toolkit.data.checks import fit_to_model
     from toolkit.errors import warn
     from toolkit.evaluate import manifest_input_shape, manifest_preprocessing
 
@@ -354,6 +355,7 @@ def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | N
     dataset = load_data(
         data, data_dir, manifest_input_shape(manifest), manifest_preprocessing(manifest)
     )
+    fit_to_model(dataset.test_images[:1], manifest_input_shape(manifest), dataset.source)
     for note in dataset.notes:
         warn(note)
     digest = recorded.get("sha256")

@@ -25,6 +25,7 @@ from toolkit.artifacts import (
     size_bytes,
 )
 from toolkit.data import Dataset, Preprocessing, calibration_sample, load_data
+from toolkit.data.checks import fit_to_model
 from toolkit.errors import ExitCode, ToolkitError, first_line, warn
 from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant, Tolerance
 from toolkit.metrics import compare_outputs
@@ -112,20 +113,6 @@ def validation_failure(variant_filename: str, count: int, problems: list[str]) -
         f"{'; '.join(problems)} (use --no-validate to keep it)",
         ExitCode.CONVERSION,
     )
-
-
-def fit_to_model(items: np.ndarray, input_shape: tuple, source: Path) -> np.ndarray:
-    """`items` shaped as the model's input: equal shapes, or equal once size-1 axes are dropped
-    (28x28 data for a (28, 28, 1) input); anything else is refused naming both shapes."""
-    item_shape = tuple(items.shape[1:])
-    if item_shape != input_shape:
-        squeezed = tuple(d for d in item_shape if d != 1)
-        if squeezed != tuple(d for d in input_shape if d != 1):
-            raise ToolkitError(
-                f"{source}: data items have shape {item_shape} but the model expects {input_shape}",
-                ExitCode.DATASET,
-            )
-    return items.reshape((-1, *input_shape))
 
 
 def check_labels_fit(labels: np.ndarray | None, classes: int, source: Path) -> None:

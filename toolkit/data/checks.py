@@ -60,3 +60,17 @@ def check_labels(
             f"({len(class_names)} class names)",
         )
     return labels.astype(np.int64)
+
+
+def fit_to_model(items: np.ndarray, input_shape: tuple, source: Path) -> np.ndarray:
+    """`items` shaped as the model's input: equal shapes, or equal once size-1 axes are dropped
+    (28x28 data for a (28, 28, 1) input); anything else is refused naming both shapes."""
+    item_shape = tuple(items.shape[1:])
+    if item_shape != tuple(input_shape):
+        squeezed = tuple(d for d in item_shape if d != 1)
+        if squeezed != tuple(d for d in input_shape if d != 1):
+            raise data_error(
+                source,
+                f"data items have shape {item_shape} but the model expects {tuple(input_shape)}",
+            )
+    return items.reshape((-1, *input_shape))

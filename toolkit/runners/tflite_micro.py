@@ -102,8 +102,10 @@ def _failure(stderr: str) -> str:
 
 
 def measure_arena_bytes(path: Path) -> int:
-    """The arena TFLM needs for this model, as its recording allocator reports it, confirmed by
-    a second run with exactly that arena (measured with TFLM's x86-64 build)."""
+    """The arena TFLM needs for this model: its recording allocator's total, confirmed by a run
+    with exactly that arena; when that run fails (the total leaves out some alignment), the
+    smallest arena that runs, found by growing then bisecting in 16-byte steps. Every run is a
+    subprocess (measured with TFLM's x86-64 build)."""
     ran, stderr = try_arena(path, HOST_ARENA_BYTES)
     found = ARENA_TOTAL.search(stderr)
     if not ran or not found:
@@ -111,15 +113,29 @@ def measure_arena_bytes(path: Path) -> int:
             f"{path}: TFLM could not run it to measure its arena: {_failure(stderr)}",
             ExitCode.ARTIFACT,
         )
-    arena_bytes = int(found.group(1))
-    ran, stderr = try_arena(path, arena_bytes)
-    if not ran:
-        raise ToolkitError(
-            f"{path}: TFLM reported an arena of {arena_bytes} bytes, but a run with exactly "
-            f"that arena failed: {_failure(stderr)}",
-            ExitCode.ARTIFACT,
-        )
-    return arena_bytes
+    reported = int(found.group(1))
+    if try_arena(path, reported)[0]:
+        return reported
+    failing, step = reported, ARENA_ALIGNMENT
+    while not try_arena(path, failing + step)[0]:
+        failing, step = failing + step, step * 2
+        if failing + step > HOST_ARENA_BYTES:
+            raise ToolkitError(
+                f"{path}: TFLM reported an arena of {reported} bytes, but no arena up to "
+                f"{HOST_ARENA_BYTES} bytes runs it",
+                ExitCode.ARTIFACT,
+            )
+    working = failing + step
+    while working - failing > ARENA_ALIGNMENT:
+        middle = failing + (working - failing) // 2 // ARENA_ALIGNMENT * ARENA_ALIGNMENT
+        if try_arena(path, middle)[0]:
+            working = middle
+        else:
+            failing = middle
+    return working
+
+
+ARENA_ALIGNMENT = 16  # TFLM aligns arena allocations to 16 bytes
 
 
 class TFLiteMicroRunner(Runner):
