@@ -90,19 +90,22 @@ def compare(
     baseline: str | Path | None = None,
     max_latency_regression: float | None = None,
     timeout: float = 300.0,
+    max_memory: int | None = None,
     verify: bool = True,
     runtimes: Sequence[str] | None = None,
     data_dir: str | Path | None = None,
     on_row: Callable | None = None,
 ):
     """Measures every artifact of OUT/manifest.json in its runtime(s), writes OUT/report/ and
-    returns the `Report`; `report.gate["failures"]` lists what failed a gate."""
+    returns the `Report`; `report.gate["failures"]` lists what failed a gate. `max_memory` (MB,
+    default half the RAM) stops a worker that grows past it."""
     from toolkit.artifacts import OutputLock, recover_staging
     from toolkit.data import load_dataset
     from toolkit.evaluate import (
         MeasureConfig,
         apply_baseline,
         baseline_mismatches,
+        default_max_memory_mb,
         gate_failures,
         load_baseline,
         measure_rows,
@@ -122,6 +125,7 @@ def compare(
         max_seconds=max_seconds,
         batch_size=batch_size,
         timeout_seconds=timeout,
+        max_memory_mb=default_max_memory_mb() if max_memory is None else max_memory,
     )
     with OutputLock(out):
         recover_staging(out)
@@ -184,9 +188,9 @@ def predict(
     OUT/model.keras); writes the tutorial's prediction figure to `plot` when given."""
     import numpy as np
 
-    from toolkit import quiet_stderr
     from toolkit.artifacts import MANIFEST_NAME, load_manifest
     from toolkit.data import CLASS_NAMES, load_dataset, normalize
+    from toolkit.evaluate import predict_isolated
     from toolkit.figures import plot_image_predictions
     from toolkit.prediction import check_listed_checksum, load_image, runtime_for
     from toolkit.runners import RUNNERS
@@ -212,8 +216,7 @@ def predict(
             labels.append(int(dataset.test_labels[i]))
     batch = np.stack(pixels)
     runtime = runtime_for(path, manifest)
-    with quiet_stderr(), RUNNERS[runtime](path, threads) as runner:
-        probabilities = runner.predict(normalize(batch))
+    probabilities = predict_isolated(RUNNERS[runtime], path, normalize(batch), threads)
     if plot is not None:
         plot_image_predictions(batch, probabilities, labels, CLASS_NAMES, Path(plot))
     return Predictions(names, labels, probabilities, list(CLASS_NAMES), runtime, warnings)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import quiet_stderr
+from toolkit import interrupts, quiet_stderr
 from toolkit.artifacts import (
     MANIFEST_NAME,
     Artifact,
@@ -173,6 +173,7 @@ def export_artifacts(
             context = ExportContext(model, model_path, calibration, opset, staging.dir / BUILD_DIR)
             artifacts = []
             for variant in variants:
+                interrupts.check()
                 target = staging.dir / variant.filename
                 try:
                     with quiet_stderr():

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts import Manifest, sha256_path
+from toolkit.artifacts import Manifest, read_capped, sha256_path
 from toolkit.data import IMAGE_SIDE
-from toolkit.errors import ExitCode, ToolkitError
+from toolkit.errors import ExitCode, ToolkitError, first_line
 
 
 def runtime_for(path: Path, manifest: Manifest | None) -> str:
@@ -49,47 +52,91 @@ def check_listed_checksum(path: Path, manifest: Manifest | None) -> None:
         )
 
 
+IMAGE_MAX_BYTES = 16 << 20  # a 28x28 image is under 1 kB; a photo to be resized fits easily
+IMAGE_MAX_PIXELS = 4096 * 4096  # decoded size; far below PIL's own bomb limit of 89M pixels
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _refused(path: Path, reason: str) -> ToolkitError:
+    return ToolkitError(f"{path}: {reason}", ExitCode.USAGE)
+
+
+def _load_npy(path: Path, data: bytes) -> np.ndarray:
+    """A 28x28 array from .npy bytes, its header checked before any data is read (a header may
+    announce hundreds of GB), then scaled to uint8 pixels."""
+    from numpy.lib import format as npy
+
+    if data.startswith(ZIP_MAGIC):
+        raise _refused(path, "an .npz archive, not a .npy array; save one array with np.save")
+    stream = io.BytesIO(data)
+    try:
+        major, _ = npy.read_magic(stream)
+        read_header = {1: npy.read_array_header_1_0, 2: npy.read_array_header_2_0}[major]
+        shape, _, dtype = read_header(stream)
+    except (ValueError, KeyError, SyntaxError, EOFError) as exc:
+        raise _refused(path, f"not a readable .npy array ({first_line(exc)})") from None
+    if shape != (IMAGE_SIDE, IMAGE_SIDE):
+        raise _refused(path, f"expected a 28x28 array, found shape {shape}")
+    if dtype.kind not in "uif":
+        raise _refused(path, f"expected numbers, found dtype {dtype}")
+    stream.seek(0)
+    try:
+        array = np.load(stream, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise _refused(path, f"not a readable .npy array ({first_line(exc)})") from None
+    if array.dtype == np.uint8:
+        return array
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise _refused(path, "the array holds NaN or infinity")
+    if values.min() < 0 or values.max() > 255:
+        low, high = values.min(), values.max()
+        raise _refused(
+            path, f"{dtype} values from {low:g} to {high:g}; expected pixels 0..255 (or 0..1)"
+        )
+    return (values * 255 if values.max() <= 1 else values).astype(np.uint8)
+
+
+def _decode_image(path: Path, data: bytes) -> tuple[np.ndarray, str | None]:
+    """A grayscale 28x28 image from PNG/JPEG/... bytes; the size is checked from the header
+    before any pixel is decoded, and every PIL warning or error becomes a refusal."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # DecompressionBombWarning and friends: refuse
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > IMAGE_MAX_PIXELS:
+                    raise _refused(
+                        path, f"{width}x{height} pixels is too large (at most {IMAGE_MAX_PIXELS})"
+                    )
+                gray = image.convert("L")
+    except ToolkitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a malformed file
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        raise _refused(path, f"not a readable image ({reason})") from None
+    warning = None
+    if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
+        warning = f"{path}: resized from {gray.size[0]}x{gray.size[1]} to 28x28"
+        gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
+    return np.asarray(gray, dtype=np.uint8), warning
+
+
 def load_image(path: Path) -> tuple[np.ndarray, str | None]:
     """A 28x28 uint8 grayscale image from PNG/JPEG/.npy, and a warning when it was resized.
 
     Fashion-MNIST is light garments on black: photos of dark garments on white need inverting.
+    The file may come from anyone: it is read whole (a regular file, size-capped) and decoded
+    from memory, so no decoder ever sees a FIFO or an unbounded stream.
     """
-    if not path.is_file():
-        raise ToolkitError(f"{path}: image not found", ExitCode.USAGE)
+    if not os.path.lexists(path):
+        raise _refused(path, "image not found")
+    data = read_capped(path, ExitCode.USAGE, IMAGE_MAX_BYTES)
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ToolkitError(
-                f"{path}: not a readable .npy array ({exc})", ExitCode.USAGE
-            ) from None
-        if array.shape != (IMAGE_SIDE, IMAGE_SIDE):
-            raise ToolkitError(
-                f"{path}: expected a 28x28 array, found shape {array.shape}", ExitCode.USAGE
-            )
-        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-            raise ToolkitError(
-                f"{path}: expected numbers, found dtype {array.dtype}", ExitCode.USAGE
-            )
-        if not np.isfinite(array).all():
-            raise ToolkitError(f"{path}: the array holds NaN or infinity", ExitCode.USAGE)
-        if array.dtype != np.uint8:
-            array = np.clip(array * 255 if array.max() <= 1 else array, 0, 255)
-        return array.astype(np.uint8), None
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            gray = image.convert("L")
-            warning = None
-            if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
-                warning = f"{path}: resized from {gray.size[0]}x{gray.size[1]} to 28x28"
-                gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
-            return np.asarray(gray, dtype=np.uint8), warning
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ToolkitError(
-            f"{path}: not a readable image ({type(exc).__name__})", ExitCode.USAGE
-        ) from None
+        return _load_npy(path, data), None
+    return _decode_image(path, data)
 
 
 def top_k(probabilities: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
