@@ -188,7 +188,7 @@ def predict(
     OUT/model.keras); writes the tutorial's prediction figure to `plot` when given."""
     import numpy as np
 
-    from toolkit.artifacts import MANIFEST_NAME, load_manifest
+    from toolkit.artifacts import MANIFEST_NAME, check_replaceable, load_manifest
     from toolkit.data import CLASS_NAMES, load_dataset, normalize
     from toolkit.evaluate import predict_isolated
     from toolkit.figures import plot_image_predictions
@@ -199,6 +199,8 @@ def predict(
         raise ToolkitError("give image files, or --index N for test-set images", ExitCode.USAGE)
     path = Path(artifact) if artifact is not None else Path(out) / "model.keras"
     manifest = load_manifest(path.parent) if (path.parent / MANIFEST_NAME).is_file() else None
+    if plot is not None:
+        check_replaceable(Path(plot))  # before the work, not after it
     if verify:
         check_listed_checksum(path, manifest)
     names, pixels, labels, warnings = [], [], [], []

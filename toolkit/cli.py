@@ -49,10 +49,12 @@ def _fits_path_limits(value):
             continue
         full = os.fsencode(os.path.abspath(path))
         longest = max(len(part) for part in full.split(b"/"))
-        if len(full) >= os.pathconf("/", "PC_PATH_MAX") or longest > os.pathconf(
-            "/", "PC_NAME_MAX"
-        ):
-            raise typer.BadParameter(f"{str(path)[:60]}...: longer than the system's path limit")
+        path_max, name_max = os.pathconf("/", "PC_PATH_MAX"), os.pathconf("/", "PC_NAME_MAX")
+        if len(full) >= path_max or longest > name_max:
+            raise typer.BadParameter(
+                f"longer than the system's limits ({len(full)} bytes, a name of {longest}; "
+                f"at most {path_max - 1} and {name_max})"
+            )
     return value
 
 

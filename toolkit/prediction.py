@@ -109,11 +109,13 @@ def _decode_image(path: Path, data: bytes) -> tuple[np.ndarray, str | None]:
                 width, height = image.size
                 if width * height > IMAGE_MAX_PIXELS:
                     raise _refused(
-                        path, f"{width}x{height} pixels is too large (at most {IMAGE_MAX_PIXELS})"
+                        path, f"too large: {width}x{height} pixels (at most {IMAGE_MAX_PIXELS})"
                     )
                 gray = image.convert("L")
     except ToolkitError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _refused(path, f"too large: {first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for a malformed file
         reason = f"{type(exc).__name__}: {first_line(exc)}"
         raise _refused(path, f"not a readable image ({reason})") from None

@@ -56,4 +56,5 @@ def check_fields(data: object, cls: type, skip: tuple[str, ...] = (), strict: bo
 
 
 def _describe(hint: object) -> str:
-    return str(hint).replace("typing.", "").replace("NoneType", "None")
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    return text.replace("typing.", "").replace("NoneType", "None")
