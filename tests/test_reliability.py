@@ -756,3 +756,35 @@ def test_commands_leave_nothing_in_the_system_temp_folder(exported_dir, tmp_path
     failed = run_toolkit("predict", "--index", "0", "--artifact", broken, "--no-verify", env=env)
     assert failed.returncode == 4, failed.stderr
     assert list(system_temp.iterdir()) == []
+
+
+# --- siblings: links planted where toolkit writes -----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_never_written_through(
+    exported_dir, tmp_path, kind
+):
+    from toolkit.artifacts import LOCK_NAME
+
+    out = copy_of(exported_dir, tmp_path)
+    victim = _victim(tmp_path) / "precious.txt"
+    (out / LOCK_NAME).unlink(missing_ok=True)
+    if kind == "symlink":
+        (out / LOCK_NAME).symlink_to(victim)
+    else:
+        os.mkfifo(out / LOCK_NAME)
+    assert_refused(invoke("verify", "--out", out), 4, out / LOCK_NAME, "not toolkit's lock file")
+    assert victim.read_text() == "keep me\n"
+
+
+def test_an_atomic_write_never_writes_through_a_link_at_its_temporary_name(tmp_path):
+    from toolkit.artifacts import write_json
+
+    victim = _victim(tmp_path) / "precious.txt"
+    target = tmp_path / "out" / "history.json"
+    target.parent.mkdir()
+    (target.parent / f".history.tmp-{os.getpid()}.json").symlink_to(victim)
+    write_json(target, {"a": 1})
+    assert victim.read_text() == "keep me\n"
+    assert json.loads(target.read_text()) == {"a": 1} and not target.is_symlink()

@@ -84,6 +84,8 @@ def atomic_path(path: Path):
     try:
         with io_errors(path):
             path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)  # a link left at this name would be written through
             yield tmp
             interrupts.check()
             check_replaceable(path)  # writing may have taken long: look again
@@ -298,7 +300,20 @@ class OutputLock:
     def __enter__(self) -> OutputLock:
         with io_errors(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # a link planted in a stranger's folder must not be followed and truncated
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                fd = -1
+        if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+            if fd >= 0:
+                os.close(fd)
+            raise ToolkitError(
+                f"{self.path}: a link, FIFO or device, not toolkit's lock file; refusing to "
+                "write through it",
+                ExitCode.ARTIFACT,
+            )
         deadline = time.monotonic() + self.wait_seconds
         while True:
             try:
