@@ -126,7 +126,7 @@ def _outcome(runner_class, task: Callable[[], object]) -> tuple[str, object]:
         last = traceback.format_exception_only(exc)[-1].strip()
         return "error", (
             f"{type(exc).__name__} in {runner_class.runtime}: {last}",
-            ExitCode.ARTIFACT,
+            int(ExitCode.ARTIFACT),
         )
 
 
@@ -135,8 +135,10 @@ def _worker(connection, runner_class, path, raw_inputs, config) -> None:
     ("error", one line)."""
     import toolkit  # noqa: F401 - sets the TF log level before any runtime loads
 
+    def task():
+        return measure(runner_class, path, normalize(raw_inputs), config)
+
     try:
-        task = lambda: measure(runner_class, path, normalize(raw_inputs), config)  # noqa: E731
         status, result = _outcome(runner_class, task)
         connection.send((status, result[0] if status == "error" else result))
     finally:
@@ -243,10 +245,10 @@ def predict_isolated(
     status, result = run_isolated(_predict_worker, args, timeout_seconds, memory)
     if status == "ok":
         return result
-    if isinstance(result, tuple):
-        message, code = result
-        raise ToolkitError(message, ExitCode(code))
-    raise ToolkitError(f"{path}: {runner_class.runtime}: {result}", ExitCode.ARTIFACT)
+    message, code = result if isinstance(result, tuple) else (result, ExitCode.ARTIFACT)
+    if str(path) not in message:
+        message = f"{path}: {message}"
+    raise ToolkitError(message, ExitCode(code))
 
 
 def _describe_exit(code: int | None) -> str:
