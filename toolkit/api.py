@@ -114,6 +114,7 @@ def compare(
     baseline: str | Path | None = None,
     max_latency_regression: float | None = None,
     timeout: float = 300.0,
+    max_memory: int | None = None,
     verify: bool = True,
     runtimes: Sequence[str] | None = None,
     data: str | Path | None = None,
@@ -123,10 +124,12 @@ def compare(
 ):
     """Measures every artifact of OUT/manifest.json in its runtime(s) on the data export used
     (or `data`; the first `limit` items), writes OUT/report/ and returns the `Report`;
-    `report.gate["failures"]` lists what failed a gate."""
+    `report.gate["failures"]` lists what failed a gate. `max_memory` (MB, default half the RAM)
+    stops a worker that grows past it."""
     from toolkit.artifacts import OutputLock, recover_staging
     from toolkit.evaluate import (
         MeasureConfig,
+        default_max_memory_mb,
         gate_failures,
         load_baseline,
         measure_rows,
@@ -145,6 +148,7 @@ def compare(
         max_seconds=max_seconds,
         batch_size=batch_size,
         timeout_seconds=timeout,
+        max_memory_mb=default_max_memory_mb() if max_memory is None else max_memory,
     )
     with OutputLock(out):
         recover_staging(out)
@@ -252,10 +256,9 @@ def predict(
     prediction figure to `plot` when given."""
     import numpy as np
 
-    from toolkit import quiet_stderr
-    from toolkit.artifacts import MANIFEST_NAME, load_manifest
+    from toolkit.artifacts import MANIFEST_NAME, check_replaceable, load_manifest
     from toolkit.data import CLASS_NAMES, Preprocessing
-    from toolkit.evaluate import manifest_input_shape, manifest_preprocessing
+    from toolkit.evaluate import manifest_input_shape, manifest_preprocessing, predict_isolated
     from toolkit.figures import plot_image_predictions
     from toolkit.prediction import check_listed_checksum, load_image, runtime_for
     from toolkit.runners import RUNNERS
@@ -264,6 +267,8 @@ def predict(
         raise ToolkitError("give image files, or --index N for test-set images", ExitCode.USAGE)
     path = Path(artifact) if artifact is not None else Path(out) / "model.keras"
     manifest = load_manifest(path.parent) if (path.parent / MANIFEST_NAME).is_file() else None
+    if plot is not None:
+        check_replaceable(Path(plot))  # before the work, not after it
     if verify:
         check_listed_checksum(path, manifest)
     runtime = runtime_for(path, manifest)
@@ -275,7 +280,7 @@ def predict(
         task, class_names = "classification", list(CLASS_NAMES)
     names, items, labels, warnings = [], [], [], []
     for image_path in map(Path, images):
-        array, warning = load_image(image_path, shape)
+        array, warning = load_image(image_path, shape, pixels=preprocessing.scale == 1 / 255)
         warnings += [warning] if warning else []
         names.append(str(image_path))
         items.append(_in_data_units(array, preprocessing))
@@ -296,8 +301,8 @@ def predict(
             items.append(dataset.test_images[i])
             labels.append(None if dataset.test_labels is None else int(dataset.test_labels[i]))
     batch = np.stack([np.asarray(item, dtype=np.float32) for item in items])
-    with quiet_stderr(), RUNNERS[runtime](path, threads) as runner:
-        outputs = runner.predict(preprocessing.apply(batch).reshape((-1, *shape)))
+    inputs = preprocessing.apply(batch).reshape((-1, *shape))
+    outputs = predict_isolated(RUNNERS[runtime], path, inputs, threads)
     if task != "classification":
         class_names = []
     if plot is not None and class_names:

@@ -7,7 +7,7 @@ Heavy libraries (TensorFlow, ONNX Runtime, LiteRT) are imported inside the comma
 from __future__ import annotations
 
 import functools
-import signal
+import os
 import sys
 import warnings
 from enum import Enum
@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from toolkit import interrupts
 from toolkit.errors import ExitCode, ToolkitError, ToolkitWarning, first_line
 from toolkit.exporters import EXPORTERS
 from toolkit.exporting import DEFAULT_CALIB_SAMPLES, DEFAULT_OPSET
@@ -35,18 +36,43 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
+MAX_THREADS = 1024  # runtimes take a C int; far more than any CPU this runs on has cores
 Arch = Enum("Arch", {name: name for name in ARCHITECTURES}, type=str)
 Format = Enum("Format", {name: name for name in ["all", *EXPORTERS]}, type=str)
 Runtime = Enum("Runtime", {name: name for name in RUNNERS}, type=str)
 MixedPrecisionMode = Enum("MixedPrecisionMode", {"auto": "auto", "off": "off"}, type=str)
 
+
+def _fits_path_limits(value):
+    """Refuses at parse time a path longer than the system's limits (PATH_MAX, NAME_MAX), which
+    every later system call would reject, perhaps after the work was done."""
+    for path in value if isinstance(value, list) else [value]:
+        if path is None:
+            continue
+        full = os.fsencode(os.path.abspath(path))
+        longest = max(len(part) for part in full.split(b"/"))
+        path_max, name_max = os.pathconf("/", "PC_PATH_MAX"), os.pathconf("/", "PC_NAME_MAX")
+        if len(full) >= path_max or longest > name_max:
+            raise typer.BadParameter(
+                f"longer than the system's limits ({len(full)} bytes, a name of {longest}; "
+                f"at most {path_max - 1} and {name_max})"
+            )
+    return value
+
+
 OutOption = Annotated[
-    Path, typer.Option("--out", help="Working folder: model, artifacts, manifest, reports.")
+    Path,
+    typer.Option(
+        "--out",
+        help="Working folder: model, artifacts, manifest, reports.",
+        callback=_fits_path_limits,
+    ),
 ]
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
+        callback=_fits_path_limits,
         help="Folder with the four Fashion-MNIST IDX files (.gz or not). Default: "
         "$FASHION_MNIST_DIR, /usr/share/datasets/fashion-mnist, ~/.keras/datasets/fashion-mnist.",
     ),
@@ -73,6 +99,14 @@ def _plain(message: str) -> None:
     console.print(message, markup=False, highlight=False)
 
 
+def _tolerant_output() -> None:
+    """Characters the terminal's encoding lacks (PYTHONIOENCODING=ascii, a file name that is not
+    UTF-8) are escaped, not a crash after the work is done; rich draws ASCII tables there."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def _show_warning(message, category, *args, **kwargs) -> None:
     """The library's warnings as one line each; other libraries' warnings stay quiet."""
     if issubclass(category, ToolkitWarning):
@@ -84,16 +118,25 @@ def _raise_interrupt(signum, frame):
 
 
 def handles_errors(command):
-    """Turns ToolkitError into a one-line message and its exit code; no traceback unless --debug."""
+    """Turns ToolkitError into a one-line message and its exit code; no traceback unless --debug.
+
+    Ctrl-C and SIGTERM only set a flag the pipeline checks between steps, so an interrupt always
+    ends in exit 130 with the previous outputs intact; scratch files go to a private temp folder
+    removed at the end.
+    """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        from toolkit.scratch import private_tempdir
+
+        _tolerant_output()
         try:
-            with warnings.catch_warnings():
+            with interrupts.deferred(), private_tempdir(), warnings.catch_warnings():
                 warnings.simplefilter("always", ToolkitWarning)
                 warnings.showwarning = _show_warning
-                return command(*args, **kwargs)
+                result = command(*args, **kwargs)
+                interrupts.check()  # a signal during the last step still ends in 130
+                return result
         except ToolkitError as exc:
             if _state["debug"]:
                 raise
@@ -180,7 +223,10 @@ def train(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (tutorial: 10).")] = 10,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size (tutorial: 32).")] = 32,
     seed: Annotated[
-        int, typer.Option(help="Seeds Python, NumPy and TF; same seed, same weights.")
+        int,
+        typer.Option(
+            min=0, max=2**32 - 1, help="Seeds Python, NumPy and TF; same seed, same weights."
+        ),
     ] = 0,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Train on the first N training images only.")
@@ -242,7 +288,10 @@ def _artifact_line(artifact) -> str:
 def export(
     out: OutOption = Path("exported"),
     model: Annotated[
-        Path | None, typer.Option(help="Keras model to export (default: OUT/model.keras).")
+        Path | None,
+        typer.Option(
+            help="Keras model to export (default: OUT/model.keras).", callback=_fits_path_limits
+        ),
     ] = None,
     format: Annotated[
         list[Format], typer.Option("--format", help="Format(s) to write; repeatable.")
@@ -310,7 +359,10 @@ def export(
 
 
 BaselineOption = Annotated[
-    Path | None, typer.Option(help="An earlier report.json to report changes against.")
+    Path | None,
+    typer.Option(
+        help="An earlier report.json to report changes against.", callback=_fits_path_limits
+    ),
 ]
 NoVerifyOption = Annotated[
     bool, typer.Option("--no-verify", help="Skip the manifest checksum check.")
@@ -321,7 +373,9 @@ NoVerifyOption = Annotated[
 @handles_errors
 def compare(
     out: OutOption = Path("exported"),
-    threads: Annotated[int, typer.Option(min=1, help="Threads for every runtime.")] = 1,
+    threads: Annotated[
+        int, typer.Option(min=1, max=MAX_THREADS, help="Threads for every runtime.")
+    ] = 1,
     runs: Annotated[
         int, typer.Option(min=1, max=10_000_000, help="Timed batch-1 calls per artifact.")
     ] = 1000,
@@ -348,6 +402,14 @@ def compare(
         float,
         typer.Option(min=1, max=86400, help="Seconds before an artifact's worker is stopped."),
     ] = 300.0,
+    max_memory: Annotated[
+        int | None,
+        typer.Option(
+            min=64,
+            metavar="MB",
+            help="Stop an artifact's worker that uses more memory (default: half the RAM).",
+        ),
+    ] = None,
     no_verify: NoVerifyOption = False,
     runtime: Annotated[
         list[Runtime] | None,
@@ -381,6 +443,7 @@ def compare(
             baseline=baseline,
             max_latency_regression=max_latency_regression,
             timeout=timeout,
+            max_memory=max_memory,
             verify=not no_verify,
             runtimes=[Runtime(r).value for r in runtime] if runtime else None,
             data=data,
@@ -424,11 +487,17 @@ def report(
 def predict(
     images: Annotated[
         list[Path] | None,
-        typer.Argument(help="PNG/JPEG/BMP/GIF or .npy files (resized to the model's input)."),
+        typer.Argument(
+            help="PNG/JPEG/BMP/GIF or .npy files (resized to the model's input).",
+            callback=_fits_path_limits,
+        ),
     ] = None,
     out: OutOption = Path("exported"),
     artifact: Annotated[
-        Path | None, typer.Option(help="Artifact to run (default: OUT/model.keras).")
+        Path | None,
+        typer.Option(
+            help="Artifact to run (default: OUT/model.keras).", callback=_fits_path_limits
+        ),
     ] = None,
     index: Annotated[
         list[int] | None,
@@ -436,9 +505,12 @@ def predict(
     ] = None,
     top: Annotated[int, typer.Option(min=1, max=1000, help="How many classes to show.")] = 3,
     plot: Annotated[
-        Path | None, typer.Option(help="Write the tutorial's prediction figure to this PNG.")
+        Path | None,
+        typer.Option(
+            help="Write the tutorial's prediction figure to this PNG.", callback=_fits_path_limits
+        ),
     ] = None,
-    threads: Annotated[int, typer.Option(min=1, help="Runtime threads.")] = 1,
+    threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="Runtime threads.")] = 1,
     no_verify: NoVerifyOption = False,
     data: DataOption = None,
     data_dir: DataDirOption = None,

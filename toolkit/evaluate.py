@@ -6,6 +6,8 @@ buffers and hands back the bare call, which is timed with perf_counter_ns after 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import importlib
 import multiprocessing
@@ -17,13 +19,14 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts import Artifact, Manifest
+from toolkit import interrupts
+from toolkit.artifacts import JSON_MAX_BYTES, Artifact, Manifest, read_json
 from toolkit.data import Preprocessing
 from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.metrics import (
@@ -35,8 +38,16 @@ from toolkit.metrics import (
 )
 from toolkit.model import library_versions
 from toolkit.results import FAILED, UNSUPPORTED, Report, Row
+from toolkit.schema import check_fields
 
 REFERENCE = "model.keras"
+POLL_SECONDS = 0.1  # how often a waiting parent looks at interrupts and its worker's memory
+PR_SET_PDEATHSIG = 1  # prctl(2): a signal the kernel sends when the parent dies
+
+
+def default_max_memory_mb() -> int:
+    """Half the machine's RAM: one worker runs at a time; the parent and the system need room."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 // (1 << 20)
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,7 @@ class MeasureConfig:
     batch_size: int = 256
     warmup: int = 50
     timeout_seconds: float = 300.0
+    max_memory_mb: int = field(default_factory=default_max_memory_mb)
 
 
 def time_calls(
@@ -142,39 +154,104 @@ def measure(runner_class, path: Path, data: EvalData, config: MeasureConfig) -> 
     }
 
 
+def _outcome(runner_class, task: Callable[[], object]) -> tuple[str, object]:
+    """("ok", result), ("unsupported", reason), or ("error", (one line, exit code)) for `task`."""
+    from toolkit.runners.base import Unsupported
+
+    try:
+        return "ok", task()
+    except Unsupported as exc:
+        return UNSUPPORTED, str(exc)
+    except ToolkitError as exc:
+        return "error", (str(exc), int(exc.code))
+    except Exception as exc:  # noqa: BLE001 - a runtime failing is a refusal, not a crash
+        last = traceback.format_exception_only(exc)[-1].strip()
+        return "error", (
+            f"{type(exc).__name__} in {runner_class.runtime}: {last}",
+            int(ExitCode.ARTIFACT),
+        )
+
+
 def _worker(connection, runner_class, path, data, config) -> None:
     """Entry point of a measuring process: sends ("ok", result), ("unsupported", reason) or
     ("error", one line)."""
     import toolkit  # noqa: F401 - sets the TF log level before any runtime loads
-    from toolkit.runners.base import Unsupported
+
+    def task():
+        return measure(runner_class, path, data, config)
 
     try:
-        connection.send(("ok", measure(runner_class, path, data, config)))
-    except Unsupported as exc:
-        connection.send((UNSUPPORTED, str(exc)))
-    except ToolkitError as exc:
-        connection.send(("error", str(exc)))
-    except Exception as exc:  # noqa: BLE001 - a runtime failing is a failed row, not a crash
-        last = traceback.format_exception_only(exc)[-1].strip()
-        connection.send(("error", f"{type(exc).__name__} in {runner_class.runtime}: {last}"))
+        status, result = _outcome(runner_class, task)
+        connection.send((status, result[0] if status == "error" else result))
     finally:
         connection.close()
 
 
-def measure_isolated(
-    runner_class, path: Path, data: EvalData, config: MeasureConfig, worker=_worker
-) -> tuple[str, dict | str]:
-    """Runs `measure` in a spawned process: a crash, abort or hang becomes ("error", reason)."""
+def _predict_worker(connection, runner_class, path, inputs, threads) -> None:
+    """Entry point of a predicting process: sends ("ok", outputs) or ("error", (line, code))."""
+    from toolkit import quiet_stderr
+
+    def task():
+        with quiet_stderr(), runner_class(path, threads) as runner:
+            return runner.predict(inputs)
+
+    try:
+        connection.send(_outcome(runner_class, task))
+    finally:
+        connection.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """The kernel kills this process when its parent dies (kill -9 included), so a worker never
+    runs on, unwatched, for up to its timeout; Linux only (elsewhere the parent's kill does)."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(1)
+
+
+def _isolated_entry(parent: int, target, *args) -> None:
+    """What every worker does first: die with its parent, leave Ctrl-C to the parent (which stops
+    it), and keep its scratch in a private temp folder removed when it ends."""
+    from toolkit.scratch import private_tempdir
+
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with private_tempdir():
+        target(*args)
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a live process in MB (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    kb = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return int(kb) / 1024
+
+
+def run_isolated(target, args: tuple, timeout_seconds: float, max_memory_mb: float) -> tuple:
+    """Runs `target(connection, *args)` in a spawned process and returns what it sends; a crash,
+    a hang, or memory over `max_memory_mb` stops it and becomes ("error", reason).
+
+    The wait checks for interrupts, so Ctrl-C stops the worker at once.
+    """
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
-        target=worker, args=(sender, runner_class, path, data, config), daemon=True
+        target=_isolated_entry, args=(os.getpid(), target, sender, *args), daemon=True
     )
     process.start()
     sender.close()
+    deadline = time.monotonic() + timeout_seconds
     try:
-        if not receiver.poll(config.timeout_seconds):
-            return "error", f"timed out after {config.timeout_seconds:g} s"
+        while not receiver.poll(POLL_SECONDS):  # also True once the worker died: recv says EOF
+            interrupts.check()
+            if _rss_mb(process.pid) > max_memory_mb:
+                return "error", f"stopped: used more than --max-memory {max_memory_mb:g} MB"
+            if time.monotonic() > deadline:
+                return "error", f"timed out after {timeout_seconds:g} s"
         try:
             return receiver.recv()
         except EOFError:  # the worker died before sending anything
@@ -185,6 +262,35 @@ def measure_isolated(
             process.kill()
         process.join(5)
         receiver.close()
+
+
+def measure_isolated(
+    runner_class, path: Path, data: EvalData, config: MeasureConfig, worker=_worker
+) -> tuple[str, dict | str]:
+    """Runs `measure` in a spawned process: a crash, abort or hang becomes ("error", reason)."""
+    args = (runner_class, path, data, config)
+    return run_isolated(worker, args, config.timeout_seconds, config.max_memory_mb)
+
+
+def predict_isolated(
+    runner_class,
+    path: Path,
+    inputs: np.ndarray,
+    threads: int = 1,
+    timeout_seconds: float = 300.0,
+    max_memory_mb: float | None = None,
+) -> np.ndarray:
+    """The runner's outputs for model-ready `inputs`, computed in a spawned process so a runtime
+    that crashes or hangs on a hostile file is one line and exit 4, not a dead CLI."""
+    memory = default_max_memory_mb() if max_memory_mb is None else max_memory_mb
+    args = (runner_class, path, inputs, threads)
+    status, result = run_isolated(_predict_worker, args, timeout_seconds, memory)
+    if status == "ok":
+        return result
+    message, code = result if isinstance(result, tuple) else (result, ExitCode.ARTIFACT)
+    if str(path) not in message:
+        message = f"{path}: {message}"
+    raise ToolkitError(message, ExitCode(code))
 
 
 def _describe_exit(code: int | None) -> str:
@@ -301,6 +407,7 @@ def measure_rows(
 def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, dict | str]]:
     results = []
     for artifact, runner_class in plan:  # run every artifact first, compare afterwards
+        interrupts.check()
         if reason := runner_class.known_unsupported(artifact):
             status, result = UNSUPPORTED, reason
         else:
@@ -367,18 +474,21 @@ def _report(
 
 
 def load_baseline(path: Path) -> Report:
-    """An earlier report.json, checked before anything is measured (exit 2 when unusable)."""
-    import json
-
+    """An earlier report.json, checked field by field before anything is measured (exit 2)."""
+    data = read_json(path, ExitCode.USAGE, "toolkit report.json", JSON_MAX_BYTES)
     try:
-        data = json.loads(path.read_text())
+        check_fields(data, Report, skip=("rows", "latency_samples"), strict=False)
+        if not isinstance(data["rows"], list):
+            raise ValueError("field 'rows' is not a list")
+        for row in data["rows"]:
+            check_fields(row, Row, strict=False)
         baseline = Report.from_json(data)
         for row in baseline.rows:
             if row.ok:
                 name, accuracy, p50 = row.artifact, row.accuracy, row.p50
-                if not (isinstance(name, str) and 0 <= accuracy <= 1 and p50 > 0):
+                if not ((accuracy is None or 0 <= accuracy <= 1) and p50 is not None and p50 > 0):
                     raise ValueError(f"row {name!r} has accuracy {accuracy}, p50 {p50}")
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ToolkitError(
             f"{path}: not a usable toolkit report.json ({type(exc).__name__}: {first_line(exc)})",
             ExitCode.USAGE,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import quiet_stderr
+from toolkit import interrupts, quiet_stderr
 from toolkit.artifacts import (
     MANIFEST_NAME,
     Artifact,
@@ -19,6 +19,7 @@ from toolkit.artifacts import (
     disk_problem,
     io_errors,
     load_manifest,
+    read_json,
     recover_staging,
     sha256_file,
     sha256_path,
@@ -140,10 +141,13 @@ def _kept_artifacts(out: Path, source_sha256: str, rewritten: set[str]) -> list[
 def _training_record(out: Path, source_sha256: str) -> dict:
     """Seed, determinism and dataset provenance from training/metrics.json, when that training
     produced the model being exported (not for a --model trained elsewhere)."""
-    try:
-        metrics = json.loads((out / "training" / "metrics.json").read_text())
-    except (OSError, ValueError):
+    path = out / "training" / "metrics.json"
+    if not path.exists():
         return {}
+    try:
+        metrics = read_json(path, ExitCode.ARTIFACT, "training record")
+    except ToolkitError:
+        return {}  # unreadable provenance is left out, never trusted
     if not isinstance(metrics, dict) or metrics.get("model_sha256") != source_sha256:
         return {}
     keys = (
@@ -260,6 +264,7 @@ def export_artifacts(
             export = _VariantExport(staging.dir, context, validator, mixed_precision, out)
             artifacts, left_out = [], []
             for variant in variants:
+                interrupts.check()
                 try:
                     artifact = export.run(variant)
                 except ToolkitError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit import interrupts
 from toolkit.data import IMAGE_SIDE, NUM_CLASSES, Dataset
 from toolkit.errors import ExitCode, ToolkitError, first_line
 
@@ -177,22 +177,40 @@ class _Checkpoint:
             raise ToolkitError(
                 f"{self.folder}: nothing to resume (no interrupted training here)", ExitCode.USAGE
             )
-        try:
-            meta = json.loads(self.meta.read_text())
-            weights = self.folder / meta["weights"]
-        except (ValueError, KeyError, TypeError):
-            raise ToolkitError(
-                f"{self.meta}: corrupt checkpoint; train again without --resume", ExitCode.USAGE
-            ) from None
+        from toolkit.artifacts import read_json
+
+        corrupt = f"{self.meta}: corrupt checkpoint; train again without --resume"
+        what = "checkpoint state (corrupt checkpoint; train again without --resume)"
+        meta = read_json(self.meta, ExitCode.USAGE, what)
+        if not self._valid(meta) or not (self.folder / meta["weights"]).is_file():
+            raise ToolkitError(corrupt, ExitCode.USAGE)
+        weights = self.folder / meta["weights"]
         if meta.get("config") != asdict(config):
             raise ToolkitError(
-                f"{self.meta}: the interrupted run used other options {meta['config']}; "
+                f"{self.meta}: the interrupted run used other options {meta.get('config')}; "
                 "resume with the same options",
                 ExitCode.USAGE,
             )
         model.optimizer.build(model.trainable_variables)
         model.load_weights(weights)
         return meta["epochs_done"], meta["history"]
+
+    @staticmethod
+    def _valid(meta: object) -> bool:
+        """state.json as `_Checkpoint.save` writes it: a plain weights file name, a count of epochs
+        and one list of numbers per metric, as long as that count."""
+        from toolkit.artifacts import PLAIN_NAME
+        from toolkit.schema import matches
+
+        return (
+            isinstance(meta, dict)
+            and matches(meta.get("weights"), str)
+            and PLAIN_NAME.fullmatch(meta["weights"]) is not None
+            and matches(meta.get("epochs_done"), int)
+            and meta["epochs_done"] >= 1
+            and matches(meta.get("history"), dict[str, list[float]])
+            and all(len(values) == meta["epochs_done"] for values in meta["history"].values())
+        )
 
     def save(self, model, config: TrainConfig, epochs_done: int, history) -> None:
         from toolkit.artifacts import io_errors, write_json
@@ -259,6 +277,7 @@ def train(
             model.reset_metrics()
             done = 0
             for batch_indices in batches:
+                interrupts.check()
                 run_steps(x, y, batch_indices)
                 done += len(batch_indices)
                 if on_progress:
@@ -376,7 +395,7 @@ def load_keras_model(path: Path):
     """
     import zipfile
 
-    from toolkit.artifacts import check_not_lfs_pointer
+    from toolkit.artifacts import check_artifact_file
 
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5"):
@@ -389,11 +408,12 @@ def load_keras_model(path: Path):
         raise ToolkitError(f"{path}: expected a .keras model file", ExitCode.ARTIFACT)
     if not path.is_file():
         raise ToolkitError(f"{path}: model file not found", ExitCode.ARTIFACT)
-    check_not_lfs_pointer(path)
+    check_artifact_file(path)
     if not zipfile.is_zipfile(path):
         raise ToolkitError(
             f"{path}: not a Keras archive (empty, truncated or another format)", ExitCode.ARTIFACT
         )
+    check_unpacked_size(path)
     import keras
 
     try:
@@ -405,6 +425,32 @@ def load_keras_model(path: Path):
         ) from None
     check_model_io(model, path)
     return model
+
+
+# Keras stores weights uncompressed-ish (float data barely deflates): a real archive unpacks to
+# a few times its size. Far more is a zip bomb, refused before Keras extracts anything.
+MAX_UNPACK_RATIO = 100
+MAX_UNPACK_SLACK = 16 << 20  # config, metadata and tiny models compress well: some room
+
+
+def check_unpacked_size(path: Path) -> None:
+    """Refuses a `.keras` archive whose members would unpack to far more than the file's size."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ToolkitError(
+            f"{path}: not a Keras archive ({first_line(exc)})", ExitCode.ARTIFACT
+        ) from None
+    limit = MAX_UNPACK_RATIO * path.stat().st_size + MAX_UNPACK_SLACK
+    if unpacked > limit:
+        raise ToolkitError(
+            f"{path}: its members unpack to {unpacked} bytes, over {limit} for a file of this "
+            "size (a zip bomb?); refusing to load it",
+            ExitCode.ARTIFACT,
+        )
 
 
 def check_model_io(model, path: Path) -> None:

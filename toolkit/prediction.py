@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts import Manifest, sha256_path
+from toolkit.artifacts import Manifest, read_capped, sha256_path
 from toolkit.data import IMAGE_SIDE
-from toolkit.errors import ExitCode, ToolkitError
+from toolkit.errors import ExitCode, ToolkitError, first_line
 
 
 def runtime_for(path: Path, manifest: Manifest | None) -> str:
@@ -49,51 +52,96 @@ def check_listed_checksum(path: Path, manifest: Manifest | None) -> None:
         )
 
 
-def load_image(path: Path, shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE)):
-    """One raw input of the model's shape from an image file (converted to its channels and
-    resized, with a warning) or an .npy array; returns (array, warning or None).
+IMAGE_MAX_BYTES = 16 << 20  # a 96x96 photo is tens of kB; a photo to be resized fits easily
+IMAGE_MAX_PIXELS = 4096 * 4096  # decoded size; far below PIL's own bomb limit of 89M pixels
+ZIP_MAGIC = b"PK\x03\x04"
 
-    Fashion-MNIST is light garments on black: photos of dark garments on white need inverting.
-    """
-    if not path.is_file():
-        raise ToolkitError(f"{path}: image not found", ExitCode.USAGE)
-    if path.suffix.lower() == ".npy":
-        return _load_array(path, shape), None
-    from PIL import Image, UnidentifiedImageError
+
+def _refused(path: Path, reason: str) -> ToolkitError:
+    return ToolkitError(f"{path}: {reason}", ExitCode.USAGE)
+
+
+def _load_npy(path: Path, data: bytes, shape: tuple[int, ...], pixels: bool) -> np.ndarray:
+    """One item of the model's input shape from .npy bytes, its header checked before any data
+    is read (a header may announce hundreds of GB). For pixel data (a model fed x / 255) values
+    must be 0..255, or 0..1 (taken as already scaled)."""
+    from numpy.lib import format as npy
+
+    if data.startswith(ZIP_MAGIC):
+        raise _refused(path, "an .npz archive, not a .npy array; save one array with np.save")
+    stream = io.BytesIO(data)
+    try:
+        major, _ = npy.read_magic(stream)
+        read_header = {1: npy.read_array_header_1_0, 2: npy.read_array_header_2_0}[major]
+        found, _, dtype = read_header(stream)
+    except (ValueError, KeyError, SyntaxError, EOFError) as exc:
+        raise _refused(path, f"not a readable .npy array ({first_line(exc)})") from None
+    if tuple(d for d in found if d != 1) != tuple(d for d in shape if d != 1):
+        raise _refused(path, f"expected an array of shape {tuple(shape)}, found shape {found}")
+    if dtype.kind not in "uif":
+        raise _refused(path, f"expected numbers, found dtype {dtype}")
+    stream.seek(0)
+    try:
+        array = np.load(stream, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise _refused(path, f"not a readable .npy array ({first_line(exc)})") from None
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise _refused(path, "the array holds NaN or infinity")
+    if pixels and array.dtype != np.uint8 and (values.min() < 0 or values.max() > 255):
+        low, high = values.min(), values.max()
+        raise _refused(
+            path, f"{dtype} values from {low:g} to {high:g}; expected pixels 0..255 (or 0..1)"
+        )
+    return array.reshape(shape)
+
+
+def _decode_image(path: Path, data: bytes, shape: tuple[int, ...]) -> tuple[np.ndarray, str | None]:
+    """An image in the model's channels and size from PNG/JPEG/BMP/GIF bytes; the size is
+    checked from the header before any pixel is decoded, and every PIL warning or error becomes
+    a refusal."""
+    from PIL import Image
 
     from toolkit.data.images import fit_image, image_shape
 
     hwc = image_shape(shape)
     try:
-        with Image.open(path) as image:
-            array, resized = fit_image(image, hwc)
-            size = image.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ToolkitError(
-            f"{path}: not a readable image ({type(exc).__name__})", ExitCode.USAGE
-        ) from None
-    warning = f"{path}: resized from {size[0]}x{size[1]} to {hwc[1]}x{hwc[0]}" if resized else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # DecompressionBombWarning and friends: refuse
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > IMAGE_MAX_PIXELS:
+                    raise _refused(
+                        path, f"too large: {width}x{height} pixels (at most {IMAGE_MAX_PIXELS})"
+                    )
+                array, resized = fit_image(image, hwc)
+    except ToolkitError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _refused(path, f"too large: {first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a malformed file
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        raise _refused(path, f"not a readable image ({reason})") from None
+    warning = f"{path}: resized from {width}x{height} to {hwc[1]}x{hwc[0]}" if resized else None
     return array.reshape(shape), warning
 
 
-def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """An .npy input in the data's own units (8-bit pixels, or floats in [0, 1] for a model fed
-    pixels / 255, which are scaled back to 0..255)."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ToolkitError(f"{path}: not a readable .npy array ({exc})", ExitCode.USAGE) from None
-    squeezed = tuple(d for d in array.shape if d != 1)
-    if squeezed != tuple(d for d in shape if d != 1):
-        raise ToolkitError(
-            f"{path}: expected an array of shape {shape}, found shape {array.shape}",
-            ExitCode.USAGE,
-        )
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise ToolkitError(f"{path}: expected numbers, found dtype {array.dtype}", ExitCode.USAGE)
-    if not np.isfinite(array).all():
-        raise ToolkitError(f"{path}: the array holds NaN or infinity", ExitCode.USAGE)
-    return array.reshape(shape)
+def load_image(
+    path: Path, shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE), pixels: bool = True
+) -> tuple[np.ndarray, str | None]:
+    """One raw input of the model's shape from an image file (converted to its channels and
+    resized, with a warning) or an .npy array; returns (array, warning or None).
+
+    Fashion-MNIST is light garments on black: photos of dark garments on white need inverting.
+    The file may come from anyone: it is read whole (a regular file, size-capped) and decoded
+    from memory, so no decoder ever sees a FIFO or an unbounded stream.
+    """
+    if not os.path.lexists(path):
+        raise _refused(path, "image not found")
+    data = read_capped(path, ExitCode.USAGE, IMAGE_MAX_BYTES)
+    if path.suffix.lower() == ".npy":
+        return _load_npy(path, data, shape, pixels), None
+    return _decode_image(path, data, shape)
 
 
 def top_k(probabilities: np.ndarray, k: int) -> list[list[tuple[int, float]]]:

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from toolkit.artifacts import check_not_lfs_pointer
+from toolkit.artifacts import check_artifact_file
 from toolkit.errors import ExitCode, ToolkitError
 
 
@@ -37,7 +37,7 @@ class Runner(ABC):
     def __init__(self, path: Path, threads: int = 1):
         self.path = Path(path)
         self.threads = threads
-        check_not_lfs_pointer(self.path)
+        check_artifact_file(self.path)
 
     @classmethod
     def known_unsupported(cls, artifact) -> str | None:
