@@ -717,11 +717,20 @@ def test_compare_passes_max_memory_to_every_worker(exported_dir, tmp_path, monke
 
     seen = []
 
-    def measure_isolated(runner_class, path, raw_inputs, config):
-        seen.append(config.max_memory_mb)
-        return "error", "not measured here"
+    class NotMeasured:
+        def __init__(self, target, args, timeout_seconds, max_memory_mb):
+            seen.append(max_memory_mb)
 
-    monkeypatch.setattr(toolkit.evaluate, "measure_isolated", measure_isolated)
+        def result(self, on_poll=lambda: None):
+            return "error", "not measured here"
+
+        def alive(self):
+            return False
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(toolkit.evaluate, "IsolatedRun", NotMeasured)
     out = copy_of(exported_dir, tmp_path)
     result = invoke("compare", "--out", out, "--max-memory", "300")
     assert result.exit_code == 4 and seen == [300] * len(seen) and seen

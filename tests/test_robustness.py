@@ -357,20 +357,31 @@ def test_int8_tflite_with_an_invalid_scale_is_refused(exported_dir, tmp_path, te
 
 
 def _fake_measure(bad: dict[str, float]):
-    """A measure_isolated stand-in: uniform scores, or the value in `bad` for those artifacts."""
+    """A stand-in for compare's worker: uniform scores, or the value in `bad` for those
+    artifacts, without starting a process."""
 
-    def measure_isolated(runner_class, path, test_images, config):
-        value = bad.get(Path(path).name, 0.1)
-        return "ok", {
-            "outputs": np.full((len(test_images), 10), value, np.float32),
-            "latencies_ns": np.array([1_000, 2_000, 3_000]),
-            "throughput_ips": 1000.0,
-            "load_ms": 1.0,
-            "peak_rss_mb": 100.0,
-            "extras": {},
-        }
+    class FakeRun:
+        def __init__(self, target, args, timeout_seconds, max_memory_mb):
+            _, path, self.data = args[:3]
+            self.value = bad.get(Path(path).name, 0.1)
 
-    return measure_isolated
+        def result(self, on_poll=lambda: None):
+            return "ok", {
+                "outputs": np.full((len(self.data), 10), self.value, np.float32),
+                "latencies_ns": np.array([1_000, 2_000, 3_000]),
+                "throughput_ips": 1000.0,
+                "load_ms": 1.0,
+                "peak_rss_mb": 100.0,
+                "extras": {},
+            }
+
+        def alive(self):
+            return False
+
+        def stop(self):
+            pass
+
+    return FakeRun
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
@@ -378,13 +389,14 @@ def test_non_finite_outputs_are_a_failed_row_not_a_score(exported_dir, dataset, 
     import toolkit.evaluate as evaluate
     from toolkit.artifacts import load_manifest
 
-    monkeypatch.setattr(evaluate, "measure_isolated", _fake_measure({"model_int8.tflite": value}))
+    monkeypatch.setattr(evaluate, "IsolatedRun", _fake_measure({"model_int8.tflite": value}))
     report = evaluate.measure_rows(
         exported_dir,
         load_manifest(exported_dir),
         dataset.test_images[:50],
         dataset.test_labels[:50],
         evaluate.MeasureConfig(),
+        runtimes=["keras", "tensorflow", "litert", "onnxruntime"],
     )
     rows = {row.artifact: row for row in report.rows}
     bad = rows.pop("model_int8.tflite")
@@ -402,8 +414,8 @@ def test_compare_command_reports_non_finite_outputs_as_failed(exported_dir, tmp_
 
     out = copy_of(exported_dir, tmp_path)
     bad = {"model_int8.tflite": float("nan")}
-    monkeypatch.setattr(evaluate, "measure_isolated", _fake_measure(bad))
-    result = invoke("compare", "--out", out, "--max-accuracy-drop", "100")
+    monkeypatch.setattr(evaluate, "IsolatedRun", _fake_measure(bad))
+    result = invoke("compare", "--out", out, "--max-accuracy-drop", "100", "--runtime", "litert")
     assert result.exit_code == ExitCode.GATE, result.output
     assert "gate: model_int8.tflite: could not be measured: outputs contain NaN" in result.output
     report = json.loads((out / "report" / "report.json").read_text())
@@ -416,7 +428,7 @@ def test_compare_refuses_a_reference_with_non_finite_outputs(exported_dir, tmp_p
     import toolkit.evaluate as evaluate
 
     out = copy_of(exported_dir, tmp_path)
-    monkeypatch.setattr(evaluate, "measure_isolated", _fake_measure({"model.keras": np.nan}))
+    monkeypatch.setattr(evaluate, "IsolatedRun", _fake_measure({"model.keras": np.nan}))
     result = invoke("compare", "--out", out)
     assert_refused(result, 4, out / "model.keras", "NaN")
 

@@ -125,17 +125,40 @@ class EvalData:
         )
 
 
-def measure(runner_class, path: Path, data: EvalData, config: MeasureConfig) -> dict:
+@dataclass(frozen=True)
+class Handoff:
+    """How a worker shares the machine with the one before it: it imports its runtime while the
+    previous worker loads and computes outputs, then waits for `go` (the previous one is done);
+    it times only after `may_time` (the next one has finished importing), so no import ever
+    runs beside a timing loop and no two timing loops run at once."""
+
+    ready: object  # multiprocessing.Event: set by this worker once its runtime is imported
+    go: object  # set by the parent when the previous worker has finished
+    may_time: object  # set by the parent when the next worker is ready (or there is none)
+
+    @classmethod
+    def create(cls, context) -> Handoff:
+        return cls(context.Event(), context.Event(), context.Event())
+
+
+def measure(
+    runner_class, path: Path, data: EvalData, config: MeasureConfig, handoff: Handoff | None = None
+) -> dict:
     """Load time, outputs for every input, batch-1 latency and batch throughput of one artifact."""
     from toolkit import quiet_stderr
 
     with quiet_stderr():
         importlib.import_module(runner_class.module)  # load time is the session, not imports
+        if handoff is not None:
+            handoff.ready.set()
+            handoff.go.wait()
         start = time.perf_counter_ns()
         runner = runner_class(path, config.threads)
         load_ms = (time.perf_counter_ns() - start) / 1e6
     with runner:
         outputs = data.outputs(runner.predict)
+        if handoff is not None:
+            handoff.may_time.wait()
         latencies = time_calls(
             runner.bind(data.inputs(0, 1)), config.runs, config.max_seconds, config.warmup
         )
@@ -172,13 +195,13 @@ def _outcome(runner_class, task: Callable[[], object]) -> tuple[str, object]:
         )
 
 
-def _worker(connection, runner_class, path, data, config) -> None:
+def _worker(connection, runner_class, path, data, config, handoff=None) -> None:
     """Entry point of a measuring process: sends ("ok", result), ("unsupported", reason) or
     ("error", one line)."""
     import toolkit  # noqa: F401 - sets the TF log level before any runtime loads
 
     def task():
-        return measure(runner_class, path, data, config)
+        return measure(runner_class, path, data, config, handoff)
 
     try:
         status, result = _outcome(runner_class, task)
@@ -231,37 +254,58 @@ def _rss_mb(pid: int) -> float:
     return int(kb) / 1024
 
 
-def run_isolated(target, args: tuple, timeout_seconds: float, max_memory_mb: float) -> tuple:
-    """Runs `target(connection, *args)` in a spawned process and returns what it sends; a crash,
-    a hang, or memory over `max_memory_mb` stops it and becomes ("error", reason).
+class IsolatedRun:
+    """`target(connection, *args)` in a spawned process: started now, waited for later, so the
+    next worker can import while this one works. A crash, a hang or memory over
+    `max_memory_mb` stops it and becomes ("error", reason)."""
 
-    The wait checks for interrupts, so Ctrl-C stops the worker at once.
-    """
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_isolated_entry, args=(os.getpid(), target, sender, *args), daemon=True
-    )
-    process.start()
-    sender.close()
-    deadline = time.monotonic() + timeout_seconds
-    try:
-        while not receiver.poll(POLL_SECONDS):  # also True once the worker died: recv says EOF
-            interrupts.check()
-            if _rss_mb(process.pid) > max_memory_mb:
-                return "error", f"stopped: used more than --max-memory {max_memory_mb:g} MB"
-            if time.monotonic() > deadline:
-                return "error", f"timed out after {timeout_seconds:g} s"
+    def __init__(self, target, args: tuple, timeout_seconds: float, max_memory_mb: float):
+        context = multiprocessing.get_context("spawn")
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_isolated_entry, args=(os.getpid(), target, sender, *args), daemon=True
+        )
+        self._process.start()
+        sender.close()
+        self.timeout_seconds, self.max_memory_mb = timeout_seconds, max_memory_mb
+
+    def result(self, on_poll: Callable[[], None] = lambda: None) -> tuple:
+        """What the worker sends; the wait checks for interrupts (Ctrl-C stops the worker at
+        once) and calls `on_poll` every POLL_SECONDS."""
+        deadline = time.monotonic() + self.timeout_seconds
+        process, receiver = self._process, self._receiver
         try:
-            return receiver.recv()
-        except EOFError:  # the worker died before sending anything
-            process.join(5)
-            return "error", _describe_exit(process.exitcode)
-    finally:
-        if process.is_alive():
-            process.kill()
-        process.join(5)
-        receiver.close()
+            while not receiver.poll(POLL_SECONDS):  # also True once the worker died
+                interrupts.check()
+                on_poll()
+                if _rss_mb(process.pid) > self.max_memory_mb:
+                    return (
+                        "error",
+                        f"stopped: used more than --max-memory {self.max_memory_mb:g} MB",
+                    )
+                if time.monotonic() > deadline:
+                    return "error", f"timed out after {self.timeout_seconds:g} s"
+            try:
+                return receiver.recv()
+            except EOFError:  # the worker died before sending anything
+                process.join(5)
+                return "error", _describe_exit(process.exitcode)
+        finally:
+            self.stop()
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(5)
+        self._receiver.close()
+
+
+def run_isolated(target, args: tuple, timeout_seconds: float, max_memory_mb: float) -> tuple:
+    """Runs `target(connection, *args)` in a spawned process and returns what it sends."""
+    return IsolatedRun(target, args, timeout_seconds, max_memory_mb).result()
 
 
 def measure_isolated(
@@ -404,26 +448,61 @@ def measure_rows(
     return _report(out, manifest, results, labels, len(items), config)
 
 
+def _skipped(planned) -> bool:
+    artifact, runner_class = planned
+    return runner_class.known_unsupported(artifact) is not None
+
+
 def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, dict | str]]:
-    results = []
-    for artifact, runner_class in plan:  # run every artifact first, compare afterwards
-        interrupts.check()
-        if reason := runner_class.known_unsupported(artifact):
-            status, result = UNSUPPORTED, reason
-        else:
-            status, result = measure_isolated(runner_class, out / artifact.path, data, config)
-        base = Row(
-            artifact.name,
-            artifact.format,
-            artifact.variant,
-            runner_class.runtime,
-            artifact.size_bytes,
-            status=status if status != "error" else FAILED,
-            compatibility=artifact.compatibility,
-            quantization=artifact.quantization,
-        )
-        results.append((base, result))
-        on_row(base)
+    """Every planned row, each in its own worker; the next worker is started (and imports its
+    runtime) while the current one loads and computes outputs, never while it times."""
+    context = multiprocessing.get_context("spawn")
+
+    def start(artifact, runner_class) -> tuple[IsolatedRun, Handoff] | None:
+        if runner_class.known_unsupported(artifact):
+            return None
+        handoff = Handoff.create(context)
+        args = (runner_class, out / artifact.path, data, config, handoff)
+        return IsolatedRun(_worker, args, config.timeout_seconds, config.max_memory_mb), handoff
+
+    results, started = [], {}
+    try:
+        for i, (artifact, runner_class) in enumerate(plan):
+            interrupts.check()
+            current = started.pop(i, None) or start(artifact, runner_class)
+            if current is None:
+                status, result = UNSUPPORTED, runner_class.known_unsupported(artifact)
+            else:
+                run, handoff = current
+                handoff.go.set()
+                following = next(
+                    (j for j in range(i + 1, len(plan)) if not _skipped(plan[j])), None
+                )
+                upcoming = None
+                if following is not None:
+                    upcoming = started[following] = start(*plan[following])
+
+                def allow_timing(handoff=handoff, upcoming=upcoming):
+                    # A next worker that died while importing cannot hold this one back.
+                    if upcoming is None or upcoming[1].ready.is_set() or not upcoming[0].alive():
+                        handoff.may_time.set()
+
+                status, result = run.result(on_poll=allow_timing)
+            base = Row(
+                artifact.name,
+                artifact.format,
+                artifact.variant,
+                runner_class.runtime,
+                artifact.size_bytes,
+                status=status if status != "error" else FAILED,
+                compatibility=artifact.compatibility,
+                quantization=artifact.quantization,
+            )
+            results.append((base, result))
+            on_row(base)
+    finally:
+        for run, _ in started.values():
+            run.stop()
     return results
 
 
