@@ -10,7 +10,8 @@ from toolkit.errors import ToolkitWarning
 from toolkit.exporting import selected_variants
 
 QUICK = {"runs": 20, "max_seconds": 0.2, "batch_size": 8}
-COUNT = 96  # items per split: enough for calibration, small enough to stay fast
+COUNT = 64  # items per split: enough for calibration, small enough to stay fast
+CALIBRATION = 32  # int8 calibration and per-layer error samples: a few suffice for the checks
 
 
 def _trained(build, images, labels, steps_per_epoch=3):
@@ -47,7 +48,9 @@ def _export_and_compare(tmp_path, model_path, data, **compare_kwargs):
     import toolkit
 
     out = tmp_path / "out"
-    manifest = toolkit.export(out, model=model_path, data=data, formats=FORMATS)
+    manifest = toolkit.export(
+        out, model=model_path, data=data, formats=FORMATS, calib_samples=CALIBRATION
+    )
     assert manifest.left_out == [], manifest.left_out
     assert len(manifest.artifacts) == len(selected_variants(FORMATS))
     report = toolkit.compare(out, **QUICK, runtimes=RUNTIMES, **compare_kwargs)
@@ -91,7 +94,7 @@ def test_visual_wake_words_from_an_image_folder(tmp_path):
     model = models.vww_mobilenet_v1()
     model_path = tmp_path / "vww.keras"
     model.save(model_path)
-    with pytest.warns(ToolkitWarning, match="images resized to 96x96"):
+    with pytest.warns(ToolkitWarning, match=f"{2 * COUNT} images resized to 96x96"):
         out, manifest, report = _export_and_compare(tmp_path, model_path, folder)
     assert manifest.data["kind"] == "images" and manifest.class_names == ["no person", "person"]
     assert manifest.data["calibration"] == "train split"
@@ -133,7 +136,9 @@ def test_real_size_mobilenet_v2_on_unlabelled_data(tmp_path):
     import toolkit
 
     out = tmp_path / "out"
-    manifest = toolkit.export(out, model=model_path, data=data, formats=["tflite", "onnx"])
+    manifest = toolkit.export(
+        out, model=model_path, data=data, formats=["tflite", "onnx"], calib_samples=CALIBRATION
+    )
     assert manifest.data["calibration"] == "evaluation sample" and not manifest.data["labelled"]
     assert len(manifest.class_names) == 1000
     report = toolkit.compare(out, **QUICK, runtimes=["litert"])
