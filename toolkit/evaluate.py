@@ -127,18 +127,20 @@ class EvalData:
 
 @dataclass(frozen=True)
 class Handoff:
-    """How a worker shares the machine with the one before it: it imports its runtime while the
-    previous worker loads and computes outputs, then waits for `go` (the previous one is done);
-    it times only after `may_time` (the next one has finished importing), so no import ever
-    runs beside a timing loop and no two timing loops run at once."""
+    """How a worker shares the machine with the one before it: it is started once the previous
+    worker has loaded its model, imports its runtime while that one computes outputs, then
+    waits for `go` (the previous one is done). A worker times only after `may_time` (the next one
+    has finished importing), so no import runs beside a load or a timing loop, and no two timing
+    loops run at once."""
 
     ready: object  # multiprocessing.Event: set by this worker once its runtime is imported
     go: object  # set by the parent when the previous worker has finished
+    loaded: object  # set by this worker once its model is loaded (load time measured)
     may_time: object  # set by the parent when the next worker is ready (or there is none)
 
     @classmethod
     def create(cls, context) -> Handoff:
-        return cls(context.Event(), context.Event(), context.Event())
+        return cls(context.Event(), context.Event(), context.Event(), context.Event())
 
 
 def measure(
@@ -155,6 +157,8 @@ def measure(
         start = time.perf_counter_ns()
         runner = runner_class(path, config.threads)
         load_ms = (time.perf_counter_ns() - start) / 1e6
+    if handoff is not None:
+        handoff.loaded.set()
     with runner:
         outputs = data.outputs(runner.predict)
         if handoff is not None:
@@ -172,7 +176,10 @@ def measure(
         "latencies_ns": latencies,
         "throughput_ips": len(batch) * len(batch_calls) / (batch_calls.sum() / 1e9),
         "load_ms": load_ms,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent at fork, so every
+        # worker would report at least the parent's size.
+        "peak_rss_mb": _rss_mb(os.getpid(), "VmHWM:")
+        or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "extras": extras,
     }
 
@@ -244,13 +251,14 @@ def _isolated_entry(parent: int, target, *args) -> None:
         target(*args)
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a live process in MB (0 when it is gone)."""
+def _rss_mb(pid: int, field: str = "VmRSS:") -> float:
+    """Resident memory of a live process in MB, now (VmRSS) or at its peak (VmHWM); 0 when it
+    is gone or /proc says nothing."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0.0
-    kb = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    kb = next((line.split()[1] for line in status.splitlines() if line.startswith(field)), 0)
     return int(kb) / 1024
 
 
@@ -478,16 +486,19 @@ def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, 
                 following = next(
                     (j for j in range(i + 1, len(plan)) if not _skipped(plan[j])), None
                 )
-                upcoming = None
-                if following is not None:
-                    upcoming = started[following] = start(*plan[following])
 
-                def allow_timing(handoff=handoff, upcoming=upcoming):
-                    # A next worker that died while importing cannot hold this one back.
+                def pace(handoff=handoff, following=following):
+                    """Starts the next worker once this one has loaded; lets this one time once
+                    the next has imported (or died trying, which must not hold it back)."""
+                    if following is not None and following not in started:
+                        if not handoff.loaded.is_set():
+                            return
+                        started[following] = start(*plan[following])
+                    upcoming = started.get(following)
                     if upcoming is None or upcoming[1].ready.is_set() or not upcoming[0].alive():
                         handoff.may_time.set()
 
-                status, result = run.result(on_poll=allow_timing)
+                status, result = run.result(on_poll=pace)
             base = Row(
                 artifact.name,
                 artifact.format,

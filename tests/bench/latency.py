@@ -18,7 +18,7 @@ import numpy as np
 
 from tests.bench.runs import BenchError, interleave, median, run_timed
 from tests.bench.summary import Ratio
-from toolkit.evaluate import MeasureConfig, measure, measure_isolated
+from toolkit.evaluate import EvalData, MeasureConfig, measure, run_isolated
 from toolkit.metrics import latency_percentiles
 
 PRINTED_MEDIAN = re.compile(r"Inference \(median\):\s+([0-9.]+) ms")
@@ -39,30 +39,54 @@ def bare_invoke_loop(invoke: Callable[[], object], runs: int, warmup: int) -> np
     return samples
 
 
-def toolkit_and_bare_p50(path: Path, images: np.ndarray, config: MeasureConfig) -> dict:
-    """Both p50s in ms from one process: compare's measurement, then the bare loop."""
-    from toolkit import quiet_stderr
-    from toolkit.runners import LiteRTRunner
+def runner_bare_call(runner_class, path: Path, data: EvalData, threads: int):
+    """The bare call a runner binds (LiteRT: `invoke()` on the input already set)."""
+    runner = runner_class(path, threads)
+    return runner.bind(data.inputs(0, 1))
 
-    toolkit_ns = measure(LiteRTRunner, path, images, config)["latencies_ns"]
-    with quiet_stderr(), LiteRTRunner(path, config.threads) as runner:
-        bare_ns = bare_invoke_loop(runner.bind(images[:1]), config.runs, config.warmup)
+
+def toolkit_and_bare_p50(
+    runner_class, path: Path, data: EvalData, config: MeasureConfig, bare_call=runner_bare_call
+) -> dict:
+    """Both p50s in ms from one process: compare's measurement, then the bare loop of
+    `bare_call(runner_class, path, data, threads)`."""
+    from toolkit import quiet_stderr
+
+    toolkit_ns = measure(runner_class, path, data, config)["latencies_ns"]
+    with quiet_stderr():
+        call = bare_call(runner_class, path, data, config.threads)
+    bare_ns = bare_invoke_loop(call, config.runs, config.warmup)
     return {
         "toolkit_p50_ms": latency_percentiles(toolkit_ns)["p50"],
         "bare_p50_ms": latency_percentiles(bare_ns)["p50"],
     }
 
 
-def _worker(connection, runtime, path, test_images, config) -> None:
+def _worker(connection, runner_class, path, data, config, bare_call=runner_bare_call) -> None:
     """measure_isolated's worker contract: sends ("ok", result) or ("error", reason)."""
-    from toolkit.data import normalize
-
     try:
-        connection.send(("ok", toolkit_and_bare_p50(path, normalize(test_images), config)))
+        result = toolkit_and_bare_p50(runner_class, path, data, config, bare_call)
+        connection.send(("ok", result))
     except Exception as exc:  # noqa: BLE001 - the caller turns it into a BenchError
         connection.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         connection.close()
+
+
+def tutorial_data(folder: Path, test_images: np.ndarray) -> EvalData:
+    """Fashion-MNIST pixels as compare's workers read them."""
+    from toolkit.data import TUTORIAL_PREPROCESSING
+
+    return EvalData.write(test_images, folder, TUTORIAL_PREPROCESSING, (28, 28))
+
+
+def timed_in_worker(runner_class, path: Path, data: EvalData, config, bare_call=runner_bare_call):
+    """toolkit_and_bare_p50 in its own worker, as compare would run it."""
+    args = (runner_class, path, data, config, bare_call)
+    status, result = run_isolated(_worker, args, config.timeout_seconds, config.max_memory_mb)
+    if status != "ok":
+        raise BenchError(f"{path.name} in {runner_class.runtime}: timing failed: {result}")
+    return result
 
 
 def litert_tool_median(path: Path, config: MeasureConfig, log: Path) -> dict:
@@ -81,24 +105,21 @@ def litert_tool_median(path: Path, config: MeasureConfig, log: Path) -> dict:
     }
 
 
-def measure_in_worker(path: Path, test_images: np.ndarray, config: MeasureConfig) -> dict:
-    status, result = measure_isolated("litert", path, test_images, config, worker=_worker)
-    if status != "ok":
-        raise BenchError(f"{path.name}: toolkit/bare timing failed: {result}")
-    return result
-
-
 def compare_litert_timings(
     out: Path, names: list[str], test_images: np.ndarray, config: MeasureConfig, reps: int, logs
 ) -> list[dict]:
     """Per .tflite: worker and tool in turn, `reps` rounds; medians of each p50 and both ratios."""
+    from toolkit.runners import LiteRTRunner
+
+    scratch = tempfile.TemporaryDirectory(prefix="bench-data-")
+    data = tutorial_data(Path(scratch.name), test_images)
     rows = []
     for name in names:
         path = out / name
         runs = interleave(
             reps,
             {
-                "worker": lambda rep, path=path: measure_in_worker(path, test_images, config),
+                "worker": lambda rep, path=path: timed_in_worker(LiteRTRunner, path, data, config),
                 "tool": lambda rep, path=path: litert_tool_median(
                     path, config, logs / f"litert-tool-{path.stem}-{rep}.log"
                 ),

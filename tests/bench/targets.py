@@ -7,6 +7,7 @@ exports an untrained tutorial-sized model there (timing and footprint depend on 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -14,11 +15,10 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from tests.bench.latency import GOAL_BARE, bare_invoke_loop
-from tests.bench.runs import BenchError, interleave, median
+from tests.bench.latency import GOAL_BARE, timed_in_worker, tutorial_data
+from tests.bench.runs import interleave, median
 from tests.bench.summary import Ratio, ratio_table
-from toolkit.evaluate import MeasureConfig, measure, measure_isolated
-from toolkit.metrics import latency_percentiles
+from toolkit.evaluate import MeasureConfig
 
 # (runtime, artifact): each new runtime on a float32 and an int8 file.
 TIMED = (
@@ -52,43 +52,17 @@ def bare_call(runtime: str, path: Path, threads: int) -> Callable[[], object]:
     return request.infer
 
 
-def toolkit_and_bare_p50(runtime: str, path: Path, images: np.ndarray, config) -> dict:
-    """Both p50s in ms from one process: compare's measurement, then the bare loop."""
-    from toolkit import quiet_stderr
-
-    toolkit_ns = measure(runtime, path, images, config)["latencies_ns"]
-    with quiet_stderr():
-        call = bare_call(runtime, path, config.threads)
-    bare_ns = bare_invoke_loop(call, config.runs, config.warmup)
-    return {
-        "toolkit_p50_ms": latency_percentiles(toolkit_ns)["p50"],
-        "bare_p50_ms": latency_percentiles(bare_ns)["p50"],
-    }
-
-
-def _worker(connection, runtime, path, test_images, config) -> None:
-    """measure_isolated's worker contract: sends ("ok", result) or ("error", reason)."""
-    from toolkit.data import normalize
-
-    try:
-        result = toolkit_and_bare_p50(runtime, path, normalize(test_images), config)
-        connection.send(("ok", result))
-    except Exception as exc:  # noqa: BLE001 - the caller turns it into a BenchError
-        connection.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        connection.close()
-
-
 def target_timings(out: Path, test_images, config: MeasureConfig, reps: int) -> list[dict]:
     """Per (runtime, artifact): `reps` worker rounds; median p50s and the bare-call ratio."""
+    from toolkit.runners import RUNNERS
+
+    scratch = tempfile.TemporaryDirectory(prefix="bench-data-")
+    data = tutorial_data(Path(scratch.name), test_images)
     rows = []
     for runtime, name in TIMED:
 
         def timed(rep, runtime=runtime, path=out / name):
-            status, result = measure_isolated(runtime, path, test_images, config, worker=_worker)
-            if status != "ok":
-                raise BenchError(f"{path.name} in {runtime}: toolkit/bare timing failed: {result}")
-            return result
+            return timed_in_worker(RUNNERS[runtime], path, data, config, own_bare_call)
 
         runs = interleave(reps, {"worker": timed})["worker"]
         row = {"runtime": runtime, "artifact": name, "reps": runs}
@@ -97,6 +71,11 @@ def target_timings(out: Path, test_images, config: MeasureConfig, reps: int) -> 
         row["bare_call_ratio"] = row["toolkit_p50_ms"] / row["bare_p50_ms"]
         rows.append(row)
     return rows
+
+
+def own_bare_call(runner_class, path: Path, data, threads: int):
+    """The runtime's own API, built without the runner (the floor the runner is held to)."""
+    return bare_call(runner_class.runtime, path, threads)
 
 
 def micro_footprint(out: Path) -> dict:
@@ -135,8 +114,10 @@ def export_tutorial_sized_model(out: Path) -> None:
 
     import_tensorflow()
     out.mkdir(parents=True, exist_ok=True)
-    context = ExportContext(calibration_images(load_dataset(), 500), out / "model.keras", 17)
     model, wanted = build_mlp(), {name for _, name in TIMED}
+    model.save(out / "model.keras")
+    calibration = calibration_images(load_dataset(), 500)
+    context = ExportContext(model, out / "model.keras", calibration, 17, out / ".build")
     for variant in [*EXPORTERS["tflite"], *EXPORTERS["onnx"]]:
         if variant.filename in wanted:
             variant.write(model, out / variant.filename, context)
