@@ -24,3 +24,11 @@ def check_runner_contract(runner_class, tiny, format_name: str, variant: str, to
         inputs, outputs_detail = runner.io_details()
         assert len(inputs) == 1 and len(outputs_detail) == 1
         assert runner.runtime and runner.package and runner.suffixes
+
+
+def predict_with(runtime: str, path, images):
+    """`images` through `path` in the registered runtime."""
+    from toolkit.runners import RUNNERS
+
+    with RUNNERS[runtime](path) as runner:
+        return runner.predict(images)

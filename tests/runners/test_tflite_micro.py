@@ -3,18 +3,9 @@
 import numpy as np
 import pytest
 
+from tests.runners.contract import predict_with as _predict
 from toolkit.runners import RUNNERS
 from toolkit.runners.base import Unsupported
-
-
-@pytest.fixture(scope="module")
-def images():
-    return np.random.default_rng(1).random((40, 28, 28), dtype=np.float32)
-
-
-def _predict(runtime, path, images):
-    with RUNNERS[runtime](path) as runner:
-        return runner.predict(images)
 
 
 def test_float32_matches_litert(tiny_model_dir, images):
