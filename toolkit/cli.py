@@ -163,29 +163,22 @@ def train(
     ] = False,
 ) -> None:
     """Train the tutorial model on Fashion-MNIST; writes model.keras, training/ and plots/."""
-    from toolkit import import_tensorflow
     from toolkit.artifacts import OutputLock
-    from toolkit.data import load_dataset
-    from toolkit.model import TrainConfig, save_training_outputs
-    from toolkit.model import train as train_model
+    from toolkit.model import TrainConfig, run_training
 
-    import_tensorflow()
+    def warn_if_unverified(dataset) -> None:
+        if not dataset.verified:
+            _labelled(
+                "[yellow]warning:[/]",
+                f"{dataset.source}: files differ from the published Fashion-MNIST digests "
+                "(another IDX dataset?)",
+            )
 
-    dataset = load_dataset(data_dir)
-    if not dataset.verified:
-        _labelled(
-            "[yellow]warning:[/]",
-            f"{dataset.source}: files differ from the published Fashion-MNIST digests "
-            "(another IDX dataset?)",
-        )
     config = TrainConfig(
         arch=Arch(arch).value, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit
     )
     with OutputLock(out), _EpochProgress(epochs) as progress:
-        result = train_model(
-            dataset, config, out / "training" / "checkpoint", resume=resume, on_progress=progress
-        )
-        save_training_outputs(out, dataset, result)
+        result = run_training(out, config, data_dir, resume, warn_if_unverified, progress)
     m = result.metrics
     console.print(
         f"test accuracy {m['test_accuracy']:.4f}  loss {m['test_loss']:.4f}  "

@@ -95,9 +95,14 @@ class Dataset:
         return CLASS_NAMES
 
 
+# The tutorial's preprocessing divides pixels by this; training does the same division in its
+# compiled program (toolkit.model), bit for bit.
+PIXEL_SCALE = np.float32(255.0)
+
+
 def normalize(images: np.ndarray) -> np.ndarray:
     """The tutorial's preprocessing (divide by 255) as float32: the one place it is defined."""
-    return np.asarray(images, dtype=np.float32) / np.float32(255.0)
+    return np.asarray(images, dtype=np.float32) / PIXEL_SCALE
 
 
 def candidate_dirs(data_dir: Path | None = None) -> list[Path]:

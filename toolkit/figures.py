@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -19,25 +21,48 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Writes `fig` as a PNG atomically and frees it (pyplot keeps every open figure alive)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+def png_bytes(fig) -> bytes:
+    """`fig` as PNG bytes, then freed (pyplot keeps every open figure alive)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, bbox_inches="tight", format="png")
     pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def write_png(data: bytes, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 
-def plot_sample_image(image: np.ndarray, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Writes `fig` as a PNG atomically and frees it."""
+    return write_png(png_bytes(fig), path)
+
+
+def render_png(draw, *args) -> bytes:
+    """`draw(*args)`'s figure as PNG bytes: the task a figure worker process runs."""
+    return png_bytes(draw(*args))
+
+
+def start_figure_worker() -> None:
+    """A figure worker's initializer: Ctrl-C is the parent's to handle; pyplot loads now, while
+    the parent is busy, rather than when the first figure is due."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pyplot()
+
+
+def sample_image_figure(image: np.ndarray):
     """The tutorial's first look at a training image, raw pixel values with a colour bar."""
     plt = pyplot()
     fig = plt.figure()
     plt.imshow(image)
     plt.colorbar()
     plt.grid(False)
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_class_grid(images: np.ndarray, labels: np.ndarray, class_names, path: Path) -> Path:
+def class_grid_figure(images: np.ndarray, labels: np.ndarray, class_names):
     """The first 25 training images with their class names."""
     plt = pyplot()
     fig = plt.figure(figsize=(10, 10))
@@ -48,10 +73,10 @@ def plot_class_grid(images: np.ndarray, labels: np.ndarray, class_names, path: P
         plt.grid(False)
         plt.imshow(images[i], cmap=plt.cm.binary)
         plt.xlabel(class_names[labels[i]])
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_training_curves(history: dict[str, list[float]], path: Path) -> Path:
+def training_curves_figure(history: dict[str, list[float]]):
     """Loss and accuracy per epoch."""
     plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -62,7 +87,7 @@ def plot_training_curves(history: dict[str, list[float]], path: Path) -> Path:
     ax_acc.set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(True, alpha=0.3)
-    return save_figure(fig, path)
+    return fig
 
 
 def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_names) -> None:
@@ -87,7 +112,7 @@ def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_n
         bars[true_label].set_color("blue")
 
 
-def plot_predictions(images, probabilities, labels, class_names, path: Path, rows=5, cols=3):
+def predictions_figure(images, probabilities, labels, class_names, rows=5, cols=3):
     """The tutorial's grid: each test image beside its probability bars (right blue, wrong red)."""
     plt = pyplot()
     count = min(rows * cols, len(images))
@@ -102,7 +127,7 @@ def plot_predictions(images, probabilities, labels, class_names, path: Path, row
             class_names,
         )
     plt.tight_layout()
-    return save_figure(fig, path)
+    return fig
 
 
 def plot_image_predictions(images, probabilities, labels, class_names, path: Path) -> Path:
@@ -130,7 +155,7 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
     return counts
 
 
-def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
+def confusion_matrix_figure(labels, predicted, class_names):
     """Which classes the model mixes up on the test set (Shirt vs T-shirt/top, mostly)."""
     plt = pyplot()
     counts = confusion_matrix(labels, predicted, len(class_names))
@@ -152,29 +177,4 @@ def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
             fontsize=7,
             color="white" if n > threshold else "black",
         )
-    return save_figure(fig, path)
-
-
-def plot_training_figures(dataset, history, test_probabilities, folder: Path) -> list[Path]:
-    """All five training figures into `folder`."""
-    predicted = np.argmax(test_probabilities, axis=1)
-    return [
-        plot_sample_image(dataset.train_images[0], folder / "sample_image.png"),
-        plot_class_grid(
-            dataset.train_images,
-            dataset.train_labels,
-            dataset.class_names,
-            folder / "class_grid.png",
-        ),
-        plot_training_curves(history, folder / "training_curves.png"),
-        plot_predictions(
-            dataset.test_images,
-            test_probabilities,
-            dataset.test_labels,
-            dataset.class_names,
-            folder / "predictions.png",
-        ),
-        plot_confusion_matrix(
-            dataset.test_labels, predicted, dataset.class_names, folder / "confusion_matrix.png"
-        ),
-    ]
+    return fig
