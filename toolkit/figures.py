@@ -92,19 +92,29 @@ def training_curves_figure(history: dict[str, list[float]]):
 
 def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_names) -> None:
     """The tutorial's per-image panel: the image with predicted/true label, and the ten bars."""
-    predicted = int(np.argmax(probabilities))
-    colour = "blue" if true_label is None or predicted == true_label else "red"
+    draw_question(ax_image, ax_bars, image, len(class_names))
+    draw_answer(ax_image, ax_bars, probabilities, true_label, class_names)
+
+
+def draw_question(ax_image, ax_bars, image, classes: int) -> None:
+    """The half of a panel known before the model answers: the image, both axes' ticks."""
     ax_image.grid(False)
     ax_image.set_xticks([])
     ax_image.set_yticks([])
     ax_image.imshow(image, cmap="binary")
+    ax_bars.grid(False)
+    ax_bars.set_xticks(range(classes))
+    ax_bars.set_yticks([])
+
+
+def draw_answer(ax_image, ax_bars, probabilities, true_label, class_names) -> None:
+    """The model's half of a panel: predicted class and confidence, the ten bars."""
+    predicted = int(np.argmax(probabilities))
+    colour = "blue" if true_label is None or predicted == true_label else "red"
     truth = "" if true_label is None else f" ({class_names[true_label]})"
     ax_image.set_xlabel(
         f"{class_names[predicted]} {100 * np.max(probabilities):2.0f}%{truth}", color=colour
     )
-    ax_bars.grid(False)
-    ax_bars.set_xticks(range(len(class_names)))
-    ax_bars.set_yticks([])
     bars = ax_bars.bar(range(len(class_names)), probabilities, color="#777777")
     ax_bars.set_ylim([0, 1])
     bars[predicted].set_color("red")
@@ -112,22 +122,45 @@ def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_n
         bars[true_label].set_color("blue")
 
 
-def predictions_figure(images, probabilities, labels, class_names, rows=5, cols=3):
-    """The tutorial's grid: each test image beside its probability bars (right blue, wrong red)."""
+PREDICTION_ROWS, PREDICTION_COLUMNS = 5, 3
+PREDICTIONS_SHOWN = PREDICTION_ROWS * PREDICTION_COLUMNS
+
+
+def predictions_grid(images, class_names):
+    """The tutorial's grid before the model has answered: every panel's axes and image."""
     plt = pyplot()
-    count = min(rows * cols, len(images))
+    rows, cols = PREDICTION_ROWS, PREDICTION_COLUMNS
     fig = plt.figure(figsize=(2 * 2 * cols, 2 * rows))
-    for i in range(count):
-        draw_prediction(
-            plt.subplot(rows, 2 * cols, 2 * i + 1),
-            plt.subplot(rows, 2 * cols, 2 * i + 2),
-            images[i],
-            probabilities[i],
-            int(labels[i]),
-            class_names,
-        )
-    plt.tight_layout()
+    panels = []
+    for i in range(min(PREDICTIONS_SHOWN, len(images))):
+        panel = plt.subplot(rows, 2 * cols, 2 * i + 1), plt.subplot(rows, 2 * cols, 2 * i + 2)
+        draw_question(*panel, images[i], len(class_names))
+        panels.append(panel)
+    return fig, panels
+
+
+def answer_predictions(fig, panels, probabilities, labels, class_names):
+    """Fills a predictions_grid in: each image's bars (right blue, wrong red) and label."""
+    for i, panel in enumerate(panels):
+        draw_answer(*panel, probabilities[i], int(labels[i]), class_names)
+    fig.tight_layout()
     return fig
+
+
+def predictions_worker(connection) -> None:
+    """A process drawing predictions.png: the grid as soon as the test images come (while the
+    model trains), the answers when the probabilities come; then the PNG bytes go back.
+
+    Whoever holds the other end closing it (training failed) ends the process quietly.
+    """
+    start_figure_worker()
+    try:
+        images, labels, class_names = connection.recv()
+        grid = predictions_grid(images, class_names)
+        probabilities = connection.recv()
+        connection.send(png_bytes(answer_predictions(*grid, probabilities, labels, class_names)))
+    except (EOFError, BrokenPipeError):
+        return
 
 
 def plot_image_predictions(images, probabilities, labels, class_names, path: Path) -> Path:

@@ -346,23 +346,37 @@ def thread_settings() -> dict[str, int]:
     }
 
 
+TRAINING_FIGURES = (
+    "sample_image.png",
+    "class_grid.png",
+    "training_curves.png",
+    "predictions.png",
+    "confusion_matrix.png",
+)
+
+
 class FigureWorkers:
     """Two spawned processes that draw the training figures while this one trains and saves.
 
-    Drawing takes longer than training's saving and nothing here needs it on the critical path;
-    figures come back as PNG bytes and are written only once training has succeeded, so an
-    interrupted or failed run leaves the previous plots/ as they were.
+    Drawing takes longer than training's saving and nothing here needs it on the critical path.
+    The slowest figure, predictions.png, has a process of its own that draws everything but the
+    model's answers while the model trains; the others go to a one-process pool. Figures come
+    back as PNG bytes and are written only once training has succeeded, so an interrupted or
+    failed run leaves the previous plots/ as they were.
     """
 
     def __init__(self):
         import multiprocessing
 
-        from toolkit.figures import start_figure_worker
+        from toolkit.figures import predictions_worker, start_figure_worker
 
-        self.pool = ProcessPoolExecutor(
-            2, mp_context=multiprocessing.get_context("spawn"), initializer=start_figure_worker
-        )
+        context = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(1, mp_context=context, initializer=start_figure_worker)
         self.pending: dict[str, Future] = {}
+        self.predictions, child_end = context.Pipe()
+        self.predictions_process = context.Process(target=predictions_worker, args=(child_end,))
+        self.predictions_process.start()
+        child_end.close()  # so the worker sees EOF when this side closes
 
     def draw(self, name: str, draw: Callable, *args) -> None:
         from toolkit.figures import render_png
@@ -371,8 +385,11 @@ class FigureWorkers:
 
     def draw_dataset_figures(self, dataset: Dataset) -> None:
         """The figures that need only the dataset: drawn while TensorFlow imports and trains."""
-        from toolkit.figures import class_grid_figure, sample_image_figure
+        from toolkit.figures import PREDICTIONS_SHOWN, class_grid_figure, sample_image_figure
 
+        shown = slice(PREDICTIONS_SHOWN)
+        test = dataset.test_images[shown], dataset.test_labels[shown], dataset.class_names
+        self.predictions.send(test)
         self.draw("sample_image.png", sample_image_figure, dataset.train_images[0])
         self.draw(
             "class_grid.png",
@@ -383,22 +400,14 @@ class FigureWorkers:
         )
 
     def draw_result_figures(self, dataset: Dataset, result: TrainResult) -> None:
-        """The trained model's figures, the slowest first so both workers finish together."""
+        """The trained model's figures: its answers to the predictions worker, rest to the pool."""
         from toolkit.figures import (
+            PREDICTIONS_SHOWN,
             confusion_matrix_figure,
-            predictions_figure,
             training_curves_figure,
         )
 
-        shown = 15  # predictions_figure's 5 rows x 3 columns
-        self.draw(
-            "predictions.png",
-            predictions_figure,
-            dataset.test_images[:shown],
-            result.test_probabilities[:shown],
-            dataset.test_labels[:shown],
-            dataset.class_names,
-        )
+        self.predictions.send(result.test_probabilities[:PREDICTIONS_SHOWN])
         predicted = np.argmax(result.test_probabilities, axis=1)
         self.draw(
             "confusion_matrix.png",
@@ -413,19 +422,19 @@ class FigureWorkers:
         """Waits for every figure and writes it into `folder`, in the order they were asked for."""
         from toolkit.figures import write_png
 
-        order = [
-            "sample_image.png",
-            "class_grid.png",
-            "training_curves.png",
-            "predictions.png",
-            "confusion_matrix.png",
-        ]
-        return [write_png(self.pending[name].result(), folder / name) for name in order]
+        pngs = {name: future.result() for name, future in self.pending.items()}
+        try:
+            pngs["predictions.png"] = self.predictions.recv()
+        except EOFError:
+            raise RuntimeError("the predictions figure's worker process ended early") from None
+        return [write_png(pngs[name], folder / name) for name in TRAINING_FIGURES]
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, *exc):
+        self.predictions.close()
+        self.predictions_process.join()
         self.pool.shutdown(wait=True, cancel_futures=exc_type is not None)
 
 
