@@ -40,16 +40,23 @@ def save_figure(fig, path: Path) -> Path:
     return write_png(png_bytes(fig), path)
 
 
-def render_png(draw, *args) -> bytes:
-    """`draw(*args)`'s figure as PNG bytes: the task a figure worker process runs."""
-    return png_bytes(draw(*args))
-
-
 def start_figure_worker() -> None:
-    """A figure worker's initializer: Ctrl-C is the parent's to handle; pyplot loads now, while
-    the parent is busy, rather than when the first figure is due."""
+    """A figure worker's start: Ctrl-C is the parent's to handle; pyplot loads now, while the
+    parent is busy, rather than when the first figure is due."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pyplot()
+
+
+def figure_worker(connection) -> None:
+    """A process that draws each (draw, args) it receives and sends back the PNG bytes, in
+    order, until the other end closes."""
+    start_figure_worker()
+    try:
+        while True:
+            draw, args = connection.recv()
+            connection.send(png_bytes(draw(*args)))
+    except (EOFError, ConnectionError):  # the parent closed its end: nothing more to draw
+        return
 
 
 def sample_image_figure(image: np.ndarray):
@@ -159,7 +166,7 @@ def predictions_worker(connection) -> None:
         grid = predictions_grid(images, class_names)
         probabilities = connection.recv()
         connection.send(png_bytes(answer_predictions(*grid, probabilities, labels, class_names)))
-    except (EOFError, BrokenPipeError):
+    except (EOFError, ConnectionError):  # the parent closed its end: nothing more to draw
         return
 
 

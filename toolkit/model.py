@@ -9,7 +9,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -360,28 +360,29 @@ class FigureWorkers:
 
     Drawing takes longer than training's saving and nothing here needs it on the critical path.
     The slowest figure, predictions.png, has a process of its own that draws everything but the
-    model's answers while the model trains; the others go to a one-process pool. Figures come
-    back as PNG bytes and are written only once training has succeeded, so an interrupted or
-    failed run leaves the previous plots/ as they were.
+    model's answers while the model trains; the other process draws the rest in turn. Figures
+    come back as PNG bytes and are written only once training has succeeded, so an interrupted
+    or failed run leaves the previous plots/ as they were. The processes are daemons that end
+    when their pipe closes: nothing waits for their interpreters to shut down.
     """
 
     def __init__(self):
         import multiprocessing
 
-        from toolkit.figures import predictions_worker, start_figure_worker
+        from toolkit.figures import figure_worker, predictions_worker
 
         context = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(1, mp_context=context, initializer=start_figure_worker)
-        self.pending: dict[str, Future] = {}
-        self.predictions, child_end = context.Pipe()
-        self.predictions_process = context.Process(target=predictions_worker, args=(child_end,))
-        self.predictions_process.start()
-        child_end.close()  # so the worker sees EOF when this side closes
+        self.connections = {}
+        for name, worker in (("figures", figure_worker), ("predictions", predictions_worker)):
+            here, there = context.Pipe()
+            context.Process(target=worker, args=(there,), daemon=True).start()
+            there.close()  # so the worker sees EOF when this side closes
+            self.connections[name] = here
+        self.drawn: list[str] = []  # what the figures worker was asked for, in order
 
     def draw(self, name: str, draw: Callable, *args) -> None:
-        from toolkit.figures import render_png
-
-        self.pending[name] = self.pool.submit(render_png, draw, *args)
+        self.connections["figures"].send((draw, args))
+        self.drawn.append(name)
 
     def draw_dataset_figures(self, dataset: Dataset) -> None:
         """The figures that need only the dataset: drawn while TensorFlow imports and trains."""
@@ -389,7 +390,7 @@ class FigureWorkers:
 
         shown = slice(PREDICTIONS_SHOWN)
         test = dataset.test_images[shown], dataset.test_labels[shown], dataset.class_names
-        self.predictions.send(test)
+        self.connections["predictions"].send(test)
         self.draw("sample_image.png", sample_image_figure, dataset.train_images[0])
         self.draw(
             "class_grid.png",
@@ -400,14 +401,14 @@ class FigureWorkers:
         )
 
     def draw_result_figures(self, dataset: Dataset, result: TrainResult) -> None:
-        """The trained model's figures: its answers to the predictions worker, rest to the pool."""
+        """The trained model's figures: its answers to the predictions worker, the rest after."""
         from toolkit.figures import (
             PREDICTIONS_SHOWN,
             confusion_matrix_figure,
             training_curves_figure,
         )
 
-        self.predictions.send(result.test_probabilities[:PREDICTIONS_SHOWN])
+        self.connections["predictions"].send(result.test_probabilities[:PREDICTIONS_SHOWN])
         predicted = np.argmax(result.test_probabilities, axis=1)
         self.draw(
             "confusion_matrix.png",
@@ -419,23 +420,22 @@ class FigureWorkers:
         self.draw("training_curves.png", training_curves_figure, result.history)
 
     def write(self, folder: Path) -> list[Path]:
-        """Waits for every figure and writes it into `folder`, in the order they were asked for."""
+        """Waits for every figure and writes it into `folder`, in TRAINING_FIGURES' order."""
         from toolkit.figures import write_png
 
-        pngs = {name: future.result() for name, future in self.pending.items()}
         try:
-            pngs["predictions.png"] = self.predictions.recv()
-        except EOFError:
-            raise RuntimeError("the predictions figure's worker process ended early") from None
+            pngs = {name: self.connections["figures"].recv() for name in self.drawn}
+            pngs["predictions.png"] = self.connections["predictions"].recv()
+        except (EOFError, ConnectionError):
+            raise RuntimeError("a figure worker process ended before its figures") from None
         return [write_png(pngs[name], folder / name) for name in TRAINING_FIGURES]
 
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, *exc):
-        self.predictions.close()
-        self.predictions_process.join()
-        self.pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+    def __exit__(self, *exc):
+        for connection in self.connections.values():
+            connection.close()
 
 
 def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> list[Path]:

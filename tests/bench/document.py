@@ -203,8 +203,8 @@ def gemm(result: dict) -> str:
             f"{c['median_gflops']:.1f}",
             ", ".join(f"{r:.0f}" for r in c["gflops_reps"]),
         ]
-        for kind, group in peak["candidates"].items()
-        for name, c in group.items()
+        for kind, pooled in peak["peaks"].items()
+        for name, c in pooled["candidates"].items()
     ]
     rows = [
         [
