@@ -32,7 +32,7 @@ def import_tensorflow():
     with quiet_stderr():
         import tensorflow
     # Interpreter shutdown runs one last garbage collection over every object alive, and
-    # TensorFlow's import leaves enough of them to make it 0.6-0.9 s (measured on 2 cores). At
+    # TensorFlow's import leaves enough of them to make it 0.7-0.9 s (measured on 2 cores). At
     # exit nothing is left to reclaim that the OS does not reclaim anyway: freeze them first.
     # Only cyclic garbage is affected; atexit handlers and refcount frees still run.
     atexit.unregister(gc.freeze)

@@ -287,7 +287,7 @@ def short_explanation(artifact: dict, peak: dict) -> str:
         + f"\n\nThe matrix-product kernels take {100 * products:.0f}% of the kernel time and "
         f"run at {profile['product_gflops']:.1f} G op/s inside themselves "
         f"({profile['product_gflops'] / peak_rate:.2f} of the peak); the other "
-        f"{100 * (1 - products):.0f}% goes to the ops listed above them."
+        f"{100 * (1 - products):.0f}% goes to the table's other ops."
     )
 
 
