@@ -497,8 +497,8 @@ def run_training(
     """`toolkit train`: every output in `out`, with only TensorFlow's import, training and
     saving on the critical path.
 
-    The dataset is read and digested in a thread while TensorFlow imports (both mostly leave
-    the GIL: zlib, hashlib, dlopen), and two worker processes draw the figures beside training.
+    The dataset is read and digested in a thread while TensorFlow imports (zlib and hashlib
+    release the GIL for the bulk of that work), and two worker processes draw the figures.
     `on_dataset` sees the dataset before training starts (e.g. to warn that it is not verified).
     """
     from toolkit import import_tensorflow
