@@ -38,8 +38,9 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# `make bench QUICK=1` (or BENCH_QUICK=1) for a short development run; the README quotes the full one.
 bench: setup
-	$(PY) -m tests.bench --out $(OUT)
+	$(PY) -m tests.bench --out $(OUT) $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

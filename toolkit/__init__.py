@@ -26,8 +26,17 @@ def quiet_stderr():
 
 def import_tensorflow():
     """Imports TensorFlow quietly: its CUDA-probing notes ignore TF_CPP_MIN_LOG_LEVEL."""
+    import atexit
+    import gc
+
     with quiet_stderr():
         import tensorflow
+    # Interpreter shutdown runs one last garbage collection over every object alive, and
+    # TensorFlow's import leaves enough of them to make it 0.7-0.9 s (measured on 2 cores). At
+    # exit nothing is left to reclaim that the OS does not reclaim anyway: freeze them first.
+    # Only cyclic garbage is affected; atexit handlers and refcount frees still run.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     return tensorflow
 
 

@@ -35,21 +35,15 @@ def train(
 
     Returns the `TrainResult` (model, history, test probabilities, metrics.json content).
     """
-    from toolkit import import_tensorflow
     from toolkit.artifacts import OutputLock
-    from toolkit.data import load_data
-    from toolkit.model import TrainConfig, save_training_outputs
-    from toolkit.model import train as train_model
+    from toolkit.model import TrainConfig, run_training
 
     out = Path(out)
-    import_tensorflow()
-    dataset = load_data(data, _path(data_dir))
     config = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
     with OutputLock(out):
-        result = train_model(
-            dataset, config, out / "training" / "checkpoint", resume=resume, on_progress=on_progress
+        result = run_training(
+            out, config, _path(data_dir), resume, on_progress=on_progress, data=data
         )
-        save_training_outputs(out, dataset, result)
     return result
 
 

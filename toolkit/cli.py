@@ -252,7 +252,7 @@ def train(
             on_progress=progress,
         )
     m = result.metrics
-    if not m["dataset"]["verified"]:
+    if m["dataset"]["kind"] == "fashion-mnist" and not m["dataset"]["verified"]:
         _labelled(
             "[yellow]warning:[/]",
             f"{m['dataset']['source']}: files differ from the published Fashion-MNIST digests "

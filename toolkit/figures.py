@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +21,52 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Writes `fig` as a PNG atomically and frees it (pyplot keeps every open figure alive)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+def png_bytes(fig) -> bytes:
+    """`fig` as PNG bytes, then freed (pyplot keeps every open figure alive)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, bbox_inches="tight", format="png")
     pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def write_png(data: bytes, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Writes `fig` as a PNG atomically and frees it."""
+    return write_png(png_bytes(fig), path)
+
+
+def start_figure_worker() -> None:
+    """A figure worker's start: Ctrl-C is the parent's to handle; pyplot loads now, while the
+    parent is busy, rather than when the first figure is due."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pyplot()
+
+
+def figure_worker(connection) -> None:
+    """A process that draws each (draw, args) it receives and sends back the PNG bytes, in
+    order, until the other end closes."""
+    start_figure_worker()
+    try:
+        while True:
+            draw, args = connection.recv()
+            connection.send(png_bytes(draw(*args)))
+    except (EOFError, ConnectionError):  # the parent closed its end: nothing more to draw
+        return
+
+
+def sample_image_figure(image: np.ndarray):
+    """The tutorial's first look at a training image, raw pixel values with a colour bar."""
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    shown = show_item(ax, image, cmap=None)
+    if shown is not None and np.asarray(image).squeeze().ndim == 2:
+        fig.colorbar(shown)
+    return fig
 
 
 def show_item(ax, item: np.ndarray, cmap: str | None = "binary"):
@@ -42,17 +84,7 @@ def show_item(ax, item: np.ndarray, cmap: str | None = "binary"):
     return ax.imshow(item.reshape(item.shape[0], -1), cmap=cmap)
 
 
-def plot_sample_image(image: np.ndarray, path: Path) -> Path:
-    """The tutorial's first look at a training image, raw pixel values with a colour bar."""
-    plt = pyplot()
-    fig, ax = plt.subplots()
-    shown = show_item(ax, image, cmap=None)
-    if shown is not None and np.asarray(image).squeeze().ndim == 2:
-        fig.colorbar(shown)
-    return save_figure(fig, path)
-
-
-def plot_class_grid(images: np.ndarray, labels: np.ndarray, class_names, path: Path) -> Path:
+def class_grid_figure(images: np.ndarray, labels: np.ndarray, class_names):
     """The first 25 training images with their class names."""
     plt = pyplot()
     fig = plt.figure(figsize=(10, 10))
@@ -62,10 +94,10 @@ def plot_class_grid(images: np.ndarray, labels: np.ndarray, class_names, path: P
         plt.yticks([])
         show_item(plt.gca(), images[i])
         plt.xlabel(class_names[labels[i]])
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_training_curves(history: dict[str, list[float]], path: Path) -> Path:
+def training_curves_figure(history: dict[str, list[float]]):
     """Loss and accuracy per epoch."""
     plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -76,23 +108,33 @@ def plot_training_curves(history: dict[str, list[float]], path: Path) -> Path:
     ax_acc.set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(True, alpha=0.3)
-    return save_figure(fig, path)
+    return fig
 
 
 def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_names) -> None:
     """The tutorial's per-image panel: the image with predicted/true label, and the ten bars."""
-    predicted = int(np.argmax(probabilities))
-    colour = "blue" if true_label is None or predicted == true_label else "red"
+    draw_question(ax_image, ax_bars, image, len(class_names))
+    draw_answer(ax_image, ax_bars, probabilities, true_label, class_names)
+
+
+def draw_question(ax_image, ax_bars, image, classes: int) -> None:
+    """The half of a panel known before the model answers: the image, both axes' ticks."""
     show_item(ax_image, image)
     ax_image.set_xticks([])
     ax_image.set_yticks([])
+    ax_bars.grid(False)
+    ax_bars.set_xticks(range(classes) if classes <= 20 else [])  # past 20, ticks are ink
+    ax_bars.set_yticks([])
+
+
+def draw_answer(ax_image, ax_bars, probabilities, true_label, class_names) -> None:
+    """The model's half of a panel: predicted class and confidence, the ten bars."""
+    predicted = int(np.argmax(probabilities))
+    colour = "blue" if true_label is None or predicted == true_label else "red"
     truth = "" if true_label is None else f" ({class_names[true_label]})"
     ax_image.set_xlabel(
         f"{class_names[predicted]} {100 * np.max(probabilities):2.0f}%{truth}", color=colour
     )
-    ax_bars.grid(False)
-    ax_bars.set_xticks(range(len(class_names)) if len(class_names) <= 20 else [])
-    ax_bars.set_yticks([])
     bars = ax_bars.bar(range(len(class_names)), probabilities, color="#777777")
     ax_bars.set_ylim([0, 1])
     bars[predicted].set_color("red")
@@ -100,22 +142,45 @@ def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_n
         bars[true_label].set_color("blue")
 
 
-def plot_predictions(images, probabilities, labels, class_names, path: Path, rows=5, cols=3):
-    """The tutorial's grid: each test image beside its probability bars (right blue, wrong red)."""
+PREDICTION_ROWS, PREDICTION_COLUMNS = 5, 3
+PREDICTIONS_SHOWN = PREDICTION_ROWS * PREDICTION_COLUMNS
+
+
+def predictions_grid(images, class_names):
+    """The tutorial's grid before the model has answered: every panel's axes and image."""
     plt = pyplot()
-    count = min(rows * cols, len(images))
+    rows, cols = PREDICTION_ROWS, PREDICTION_COLUMNS
     fig = plt.figure(figsize=(2 * 2 * cols, 2 * rows))
-    for i in range(count):
-        draw_prediction(
-            plt.subplot(rows, 2 * cols, 2 * i + 1),
-            plt.subplot(rows, 2 * cols, 2 * i + 2),
-            images[i],
-            probabilities[i],
-            int(labels[i]),
-            class_names,
-        )
-    plt.tight_layout()
-    return save_figure(fig, path)
+    panels = []
+    for i in range(min(PREDICTIONS_SHOWN, len(images))):
+        panel = plt.subplot(rows, 2 * cols, 2 * i + 1), plt.subplot(rows, 2 * cols, 2 * i + 2)
+        draw_question(*panel, images[i], len(class_names))
+        panels.append(panel)
+    return fig, panels
+
+
+def answer_predictions(fig, panels, probabilities, labels, class_names):
+    """Fills a predictions_grid in: each image's bars (right blue, wrong red) and label."""
+    for i, panel in enumerate(panels):
+        draw_answer(*panel, probabilities[i], int(labels[i]), class_names)
+    fig.tight_layout()
+    return fig
+
+
+def predictions_worker(connection) -> None:
+    """A process drawing predictions.png: the grid as soon as the test images come (while the
+    model trains), the answers when the probabilities come; then the PNG bytes go back.
+
+    Whoever holds the other end closing it (training failed) ends the process quietly.
+    """
+    start_figure_worker()
+    try:
+        images, labels, class_names = connection.recv()
+        grid = predictions_grid(images, class_names)
+        probabilities = connection.recv()
+        connection.send(png_bytes(answer_predictions(*grid, probabilities, labels, class_names)))
+    except (EOFError, ConnectionError):  # the parent closed its end: nothing more to draw
+        return
 
 
 def plot_image_predictions(images, probabilities, labels, class_names, path: Path) -> Path:
@@ -143,7 +208,7 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
     return counts
 
 
-def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
+def confusion_matrix_figure(labels, predicted, class_names):
     """Which classes the model mixes up on the test set (Shirt vs T-shirt/top, mostly)."""
     plt = pyplot()
     counts = confusion_matrix(labels, predicted, len(class_names))
@@ -152,7 +217,7 @@ def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
     fig.colorbar(im, ax=ax)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test set)")
     if len(class_names) > 20:  # past 20 classes, names and counts would be unreadable ink
-        return save_figure(fig, path)
+        return fig
     ticks = range(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=45, ha="right")
     ax.set_yticks(ticks, class_names)
@@ -167,30 +232,4 @@ def plot_confusion_matrix(labels, predicted, class_names, path: Path) -> Path:
             fontsize=7,
             color="white" if n > threshold else "black",
         )
-    return save_figure(fig, path)
-
-
-def plot_training_figures(dataset, history, test_probabilities, folder: Path) -> list[Path]:
-    """All five training figures into `folder`."""
-    predicted = np.argmax(test_probabilities, axis=1)
-    names = dataset.class_names or [str(i) for i in range(test_probabilities.shape[1])]
-    return [
-        plot_sample_image(dataset.train_images[0], folder / "sample_image.png"),
-        plot_class_grid(
-            dataset.train_images,
-            dataset.train_labels,
-            names,
-            folder / "class_grid.png",
-        ),
-        plot_training_curves(history, folder / "training_curves.png"),
-        plot_predictions(
-            dataset.test_images,
-            test_probabilities,
-            dataset.test_labels,
-            names,
-            folder / "predictions.png",
-        ),
-        plot_confusion_matrix(
-            dataset.test_labels, predicted, names, folder / "confusion_matrix.png"
-        ),
-    ]
+    return fig

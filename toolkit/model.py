@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from toolkit import interrupts
-from toolkit.data import IMAGE_SIDE, NUM_CLASSES, Dataset
+from toolkit.data import IMAGE_SIDE, NUM_CLASSES, Dataset, load_data
 from toolkit.errors import ExitCode, ToolkitError, first_line
 
 INPUT_NAME = "images"
@@ -133,15 +135,21 @@ def compiled_training_steps(model):
     """Keras's own train_step (same loss, optimizer and metrics) looped inside one XLA program.
 
     The batches are gathered inside the program from the whole training set, so an epoch
-    never round-trips to Python per batch nor copies a shuffled training set.
+    never round-trips to Python per batch nor copies a shuffled training set. The set stays in
+    its stored dtype (uint8 pixels: a quarter of float32's bytes) and each batch is preprocessed
+    as it is gathered, x / divisor + offset, as Preprocessing.apply computes it.
     """
     import tensorflow as tf
 
     @tf.function(jit_compile=True)
-    def run_steps(images, labels, batch_indices):
+    def run_steps(items, labels, batch_indices, divisor, offset):
         for step in tf.range(tf.shape(batch_indices)[0]):
             index = batch_indices[step]
-            model.train_step((tf.gather(images, index), tf.gather(labels, index)))
+            # `divisor` is an argument, not a constant: XLA rewrites a division by a constant
+            # into a multiplication by its reciprocal, which is not bit-identical to
+            # Preprocessing.apply's division.
+            inputs = tf.cast(tf.gather(items, index), tf.float32) / divisor + offset
+            model.train_step((inputs, tf.gather(labels, index)))
 
     return run_steps
 
@@ -249,12 +257,25 @@ def train(
 
     import tensorflow as tf
 
+    from toolkit.runners.keras import set_tf_threads
+
     check_trainable(dataset)
+    seconds: dict = {}
+    setup_start = time.perf_counter()
+    # One thread: the epoch's small products gain nothing from a second one that has to be
+    # waited for (measured on 2 shared cores: 0.48 s an epoch against 0.69 s with TF's default
+    # of one per core), and the weights stop depending on the machine's core count.
+    set_tf_threads(1)
     seed_everything(config.seed)
     images = dataset.train_images[: config.limit] if config.limit else dataset.train_images
     labels = dataset.train_labels[: len(images)]
-    x, y = tf.constant(dataset.inputs(images)), tf.constant(labels.astype(np.int32))
-    classes = len(dataset.class_names) if dataset.class_names else int(labels.max()) + 1
+    # Items stay in their stored dtype (uint8 pixels: a quarter of float32's bytes); each batch
+    # is preprocessed inside the compiled epoch exactly as Preprocessing.apply does it.
+    x, y = tf.constant(images), tf.constant(labels.astype(np.int32))
+    preprocess = dataset.preprocess
+    divisor = tf.constant(np.float32(1 / preprocess.scale))
+    offset = tf.constant(np.float32(preprocess.offset))
+    classes = len(dataset.label_names)
     model = ARCHITECTURES[config.arch](tuple(images.shape[1:]), classes)
     compile_model(model)
     model.optimizer.build(model.trainable_variables)
@@ -268,23 +289,27 @@ def train(
         first_epoch, history = checkpoint.load(model, config)
     else:
         checkpoint.clear()
+    seconds["setup"] = _since(setup_start)
 
     start = time.perf_counter()
+    seconds["epochs"] = []
     try:
         for epoch in range(first_epoch, config.epochs):
+            epoch_start = time.perf_counter()
             order = epoch_order(config.seed, epoch, len(images)).astype(np.int32)
             batches = [tf.constant(b) for b in epoch_batches(order, config.batch_size)]
             model.reset_metrics()
             done = 0
             for batch_indices in batches:
                 interrupts.check()
-                run_steps(x, y, batch_indices)
+                run_steps(x, y, batch_indices, divisor, offset)
                 done += len(batch_indices)
                 if on_progress:
                     on_progress(epoch, done, steps_per_epoch, _metric_values(model))
             for key, value in _metric_values(model).items():
                 history.setdefault(key, []).append(value)
             checkpoint.save(model, config, epoch + 1, history)
+            seconds["epochs"].append(_since(epoch_start))
     except KeyboardInterrupt:
         done = len(history.get("loss", []))
         raise ToolkitError(
@@ -293,8 +318,10 @@ def train(
             ExitCode.INTERRUPTED,
         ) from None
     train_seconds = time.perf_counter() - start
+    seconds["training_loop"] = round(train_seconds, 3)
 
     # One forward pass serves the metrics and the figures; loss as Keras computes it.
+    evaluation_start = time.perf_counter()
     test_items = dataset.test_images
     probabilities = np.concatenate(
         [
@@ -307,6 +334,7 @@ def train(
     test_loss = float(-np.mean(np.log(picked)))
     test_accuracy = float(np.mean(probabilities.argmax(axis=1) == test_labels))
     checkpoint.clear()
+    seconds["evaluation"] = _since(evaluation_start)
     metrics = {
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
@@ -331,6 +359,9 @@ def train(
             "kind": dataset.kind,
         },
         "versions": library_versions(),
+        # Where the process's time went (toolkit.model.run_training adds the parts around
+        # training); `training_loop` is `train_seconds`, the XLA compilation in its first epoch.
+        "seconds": seconds,
     }
     return TrainResult(model, history, probabilities, metrics)
 
@@ -344,6 +375,17 @@ def check_trainable(dataset: Dataset) -> None:
         )
     if dataset.test_labels is None:
         raise ToolkitError(f"{dataset.source}: no test labels (y_test)", ExitCode.DATASET)
+
+
+def _since(start: float) -> float:
+    return round(time.perf_counter() - start, 3)
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict, part: str):
+    start = time.perf_counter()
+    yield
+    seconds[part] = _since(start)
 
 
 def _metric_values(model) -> dict[str, float]:
@@ -362,29 +404,177 @@ def thread_settings() -> dict[str, int]:
     }
 
 
+TRAINING_FIGURES = (
+    "sample_image.png",
+    "class_grid.png",
+    "training_curves.png",
+    "predictions.png",
+    "confusion_matrix.png",
+)
+
+
+class FigureWorkers:
+    """Two spawned processes that draw the training figures while this one trains and saves.
+
+    Drawing takes longer than training's saving and nothing here needs it on the critical path.
+    The slowest figure, predictions.png, has a process of its own that draws everything but the
+    model's answers while the model trains; the other process draws the rest in turn. Figures
+    come back as PNG bytes and are written only once training has succeeded, so an interrupted
+    or failed run leaves the previous plots/ as they were. The processes are daemons that end
+    when their pipe closes: nothing waits for their interpreters to shut down.
+    """
+
+    def __init__(self):
+        import multiprocessing
+
+        from toolkit.figures import figure_worker, predictions_worker
+
+        context = multiprocessing.get_context("spawn")
+        self.connections = {}
+        for name, worker in (("figures", figure_worker), ("predictions", predictions_worker)):
+            here, there = context.Pipe()
+            context.Process(target=worker, args=(there,), daemon=True).start()
+            there.close()  # so the worker sees EOF when this side closes
+            self.connections[name] = here
+        self.drawn: list[str] = []  # what the figures worker was asked for, in order
+
+    def draw(self, name: str, draw: Callable, *args) -> None:
+        self.connections["figures"].send((draw, args))
+        self.drawn.append(name)
+
+    def draw_dataset_figures(self, dataset: Dataset) -> None:
+        """The figures that need only the dataset: drawn while TensorFlow imports and trains."""
+        from toolkit.figures import PREDICTIONS_SHOWN, class_grid_figure, sample_image_figure
+
+        shown = slice(PREDICTIONS_SHOWN)
+        test = dataset.test_images[shown], dataset.test_labels[shown], dataset.label_names
+        self.connections["predictions"].send(test)
+        self.draw("sample_image.png", sample_image_figure, dataset.train_images[0])
+        self.draw(
+            "class_grid.png",
+            class_grid_figure,
+            dataset.train_images[:25],
+            dataset.train_labels[:25],
+            dataset.label_names,
+        )
+
+    def draw_result_figures(self, dataset: Dataset, result: TrainResult) -> None:
+        """The trained model's figures: its answers to the predictions worker, the rest after."""
+        from toolkit.figures import (
+            PREDICTIONS_SHOWN,
+            confusion_matrix_figure,
+            training_curves_figure,
+        )
+
+        self.connections["predictions"].send(result.test_probabilities[:PREDICTIONS_SHOWN])
+        predicted = np.argmax(result.test_probabilities, axis=1)
+        self.draw(
+            "confusion_matrix.png",
+            confusion_matrix_figure,
+            dataset.test_labels,
+            predicted,
+            dataset.label_names,
+        )
+        self.draw("training_curves.png", training_curves_figure, result.history)
+
+    def write(self, folder: Path) -> list[Path]:
+        """Waits for every figure and writes it into `folder`, in TRAINING_FIGURES' order."""
+        from toolkit.figures import write_png
+
+        try:
+            pngs = {name: self.connections["figures"].recv() for name in self.drawn}
+            pngs["predictions.png"] = self.connections["predictions"].recv()
+        except (EOFError, ConnectionError):
+            raise RuntimeError("a figure worker process ended before its figures") from None
+        return [write_png(pngs[name], folder / name) for name in TRAINING_FIGURES]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for connection in self.connections.values():
+            connection.close()
+
+
 def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> list[Path]:
     """model.keras, training/{history.json,history.csv,metrics.json} and the figures in plots/."""
-    from toolkit.artifacts import atomic_path, sha256_file, write_json, write_text
-    from toolkit.figures import plot_training_figures
+    started = time.perf_counter()
+    with FigureWorkers() as figures:
+        figures.draw_dataset_figures(dataset)
+        return _save_outputs(out, dataset, result, figures, started)
 
+
+def _save_outputs(
+    out: Path, dataset: Dataset, result: TrainResult, figures: FigureWorkers, started: float
+) -> list[Path]:
+    """Saves while the workers draw the result figures; metrics.json last, with the timings
+    (`in_process`: seconds since `started`)."""
+    from toolkit.artifacts import atomic_path, sha256_file, write_json, write_text
+
+    figures.draw_result_figures(dataset, result)
+    seconds = result.metrics["seconds"]
     model_path = out / "model.keras"
-    with atomic_path(model_path) as tmp:
-        result.model.save(tmp)
-        # Lets export tell whether this training produced the model it is exporting.
-        result.metrics["model_sha256"] = sha256_file(tmp)
-    history = result.history
-    rows = ["epoch," + ",".join(history)]
-    rows += [
-        f"{i + 1}," + ",".join(f"{history[k][i]:.6f}" for k in history)
-        for i in range(len(history["loss"]))
-    ]
-    return [
-        model_path,
-        write_json(out / "training" / "history.json", history),
-        write_text(out / "training" / "history.csv", "\n".join(rows) + "\n"),
-        write_json(out / "training" / "metrics.json", result.metrics),
-        *plot_training_figures(dataset, history, result.test_probabilities, out / "plots"),
-    ]
+    with _timed(seconds, "saving"):
+        with atomic_path(model_path) as tmp:
+            result.model.save(tmp)
+            # Lets export tell whether this training produced the model it is exporting.
+            result.metrics["model_sha256"] = sha256_file(tmp)
+        history = result.history
+        rows = ["epoch," + ",".join(history)]
+        rows += [
+            f"{i + 1}," + ",".join(f"{history[k][i]:.6f}" for k in history)
+            for i in range(len(history["loss"]))
+        ]
+        saved = [
+            model_path,
+            write_json(out / "training" / "history.json", history),
+            write_text(out / "training" / "history.csv", "\n".join(rows) + "\n"),
+        ]
+    with _timed(seconds, "figures_wait"):
+        saved += figures.write(out / "plots")
+    seconds["in_process"] = _since(started)
+    return [*saved, write_json(out / "training" / "metrics.json", result.metrics)]
+
+
+def _read_dataset(data, data_dir: Path | None, figures: FigureWorkers) -> tuple[Dataset, float]:
+    """The background half of run_training: read and digest the dataset, start its figures."""
+    start = time.perf_counter()
+    dataset = load_data(data, data_dir)
+    figures.draw_dataset_figures(dataset)
+    return dataset, _since(start)
+
+
+def run_training(
+    out: Path,
+    config: TrainConfig,
+    data_dir: Path | None = None,
+    resume: bool = False,
+    on_dataset: Callable[[Dataset], None] = lambda dataset: None,
+    on_progress: Callable[[int, int, int, dict[str, float]], None] | None = None,
+    data: str | Path | None = None,
+) -> TrainResult:
+    """`toolkit train`: every output in `out`, with only TensorFlow's import, training and
+    saving on the critical path.
+
+    The dataset is read and digested in a thread while TensorFlow imports (zlib and hashlib
+    release the GIL for the bulk of that work), and two worker processes draw the figures.
+    `on_dataset` sees the dataset before training starts (e.g. to warn that it is not verified).
+    """
+    from toolkit import import_tensorflow
+
+    start = time.perf_counter()
+    seconds = {}
+    with FigureWorkers() as figures, ThreadPoolExecutor(1) as reader:
+        reading = reader.submit(_read_dataset, data, data_dir, figures)
+        with _timed(seconds, "tensorflow_import"):
+            import_tensorflow()
+        with _timed(seconds, "dataset_wait"):
+            dataset, seconds["dataset_read_beside_import"] = reading.result()
+        on_dataset(dataset)
+        result = train(dataset, config, out / "training" / "checkpoint", resume, on_progress)
+        result.metrics["seconds"] = {**seconds, **result.metrics["seconds"]}
+        _save_outputs(out, dataset, result, figures, start)
+    return result
 
 
 def load_keras_model(path: Path):

@@ -17,6 +17,7 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 PRODUCT_OPS = (
     "Gemm",
     "FusedGemm",
+    "QGemm",
     "MatMul",
     "QLinearMatMul",
     "MatMulInteger",

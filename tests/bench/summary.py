@@ -27,7 +27,9 @@ def verdict(ratio: Ratio) -> str:
 
 def format_value(ratio: Ratio) -> str:
     if ratio.name.endswith("_seconds"):
-        return f"{ratio.value:.1f} s"
+        return f"{ratio.value:.2f} s"
+    if ratio.name.endswith("_pts"):
+        return f"{ratio.value:+.2f} pt"
     return f"{ratio.value:#.3g}x"  # '#' keeps trailing zeros: 1.00x, not 1x
 
 

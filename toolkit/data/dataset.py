@@ -79,6 +79,15 @@ class Dataset:
     def labelled(self) -> bool:
         return self.test_labels is not None
 
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The class names, or the label numbers ("0", "1", ...) when the data names none."""
+        if self.class_names:
+            return self.class_names
+        labels = [y for y in (self.train_labels, self.test_labels) if y is not None and len(y)]
+        count = max(int(y.max()) + 1 for y in labels) if labels else 0
+        return tuple(str(i) for i in range(count))
+
 
 def calibration_sample(dataset: Dataset, count: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """A fixed random sample of preprocessed items for int8 calibration, from the training split
