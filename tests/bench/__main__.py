@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tests.bench.any_model import any_model_ratios, mixed_figures, mobilenet_figures
 from tests.bench.document import bench_markdown, plot_bench
 from tests.bench.gemm import (
     explain_short,
@@ -28,6 +30,7 @@ from tests.bench.pipeline import export_and_compare, pipeline_ratios
 from tests.bench.quantization import explain_slower, int8_comparisons, int8_ratios
 from tests.bench.runs import BenchError
 from tests.bench.summary import ratio_table
+from tests.bench.targets import micro_footprint, target_ratios, target_timings
 from tests.bench.training import compare_training, training_ratios
 from toolkit.artifacts import load_manifest, write_json, write_text
 from toolkit.errors import ToolkitError
@@ -37,6 +40,7 @@ from toolkit.evaluate import MeasureConfig, environment
 # 3 times (medians).
 FULL = {"train_reps": 10, "reps": 3}
 QUICK = {"train_reps": 3, "reps": 1}
+FULL_ITEMS, QUICK_ITEMS = 10_000, 1_000  # MobileNetV2's evaluation items (96x96x3)
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
@@ -58,7 +62,9 @@ def model_flops(out: Path) -> int:
     return flops_per_image(load_keras_model(out / "model.keras"))
 
 
-def run_bench(out: Path, train_reps: int, reps: int, threads: int) -> tuple[dict, list]:
+def run_bench(
+    out: Path, train_reps: int, reps: int, threads: int, items: int = 10_000
+) -> tuple[dict, list]:
     """Every part (the GEMM runs in turns with compare); bench.json's content and the ratios."""
     from toolkit.data import load_dataset, normalize
     from toolkit.model import library_versions
@@ -88,6 +94,21 @@ def run_bench(out: Path, train_reps: int, reps: int, threads: int) -> tuple[dict
     with part("4 int8 vs float32", seconds):
         bench["int8"] = int8_comparisons(rows)
         explain_slower(out, bench["int8"], normalize(dataset.test_images), config)
+    with part("6 edge targets: TFLite Micro and OpenVINO vs their bare calls", seconds):
+        bench["targets"] = {
+            "timings": target_timings(out, dataset.test_images, config, reps),
+            "footprint": micro_footprint(out),
+        }
+    title = "7 a real-size model (MobileNetV2) and int8 that needs mixed precision"
+    with (
+        part(title, seconds),
+        tempfile.TemporaryDirectory(dir=out) as one,
+        tempfile.TemporaryDirectory(dir=out) as two,
+    ):
+        bench["any_model"] = {
+            "mobilenet": mobilenet_figures(Path(one), items),
+            "mixed": mixed_figures(Path(two)),
+        }
     bench["environment"] = environment(library_versions())
     bench["load_average"]["end"] = os.getloadavg()[0]
     bench["part_seconds"] = seconds
@@ -97,6 +118,8 @@ def run_bench(out: Path, train_reps: int, reps: int, threads: int) -> tuple[dict
         *gemm_ratios(bench["gemm"]),
         *int8_ratios(bench["int8"]),
         *pipeline_ratios(bench["pipeline"]),
+        *target_ratios(bench["targets"]["timings"]),
+        *any_model_ratios(**bench["any_model"]),
     ]
     bench["ratios"] = [asdict(ratio) for ratio in ratios]
     return bench, ratios
@@ -131,7 +154,8 @@ def main(
     start = time.perf_counter()
     out = out.resolve()
     try:
-        bench, ratios = run_bench(out, train_reps, reps, threads)
+        items = QUICK_ITEMS if quick else FULL_ITEMS
+        bench, ratios = run_bench(out, train_reps, reps, threads, items)
     except (BenchError, ToolkitError) as exc:
         console.print(f"[bold red]bench failed:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
