@@ -2,6 +2,8 @@
 export (every format) and compare on synthetic data the test writes, as .npz and as a folder
 of images; classifiers get class figures, the autoencoder the generic ones."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,48 @@ def test_real_size_mobilenet_v2_on_unlabelled_data(tmp_path):
     rows = {row.artifact: row for row in report.rows}
     assert rows["model_float32.tflite"].agreement == 1.0
     assert all(row.accuracy is None for row in report.rows)
+
+
+def test_train_compare_and_predict_on_your_own_data(tmp_path):
+    """`train --data` builds the tutorial architecture for the data's shape and classes;
+    `compare --limit` and `predict` read the data and preprocessing export recorded."""
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    x, y = models.class_images(COUNT, (12, 12, 3), 4, seed=1)
+    xt, yt = models.class_images(COUNT, (12, 12, 3), 4, seed=2)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    out, data = str(tmp_path / "out"), str(tmp_path / "d.npz")
+    run = CliRunner().invoke
+    np.savez(
+        tmp_path / "small.npz", x_train=x[:, :8, :8], y_train=y, x_test=xt[:, :8, :8], y_test=yt
+    )
+    small = run(
+        app, ["train", "--out", out, "--data", str(tmp_path / "small.npz"), "--arch", "cnn"]
+    )
+    assert small.exit_code == 2 and "--arch cnn needs items of at least 10x10" in small.output
+    trained = run(app, ["train", "--out", out, "--data", data, "--epochs", "1", "--arch", "cnn"])
+    assert trained.exit_code == 0, trained.output
+    import keras
+
+    model = keras.saving.load_model(tmp_path / "out" / "model.keras")
+    assert tuple(model.inputs[0].shape) == (None, 12, 12, 3) and model.outputs[0].shape[-1] == 4
+    exported = run(app, ["export", "--out", out, "--data", data, "--format", "tflite"])
+    assert exported.exit_code == 0, exported.output
+    compared = run(
+        app, ["compare", "--out", out, "--limit", "10", "--runtime", "litert", "--runs", "20"]
+    )
+    assert compared.exit_code == 0, compared.output
+    report = json.loads((tmp_path / "out" / "report" / "report.json").read_text())
+    assert report["test_images"] == 10 and report["class_names"] == ["0", "1", "2", "3"]
+    np.save(tmp_path / "item.npy", xt[3])
+    plot = tmp_path / "p.png"
+    predicted = run(
+        app,
+        ["predict", str(tmp_path / "item.npy"), "--out", out, "--index", "3", "--plot", str(plot)],
+    )
+    assert predicted.exit_code == 0, predicted.output
+    lines = predicted.output.strip().splitlines()
+    assert lines[0].split(":")[1].split()[0] == lines[1].split(":")[1].split()[0]  # same item
+    assert f"(true: {yt[3]})" in lines[1] and plot.read_bytes()[:4] == b"\x89PNG"

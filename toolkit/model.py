@@ -26,6 +26,7 @@ OUTPUT_NAME = "probabilities"
 
 
 TUTORIAL_SHAPE = (IMAGE_SIDE, IMAGE_SIDE)
+CNN_MIN_SIDE = 10  # 10 -> conv 8 -> pool 4 -> conv 2 -> pool 1
 
 
 def build_mlp(input_shape: tuple = TUTORIAL_SHAPE, classes: int = NUM_CLASSES):
@@ -52,6 +53,12 @@ def build_cnn(input_shape: tuple = TUTORIAL_SHAPE, classes: int = NUM_CLASSES):
         raise ToolkitError(
             f"--arch cnn needs image-like items (H, W) or (H, W, C), found {input_shape}; "
             "use --arch mlp",
+            ExitCode.USAGE,
+        )
+    if min(input_shape[:2]) < CNN_MIN_SIDE:
+        raise ToolkitError(
+            f"--arch cnn needs items of at least {CNN_MIN_SIDE}x{CNN_MIN_SIDE} (two 3x3 "
+            f"convolutions and poolings), found {input_shape}; use --arch mlp",
             ExitCode.USAGE,
         )
     image_shape = input_shape if len(input_shape) == 3 else (*input_shape, 1)
@@ -131,6 +138,12 @@ def compile_model(model) -> None:
     )
 
 
+def xla_trainable(model) -> bool:
+    """XLA has no deterministic max-pooling gradient (TF 2.21 refuses it under op determinism):
+    a model with max pooling runs the same epoch loop as a plain graph instead."""
+    return not any("MaxPool" in type(layer).__name__ for layer in model.layers)
+
+
 def compiled_training_steps(model):
     """Keras's own train_step (same loss, optimizer and metrics) looped inside one XLA program.
 
@@ -141,7 +154,7 @@ def compiled_training_steps(model):
     """
     import tensorflow as tf
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=xla_trainable(model))
     def run_steps(items, labels, batch_indices, divisor, offset):
         for step in tf.range(tf.shape(batch_indices)[0]):
             index = batch_indices[step]
@@ -349,7 +362,7 @@ def train(
         "resumed_from_epoch": first_epoch if resume else None,
         "determinism": {
             "op_determinism": True,
-            "jit_compile": True,
+            "jit_compile": xla_trainable(model),
             "steps_per_call": "one epoch",
             **thread_settings(),
         },
