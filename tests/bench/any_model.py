@@ -99,7 +99,8 @@ def mixed_figures(folder: Path) -> dict:
     seconds = {
         "off": _toolkit("export", "--out", folder / "off", *common, "--mixed-precision", "off",
                         expect=5),
-        "auto": _toolkit("export", "--out", folder / "auto", *common),
+        # Dynamic-range int8 has no mixed fallback and is left out here (exit 5) either way.
+        "auto": _toolkit("export", "--out", folder / "auto", *common, expect=5),
     }  # fmt: skip
     _toolkit("export", "--out", folder / "full", *common, "--no-validate")
     rows = {}
