@@ -19,8 +19,9 @@ def test_readme_python_example_runs(tmp_path):
     text = README.read_text()
     section = text[text.index("## Python API") :]
     example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "example.py").write_text(example)  # a script, as a user would save it
     result = subprocess.run(
-        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        [sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "exported" / "report" / "report.json").is_file()
