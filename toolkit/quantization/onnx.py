@@ -14,9 +14,8 @@ from toolkit import quiet_stderr
 from toolkit.exporters.onnx import quantize_qdq
 from toolkit.model import INPUT_NAME
 from toolkit.quantization.layers import assign_layers
-from toolkit.quantization.records import LayerErrors, TensorError, ranked
+from toolkit.quantization.records import DEBUG_SAMPLES, LayerErrors, TensorError, ranked
 
-DEBUG_SAMPLES = 200
 DEBUG_BATCH = 32
 
 

@@ -21,10 +21,9 @@ import numpy as np
 
 from toolkit import quiet_stderr
 from toolkit.quantization.layers import assign_layers
-from toolkit.quantization.records import LayerErrors, TensorError, ranked
+from toolkit.quantization.records import DEBUG_SAMPLES, LayerErrors, TensorError, ranked
 
 NUMERIC_VERIFY_PREFIX = "NumericVerify/"
-DEBUG_SAMPLES = 200
 
 
 def _samples(images: np.ndarray):
