@@ -126,7 +126,8 @@ def test_anomaly_autoencoder_gets_generic_figures(tmp_path):
 
 def test_real_size_mobilenet_v2_on_unlabelled_data(tmp_path):
     """1,000 classes, no labels, no training split: agreement only, calibrated on the
-    evaluation sample."""
+    evaluation sample. TFLite only, to keep the suite's time: `make bench` takes the same model
+    through every desktop format on 10,000 items."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -139,7 +140,7 @@ def test_real_size_mobilenet_v2_on_unlabelled_data(tmp_path):
 
     out = tmp_path / "out"
     manifest = toolkit.export(
-        out, model=model_path, data=data, formats=["tflite", "onnx"], calib_samples=CALIBRATION
+        out, model=model_path, data=data, formats=["tflite"], calib_samples=CALIBRATION
     )
     assert manifest.data["calibration"] == "evaluation sample" and not manifest.data["labelled"]
     assert len(manifest.class_names) == 1000
