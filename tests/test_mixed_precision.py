@@ -86,3 +86,19 @@ def test_a_tighter_bound_set_by_the_user_is_recorded(outlier_inputs, tmp_path):
         "max_accuracy_drop": 50,
     }
     assert manifest.tolerances["min_agreement"] == 0.5
+
+
+def test_a_failing_debugger_costs_the_record_not_the_file(trained_dir, tmp_path, monkeypatch):
+    import toolkit
+    import toolkit.quantization.tflite as debugger_module
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("debugger says no")
+
+    monkeypatch.setattr(debugger_module, "TFLiteInt8Debugger", refuse)
+    with pytest.warns(ToolkitWarning, match="model_int8.tflite: no per-layer error"):
+        manifest = toolkit.export(
+            tmp_path / "out", model=trained_dir / "model.keras", formats=["tflite"]
+        )
+    assert manifest.artifact("model_int8.tflite").quantization == {}
+    assert manifest.left_out == []

@@ -359,8 +359,12 @@ class _VariantExport:
             return None
         from toolkit.quantization.records import layer_errors_json, plot_layer_errors
 
-        with quiet_stderr():
-            errors = variant.mixed_precision.debugger(self.context).errors
+        try:
+            with quiet_stderr():
+                errors = variant.mixed_precision.debugger(self.context).errors
+        except Exception as exc:  # noqa: BLE001 - a debugger failing costs the record, not the file
+            warn(f"{variant.filename}: no per-layer error ({first_line(exc)})")
+            return None
         folder = self.folder / QUANTIZATION_DIR
         folder.mkdir(exist_ok=True)
         record = folder / f"{variant.filename}.json"
