@@ -572,25 +572,6 @@ def test_predict_runs_inference_in_a_worker(exported_dir, monkeypatch):
 # --- option bounds ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["compare", "--threads", "99999999999"],
-        ["predict", "--index", "0", "--threads", "99999999999"],
-        ["train", "--seed", "-1"],
-        ["train", "--seed", str(2**32)],
-        ["compare", "--max-memory", "1"],
-    ],
-    ids=" ".join,
-)
-def test_an_option_out_of_bounds_is_refused_at_parse_time(tmp_path, args):
-    out = tmp_path / "out"
-    result = invoke(*args, "--out", out)
-    assert result.exit_code == ExitCode.USAGE, result.output
-    assert f"Invalid value for '{args[-2]}'" in result.output
-    assert not out.exists()
-
-
 @pytest.mark.parametrize("path", ["x" * 300, "/".join(["d" * 200] * 25)], ids=["name", "path"])
 def test_an_out_longer_than_the_system_limit_is_a_usage_error(tmp_path, path):
     result = invoke("verify", "--out", tmp_path / path)

@@ -758,6 +758,11 @@ def test_train_on_a_very_full_disk_exits_6(trained_dir, tmp_path):
         ["predict", "--index", "0", "--top", "0"],
         ["export", "--calib-samples", "0"],
         ["export", "--opset", "12"],
+        ["compare", "--threads", "99999999999"],
+        ["predict", "--index", "0", "--threads", "99999999999"],
+        ["train", "--seed", "-1"],
+        ["train", "--seed", str(2**32)],
+        ["compare", "--max-memory", "1"],
     ],
     ids=" ".join,
 )
