@@ -31,8 +31,10 @@ run: setup
 	$(VENV)/bin/toolkit export --out $(OUT)
 	$(VENV)/bin/toolkit compare --out $(OUT)
 
+# One pytest worker per core (pytest-xdist), a module per worker at a time: module fixtures
+# (a compare of every artifact) are built once, not once per worker.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadscope
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -58,6 +58,22 @@ def mobilenet_v2():
     return keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None)
 
 
+def thousand_class_cnn():
+    """ImageNet's 1,000 softmax outputs behind a small convolutional body, for the tests; the
+    real-size MobileNetV2 above is `make bench`'s."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((24, 24, 3))
+    x = layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+    x = layers.GlobalAveragePooling2D()(x)
+    # Wide logits give peaked scores, as a trained model has: an untrained 1,000-way softmax
+    # outputs about 1/1,000 everywhere, below one int8 output step.
+    wide = keras.initializers.RandomNormal(stddev=3.0, seed=0)
+    scores = layers.Dense(1000, activation="softmax", kernel_initializer=wide)(x)
+    return keras.Model(inputs, scores, name="thousand")
+
+
 def class_images(count: int, shape: tuple[int, ...], classes: int, seed: int = 0):
     """uint8 images whose class is their dominant colour band: learnable in a few steps."""
     rng = np.random.default_rng(seed)
