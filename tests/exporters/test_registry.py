@@ -14,11 +14,15 @@ def test_every_registered_format_has_a_test_module():
 
 
 def test_intermediates_are_built_once_per_export(tmp_path, tiny, monkeypatch):
-    """Five TF-based variants read one SavedModel; both ONNX variants one tf2onnx graph."""
+    """Five TF-based variants read one SavedModel, which TF's converter loads once for all of
+    them and the int8 debugger; both ONNX variants one tf2onnx graph."""
+    from tensorflow.lite.python import lite
+
     from toolkit.exporters import onnx, savedmodel
     from toolkit.exporters.base import ExportContext
+    from toolkit.exporters.tflite import int8_debugger
 
-    calls = {"savedmodel": 0, "onnx": 0}
+    calls = {"savedmodel": 0, "onnx": 0, "load": 0}
 
     def counted(name, function):
         def wrapper(*args, **kwargs):
@@ -31,13 +35,15 @@ def test_intermediates_are_built_once_per_export(tmp_path, tiny, monkeypatch):
         savedmodel, "write_savedmodel", counted("savedmodel", savedmodel.write_savedmodel)
     )
     monkeypatch.setattr(onnx, "write_float_onnx", counted("onnx", onnx.write_float_onnx))
+    monkeypatch.setattr(lite, "_load", counted("load", lite._load))
     context = ExportContext(
         tiny.model, tiny.context.source, tiny.context.calibration, 17, tmp_path / "build"
     )
     for name in ("savedmodel", "tflite", "onnx"):
         for variant in EXPORTERS[name]:
             variant.write(tiny.model, tmp_path / variant.filename, context)
-    assert calls == {"savedmodel": 1, "onnx": 1}
+    int8_debugger(context)
+    assert calls == {"savedmodel": 1, "onnx": 1, "load": 1}
     assert context.tflite_bytes("int8") is context.tflite_bytes("int8")
 
 
