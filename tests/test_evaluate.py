@@ -253,3 +253,50 @@ def test_baseline_mismatches_name_what_differs():
     assert baseline_mismatches(now, old) == []
     then = now.with_(threads=4, environment={"cpu": "B"})
     assert baseline_mismatches(now, then) == ["threads 4 then, 1 now", "cpu 'B' then, 'A' now"]
+
+
+def test_workers_import_beside_each_other_but_never_beside_a_load_or_a_timing_loop(
+    tmp_path, monkeypatch
+):
+    """Compare's pacing, from what four workers of a logging runtime record: the first two
+    import before anything loads (together, on two cores); no import runs beside a load or a
+    timing loop, and no two timing loops overlap."""
+    from types import SimpleNamespace
+
+    from tests.paced import PacedRunner
+    from toolkit.data import Preprocessing
+    from toolkit.evaluate import EvalData, _measure_plan
+
+    log = tmp_path / "paced.log"
+    monkeypatch.setenv("PACED_LOG", str(log))
+    plan = []
+    for i in range(4):
+        (tmp_path / f"m{i}.paced").write_bytes(b"model")
+        artifact = SimpleNamespace(
+            name=f"m{i}.paced", path=f"m{i}.paced", format="paced", variant="float32",
+            size_bytes=5, compatibility={}, quantization={},
+        )  # fmt: skip
+        plan.append((artifact, PacedRunner))
+    data = EvalData.write(np.zeros((8, 2), np.float32), tmp_path, Preprocessing(1.0), (2,))
+    config = MeasureConfig(runs=20, max_seconds=0.05, warmup=1, timeout_seconds=60)
+    results = _measure_plan(tmp_path, plan, data, config, lambda row: None)
+    assert [row.status for row, _ in results] == ["ok"] * 4
+
+    spans: dict[int, dict[str, list[int]]] = {}
+    for line in log.read_text().splitlines():
+        pid, phase, edge, ns = line.split()
+        spans.setdefault(int(pid), {}).setdefault(phase, []).append(int(ns))
+    workers = sorted(spans.values(), key=lambda w: w["load"][0])  # in the order they measured
+    assert len(workers) == 4 and all(len(w) == 3 for w in workers)
+
+    def overlap(a, b):
+        return a[0] < b[1] and b[0] < a[1]
+
+    first, second = workers[0], workers[1]
+    assert second["import"][1] <= first["load"][0]  # the second imported before anything loaded
+    for worker in workers:
+        for other in workers:
+            if other is not worker:
+                assert not overlap(worker["import"], other["load"])
+                assert not overlap(worker["import"], other["time"])
+                assert not overlap(worker["time"], other["time"])

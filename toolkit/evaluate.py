@@ -463,7 +463,8 @@ def _skipped(planned) -> bool:
 
 def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, dict | str]]:
     """Every planned row, each in its own worker; the next worker is started (and imports its
-    runtime) while the current one loads and computes outputs, never while it times."""
+    runtime) while the current one computes outputs, never while it loads or times. The first
+    two import together, before anything loads."""
     context = multiprocessing.get_context("spawn")
 
     def start(artifact, runner_class) -> tuple[IsolatedRun, Handoff] | None:
@@ -473,7 +474,7 @@ def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, 
         args = (runner_class, out / artifact.path, data, config, handoff)
         return IsolatedRun(_worker, args, config.timeout_seconds, config.max_memory_mb), handoff
 
-    results, started = [], {}
+    results, started, first = [], {}, True
     try:
         for i, (artifact, runner_class) in enumerate(plan):
             interrupts.check()
@@ -482,22 +483,35 @@ def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, 
                 status, result = UNSUPPORTED, runner_class.known_unsupported(artifact)
             else:
                 run, handoff = current
-                handoff.go.set()
                 following = next(
                     (j for j in range(i + 1, len(plan)) if not _skipped(plan[j])), None
                 )
+                if first and following is not None:
+                    # Nothing loads or times yet: the second worker imports beside the first.
+                    started[following] = start(*plan[following])
+                first = False
 
                 def pace(handoff=handoff, following=following):
-                    """Starts the next worker once this one has loaded; lets this one time once
-                    the next has imported (or died trying, which must not hold it back)."""
+                    """Lets this worker load once no import runs beside it; starts the next
+                    worker once this one has loaded; lets this one time once the next has
+                    imported (or died trying, which must not hold it back)."""
+                    upcoming = started.get(following)
+                    imported = (
+                        upcoming is None or upcoming[1].ready.is_set() or not upcoming[0].alive()
+                    )
+                    if not handoff.go.is_set():
+                        if not imported:
+                            return
+                        handoff.go.set()
                     if following is not None and following not in started:
                         if not handoff.loaded.is_set():
                             return
-                        started[following] = start(*plan[following])
-                    upcoming = started.get(following)
-                    if upcoming is None or upcoming[1].ready.is_set() or not upcoming[0].alive():
+                        started[following] = upcoming = start(*plan[following])
+                        imported = upcoming is None
+                    if imported:
                         handoff.may_time.set()
 
+                pace()
                 status, result = run.result(on_poll=pace)
             base = Row(
                 artifact.name,

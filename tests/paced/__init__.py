@@ -1,0 +1,47 @@
+"""A runtime that logs when each of its workers imports, loads and times (to the file named by
+PACED_LOG), so a test can check how compare paces its workers against each other."""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.runners.base import Runner
+
+IMPORT_SECONDS = 0.3  # long enough that an import beside another phase would show
+
+
+def log(phase: str, edge: str) -> None:
+    with open(os.environ["PACED_LOG"], "a") as file:
+        file.write(f"{os.getpid()} {phase} {edge} {time.monotonic_ns()}\n")
+
+
+class PacedRunner(Runner):
+    runtime = "paced"
+    module = "tests.paced.runtime"  # imported in the worker: logs and takes IMPORT_SECONDS
+    package = "numpy"
+    suffixes = (".paced",)
+
+    def __init__(self, path: Path, threads: int = 1):
+        log("load", "start")
+        super().__init__(path, threads)
+        time.sleep(0.05)
+        log("load", "end")
+        self.timing = False
+
+    def predict(self, images):
+        return np.zeros((len(images), 2), np.float32)
+
+    def bind(self, images):
+        if not self.timing:
+            self.timing = True
+            log("time", "start")
+        return lambda: time.sleep(0.001)
+
+    def bound_outputs(self):
+        return np.zeros((1, 2), np.float32)
+
+    def extras(self):
+        log("time", "end")
+        return {}
