@@ -129,6 +129,7 @@ def compare(
         measure_rows,
         recommend,
     )
+    from toolkit.figures import FigureProcess
     from toolkit.reporting import write_reports
 
     out = Path(out)
@@ -144,7 +145,9 @@ def compare(
         timeout_seconds=timeout,
         max_memory_mb=default_max_memory_mb() if max_memory is None else max_memory,
     )
-    with OutputLock(out):
+    # Imports pyplot beside the runtimes' imports, then waits to draw flip galleries while
+    # this process draws the rest of the report.
+    with OutputLock(out), FigureProcess() as figures:
         recover_staging(out)
         manifest = checked_manifest(out, verify)
         dataset = evaluation_data(manifest, data, _path(data_dir))
@@ -170,7 +173,7 @@ def compare(
                 "failures": gate_failures(report, max_accuracy_drop, max_latency_regression),
             },
         )
-        write_reports(report, out / "report", dataset.test_images[:limit])
+        write_reports(report, out / "report", dataset.test_images[:limit], figures)
     return report
 
 

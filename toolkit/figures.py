@@ -21,10 +21,11 @@ def pyplot():
     return plt
 
 
-def png_bytes(fig) -> bytes:
-    """`fig` as PNG bytes, then freed (pyplot keeps every open figure alive)."""
+def png_bytes(fig, trim: bool = True) -> bytes:
+    """`fig` as PNG bytes, then freed (pyplot keeps every open figure alive). `trim` crops to
+    what is drawn, at the cost of one more layout pass; a figure laid out in inches skips it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=100, bbox_inches="tight", format="png")
+    fig.savefig(buffer, dpi=100, bbox_inches="tight" if trim else None, format="png")
     pyplot().close(fig)
     return buffer.getvalue()
 
@@ -35,9 +36,9 @@ def write_png(data: bytes, path: Path) -> Path:
     return path
 
 
-def save_figure(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, trim: bool = True) -> Path:
     """Writes `fig` as a PNG atomically and frees it."""
-    return write_png(png_bytes(fig), path)
+    return write_png(png_bytes(fig, trim), path)
 
 
 def start_figure_worker() -> None:
@@ -48,15 +49,52 @@ def start_figure_worker() -> None:
 
 
 def figure_worker(connection) -> None:
-    """A process that draws each (draw, args) it receives and sends back the PNG bytes, in
+    """A process that draws each (draw, args, trim) it receives and sends back the PNG bytes, in
     order, until the other end closes."""
     start_figure_worker()
     try:
         while True:
-            draw, args = connection.recv()
-            connection.send(png_bytes(draw(*args)))
+            draw, args, trim = connection.recv()
+            connection.send(png_bytes(draw(*args), trim))
     except (EOFError, ConnectionError):  # the parent closed its end: nothing more to draw
         return
+
+
+class FigureProcess:
+    """A spawned process drawing figures while this one works: `draw(fn, *args)` queues one
+    (`fn` returns a matplotlib figure), `pngs()` waits for the queued figures' PNG bytes, in
+    order. It imports pyplot as it starts; a daemon that ends when its pipe closes, so nothing
+    waits for its interpreter to shut down and a killed parent leaves no process behind."""
+
+    def __init__(self):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.connection, there = context.Pipe()
+        context.Process(target=figure_worker, args=(there,), daemon=True).start()
+        there.close()  # so the worker sees EOF when this side closes
+        self.queued = 0
+
+    def draw(self, draw, *args, trim: bool = True) -> None:
+        self.connection.send((draw, args, trim))
+        self.queued += 1
+
+    def pngs(self) -> list[bytes]:
+        """Every queued figure's PNG; RuntimeError when the process ended before drawing them."""
+        queued, self.queued = self.queued, 0
+        try:
+            return [self.connection.recv() for _ in range(queued)]
+        except (EOFError, ConnectionError):
+            raise RuntimeError("a figure worker process ended before its figures") from None
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def sample_image_figure(image: np.ndarray):

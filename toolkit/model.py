@@ -433,26 +433,23 @@ class FigureWorkers:
     The slowest figure, predictions.png, has a process of its own that draws everything but the
     model's answers while the model trains; the other process draws the rest in turn. Figures
     come back as PNG bytes and are written only once training has succeeded, so an interrupted
-    or failed run leaves the previous plots/ as they were. The processes are daemons that end
-    when their pipe closes: nothing waits for their interpreters to shut down.
+    or failed run leaves the previous plots/ as they were.
     """
 
     def __init__(self):
         import multiprocessing
 
-        from toolkit.figures import figure_worker, predictions_worker
+        from toolkit.figures import FigureProcess, predictions_worker
 
+        self.figures = FigureProcess()
         context = multiprocessing.get_context("spawn")
-        self.connections = {}
-        for name, worker in (("figures", figure_worker), ("predictions", predictions_worker)):
-            here, there = context.Pipe()
-            context.Process(target=worker, args=(there,), daemon=True).start()
-            there.close()  # so the worker sees EOF when this side closes
-            self.connections[name] = here
-        self.drawn: list[str] = []  # what the figures worker was asked for, in order
+        self.predictions, there = context.Pipe()
+        context.Process(target=predictions_worker, args=(there,), daemon=True).start()
+        there.close()  # so the worker sees EOF when this side closes
+        self.drawn: list[str] = []  # what the figures process was asked for, in order
 
     def draw(self, name: str, draw: Callable, *args) -> None:
-        self.connections["figures"].send((draw, args))
+        self.figures.draw(draw, *args)
         self.drawn.append(name)
 
     def draw_dataset_figures(self, dataset: Dataset) -> None:
@@ -461,7 +458,7 @@ class FigureWorkers:
 
         shown = slice(PREDICTIONS_SHOWN)
         test = dataset.test_images[shown], dataset.test_labels[shown], dataset.label_names
-        self.connections["predictions"].send(test)
+        self.predictions.send(test)
         self.draw("sample_image.png", sample_image_figure, dataset.train_images[0])
         self.draw(
             "class_grid.png",
@@ -479,7 +476,7 @@ class FigureWorkers:
             training_curves_figure,
         )
 
-        self.connections["predictions"].send(result.test_probabilities[:PREDICTIONS_SHOWN])
+        self.predictions.send(result.test_probabilities[:PREDICTIONS_SHOWN])
         predicted = np.argmax(result.test_probabilities, axis=1)
         self.draw(
             "confusion_matrix.png",
@@ -494,9 +491,9 @@ class FigureWorkers:
         """Waits for every figure and writes it into `folder`, in TRAINING_FIGURES' order."""
         from toolkit.figures import write_png
 
+        pngs = dict(zip(self.drawn, self.figures.pngs(), strict=True))
         try:
-            pngs = {name: self.connections["figures"].recv() for name in self.drawn}
-            pngs["predictions.png"] = self.connections["predictions"].recv()
+            pngs["predictions.png"] = self.predictions.recv()
         except (EOFError, ConnectionError):
             raise RuntimeError("a figure worker process ended before its figures") from None
         return [write_png(pngs[name], folder / name) for name in TRAINING_FIGURES]
@@ -505,8 +502,8 @@ class FigureWorkers:
         return self
 
     def __exit__(self, *exc):
-        for connection in self.connections.values():
-            connection.close()
+        self.figures.close()
+        self.predictions.close()
 
 
 def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> list[Path]:
