@@ -266,9 +266,14 @@ def _read_pair(
 
 def load_dataset(data_dir: Path | None = None) -> Dataset:
     """Train and test arrays from the first folder that holds the dataset."""
+    from concurrent.futures import ThreadPoolExecutor
+
     folder = find_data_dir(data_dir)
-    train_x, train_y, train_ok = _read_pair(folder, TRAIN_IMAGES, TRAIN_LABELS)
-    test_x, test_y, test_ok = _read_pair(folder, TEST_IMAGES, TEST_LABELS)
+    # Both splits at once: zlib and hashlib release the GIL for the bulk of the work.
+    with ThreadPoolExecutor(1) as reader:
+        test = reader.submit(_read_pair, folder, TEST_IMAGES, TEST_LABELS)
+        train_x, train_y, train_ok = _read_pair(folder, TRAIN_IMAGES, TRAIN_LABELS)
+        test_x, test_y, test_ok = test.result()
     return Dataset(
         train_x,
         train_y,
