@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +130,7 @@ def compare(
         measure_rows,
         recommend,
     )
-    from toolkit.figures import FigureProcess
+    from toolkit.figures import FigureProcess, pyplot
     from toolkit.reporting import write_reports
 
     out = Path(out)
@@ -145,13 +146,14 @@ def compare(
         timeout_seconds=timeout,
         max_memory_mb=default_max_memory_mb() if max_memory is None else max_memory,
     )
-    # Imports pyplot beside the runtimes' imports, then waits to draw flip galleries while
-    # this process draws the rest of the report.
+    # The figure process and a thread of this one import pyplot beside the runtimes' imports;
+    # the process then draws flip galleries while this one draws the rest of the report.
     with OutputLock(out), FigureProcess() as figures:
         recover_staging(out)
         manifest = checked_manifest(out, verify)
         dataset = evaluation_data(manifest, data, _path(data_dir))
         labels = dataset.test_labels if manifest.task == "classification" else None
+        threading.Thread(target=pyplot, name="import pyplot").start()
         report = measure_rows(
             out,
             manifest,

@@ -42,6 +42,9 @@ from toolkit.schema import check_fields
 
 REFERENCE = "model.keras"
 POLL_SECONDS = 0.1  # how often a waiting parent looks at interrupts and its worker's memory
+# ...and while a worker waits on the parent to pace it (load, start the next, time): each wait
+# on a 0.1 s poll cost compare ~0.05 s, three per row.
+HANDOFF_POLL_SECONDS = 0.01
 PR_SET_PDEATHSIG = 1  # prctl(2): a signal the kernel sends when the parent dies
 
 
@@ -277,15 +280,18 @@ class IsolatedRun:
         sender.close()
         self.timeout_seconds, self.max_memory_mb = timeout_seconds, max_memory_mb
 
-    def result(self, on_poll: Callable[[], None] = lambda: None) -> tuple:
+    def result(self, on_poll: Callable[[], bool | None] = lambda: None) -> tuple:
         """What the worker sends; the wait checks for interrupts (Ctrl-C stops the worker at
-        once) and calls `on_poll` every POLL_SECONDS."""
+        once) and calls `on_poll` every POLL_SECONDS, or every HANDOFF_POLL_SECONDS while it
+        returns True (it is pacing the worker)."""
         deadline = time.monotonic() + self.timeout_seconds
         process, receiver = self._process, self._receiver
         try:
-            while not receiver.poll(POLL_SECONDS):  # also True once the worker died
+            pacing = on_poll()
+            # poll() is also True once the worker died.
+            while not receiver.poll(HANDOFF_POLL_SECONDS if pacing else POLL_SECONDS):
                 interrupts.check()
-                on_poll()
+                pacing = on_poll()
                 if _rss_mb(process.pid) > self.max_memory_mb:
                     return (
                         "error",
@@ -491,27 +497,28 @@ def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, 
                     started[following] = start(*plan[following])
                 first = False
 
-                def pace(handoff=handoff, following=following):
+                def pace(handoff=handoff, following=following) -> bool:
                     """Lets this worker load once no import runs beside it; starts the next
                     worker once this one has loaded; lets this one time once the next has
-                    imported (or died trying, which must not hold it back)."""
+                    imported (or died trying, which must not hold it back). True while this
+                    worker still waits on it."""
                     upcoming = started.get(following)
                     imported = (
                         upcoming is None or upcoming[1].ready.is_set() or not upcoming[0].alive()
                     )
                     if not handoff.go.is_set():
                         if not imported:
-                            return
+                            return True
                         handoff.go.set()
                     if following is not None and following not in started:
                         if not handoff.loaded.is_set():
-                            return
+                            return True
                         started[following] = upcoming = start(*plan[following])
                         imported = upcoming is None
                     if imported:
                         handoff.may_time.set()
+                    return not handoff.may_time.is_set()
 
-                pace()
                 status, result = run.result(on_poll=pace)
             base = Row(
                 artifact.name,
