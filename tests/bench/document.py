@@ -409,25 +409,22 @@ def profile_finding(base: dict, quantized: dict, batch: int) -> str:
 
 
 def pipeline(result: dict) -> str:
-    rows = [
-        [rep + 1, f"{e:.1f}", f"{c:.1f}"]
-        for rep, (e, c) in enumerate(
-            zip(result["export_seconds"], result["compare_seconds"], strict=True)
-        )
-    ]
-    rows.append(
-        [
-            "**median**",
-            f"{result['median_export_seconds']:.1f}",
-            f"{result['median_compare_seconds']:.1f}",
-        ]
-    )
+    steps = ("export", "export_desktop", "export_previous", "compare", "compare_previous")
+    turns = zip(*(result[f"{step}_seconds"] for step in steps), strict=True)
+    rows = [[rep + 1, *(f"{s:.1f}" for s in seconds)] for rep, seconds in enumerate(turns)]
+    rows.append(["**median**", *(f"{result[f'median_{step}_seconds']:.1f}" for step in steps)])
     artifacts = ", ".join(r["artifact"] for r in result["report"]["rows"])
+    previous = result["previous_commit"]
+    headers = ["rep", "export s (all)", "export s (8)", f"export s at {previous} (8)"]
+    headers += ["compare s (8)", f"compare s at {previous} (8)"]
     return (
         "## 5. Export and compare wall times\n\n"
-        "`toolkit export --out OUT` (default artifact set, each validated) and `toolkit compare "
-        "--out OUT --threads N` as whole processes on the trained OUT, in turns. Artifacts: "
-        f"{artifacts}.\n\n" + md_table(["rep", "export s", "compare s"], rows)
+        "`toolkit export --out OUT` (every format, each validated) and `toolkit compare "
+        "--out OUT --threads N` in the artifacts' own runtimes, as whole processes on the "
+        f"trained OUT, in turns with the same two commands of commit {previous} (the toolkit "
+        "before this round of issues, unpacked from git history) and today's export of the "
+        f"same 8 desktop artifacts on a copy of the model. Compare's rows: {artifacts}.\n\n"
+        + md_table(headers, rows)
     )
 
 

@@ -1,14 +1,20 @@
-"""Part 5: `toolkit export` and `toolkit compare` wall times; compare's rows as medians of reps."""
+"""Part 5: `toolkit export` and `toolkit compare` wall times, today's against the previous
+commit's in the same turns; compare's rows as medians of reps."""
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench.runs import TOOLKIT, interleave, median, run_timed
+from tests.bench.previous import DESKTOP_FORMATS, PREVIOUS_COMMIT, side_folder, unpack_previous
+from tests.bench.runs import ROOT, TOOLKIT, interleave, median, run_timed
 from tests.bench.summary import Ratio
+
+NATIVE_RUNTIMES = ["keras", "tensorflow", "litert", "onnxruntime"]
 
 
 def export_and_compare(
@@ -18,8 +24,11 @@ def export_and_compare(
     artifacts); keeps every compare's report.json for the per-artifact medians.
 
     `alongside` steps (the GEMM reference) run in the same turns, so drift hits them alike;
-    their results come back under their own names.
+    their results come back under their own names. The previous commit's export and compare
+    run in the same turns on a copy of the trained model, as does today's export of the same
+    8 desktop artifacts: the ratios between them are the issues' export and compare goals.
     """
+    current, previous = side_folder(out, "current"), side_folder(out, "previous")
 
     def export(rep: int) -> float:
         return run_timed([TOOLKIT, "export", "--out", str(out)], logs / f"export-{rep}.log").seconds
@@ -27,19 +36,52 @@ def export_and_compare(
     def compare(rep: int) -> dict:
         # The desktop artifacts in their own runtimes, one row each: the per-artifact medians and
         # the int8 pairs below key on the artifact. Part 6 times TFLite Micro and OpenVINO.
-        native = ["--runtime", "keras", "--runtime", "tensorflow"]
-        native += ["--runtime", "litert", "--runtime", "onnxruntime"]
+        native = [option for runtime in NATIVE_RUNTIMES for option in ("--runtime", runtime)]
         command = [TOOLKIT, "compare", "--out", str(out), "--threads", str(threads), *native]
         seconds = run_timed(command, logs / f"compare-{rep}.log").seconds
         return {"seconds": seconds, "report": json.loads((out / "report/report.json").read_text())}
 
-    runs = interleave(reps, {"export": export, "compare": compare, **alongside})
+    def toolkit(code: Path, name: str, *arguments: str):
+        """`python -m toolkit ...` run from `code`, so that it imports that copy of the package."""
+        command = [sys.executable, "-m", "toolkit", *arguments]
+        return lambda rep: run_timed(command, logs / f"{name}-{rep}.log", cwd=code).seconds
+
+    formats = [option for name in DESKTOP_FORMATS for option in ("--format", name)]
+    with tempfile.TemporaryDirectory(prefix="bench-previous-") as code:
+        unpack_previous(Path(code))
+        runs = interleave(
+            reps,
+            {
+                "export": export,
+                "export_desktop": toolkit(
+                    ROOT, "export-desktop", "export", "--out", str(current), *formats
+                ),
+                "export_previous": toolkit(
+                    Path(code), "export-previous", "export", "--out", str(previous)
+                ),
+                "compare": compare,
+                "compare_previous": toolkit(
+                    Path(code),
+                    "compare-previous",
+                    "compare",
+                    "--out",
+                    str(previous),
+                    "--threads",
+                    str(threads),
+                ),
+                **alongside,
+            },
+        )
     compare_seconds = [run["seconds"] for run in runs["compare"]]
+    steps = {"compare": compare_seconds}
+    steps |= {
+        name: runs[name]
+        for name in ("export", "export_desktop", "export_previous", "compare_previous")
+    }
     return {
-        "export_seconds": runs["export"],
-        "compare_seconds": compare_seconds,
-        "median_export_seconds": median(runs["export"]),
-        "median_compare_seconds": median(compare_seconds),
+        **{f"{name}_seconds": seconds for name, seconds in steps.items()},
+        **{f"median_{name}_seconds": median(seconds) for name, seconds in steps.items()},
+        "previous_commit": PREVIOUS_COMMIT,
         "report": median_report([run["report"] for run in runs["compare"]]),
         **{name: runs[name] for name in alongside},
     }
@@ -62,14 +104,33 @@ def median_report(reports: list[dict]) -> dict:
 
 def pipeline_ratios(result: dict) -> list[Ratio]:
     artifacts = len(result["report"]["rows"])
-    return [
-        Ratio(
-            f"{step}_seconds",
-            result[f"median_{step}_seconds"],
-            "none set",
-            None,
-            f"wall time of the whole `toolkit {step}` process ({artifacts} artifacts)",
-            " / ".join(f"{s:.1f}" for s in result[f"{step}_seconds"]) + " s",
+    previous = result["previous_commit"]
+
+    def against_previous(name: str, today: str, before: str, goal: float) -> Ratio:
+        value = result[f"median_{today}_seconds"] / result[f"median_{before}_seconds"]
+        turns = zip(result[f"{today}_seconds"], result[f"{before}_seconds"], strict=True)
+        return Ratio(
+            f"{name}_vs_previous",
+            value,
+            f"≤ {goal}",
+            value <= goal,
+            f"whole-process `toolkit {name}` of the 8 desktop artifacts, today over {previous}",
+            f"{result[f'median_{today}_seconds']:.2f} s vs {result[f'median_{before}_seconds']:.2f}"
+            " s; turns " + " / ".join(f"{a:.1f}:{b:.1f}" for a, b in turns),
         )
-        for step in ("export", "compare")
+
+    return [
+        against_previous("export", "export_desktop", "export_previous", 0.6),
+        against_previous("compare", "compare", "compare_previous", 0.7),
+        *(
+            Ratio(
+                f"{step}_seconds",
+                result[f"median_{step}_seconds"],
+                "none set",
+                None,
+                f"wall time of the whole `toolkit {step}` process ({artifacts} artifacts)",
+                " / ".join(f"{s:.1f}" for s in result[f"{step}_seconds"]) + " s",
+            )
+            for step in ("export", "compare")
+        ),
     ]
