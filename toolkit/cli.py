@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from toolkit import interrupts
+from toolkit import interrupts, skip_final_collection
 from toolkit.errors import ExitCode, ToolkitError, ToolkitWarning, first_line
 from toolkit.exporters import EXPORTERS
 from toolkit.exporting import DEFAULT_CALIB_SAMPLES, DEFAULT_OPSET
@@ -129,6 +129,7 @@ def handles_errors(command):
     def wrapper(*args, **kwargs):
         from toolkit.scratch import private_tempdir
 
+        skip_final_collection()  # the command's process ends with it
         _tolerant_output()
         try:
             with interrupts.deferred(), private_tempdir(), warnings.catch_warnings():
