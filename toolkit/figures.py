@@ -185,15 +185,20 @@ PREDICTIONS_SHOWN = PREDICTION_ROWS * PREDICTION_COLUMNS
 
 
 def predictions_grid(images, class_names):
-    """The tutorial's grid before the model has answered: every panel's axes and image."""
+    """The tutorial's grid before the model has answered: every panel's axes and image, laid
+    out (tight_layout) around the longest label an answer can write, so that the answers only
+    fill text and bars in: the layout pass is off training's critical path."""
     plt = pyplot()
     rows, cols = PREDICTION_ROWS, PREDICTION_COLUMNS
     fig = plt.figure(figsize=(2 * 2 * cols, 2 * rows))
+    longest = max(class_names, key=len)
     panels = []
     for i in range(min(PREDICTIONS_SHOWN, len(images))):
         panel = plt.subplot(rows, 2 * cols, 2 * i + 1), plt.subplot(rows, 2 * cols, 2 * i + 2)
         draw_question(*panel, images[i], len(class_names))
+        panel[0].set_xlabel(f"{longest} 100% ({longest})")
         panels.append(panel)
+    fig.tight_layout()
     return fig, panels
 
 
@@ -201,7 +206,6 @@ def answer_predictions(fig, panels, probabilities, labels, class_names):
     """Fills a predictions_grid in: each image's bars (right blue, wrong red) and label."""
     for i, panel in enumerate(panels):
         draw_answer(*panel, probabilities[i], int(labels[i]), class_names)
-    fig.tight_layout()
     return fig
 
 
@@ -216,7 +220,8 @@ def predictions_worker(connection) -> None:
         images, labels, class_names = connection.recv()
         grid = predictions_grid(images, class_names)
         probabilities = connection.recv()
-        connection.send(png_bytes(answer_predictions(*grid, probabilities, labels, class_names)))
+        answered = answer_predictions(*grid, probabilities, labels, class_names)
+        connection.send(png_bytes(answered, trim=False))  # laid out already
     except (EOFError, ConnectionError):  # the parent closed its end: nothing more to draw
         return
 
