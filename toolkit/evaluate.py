@@ -45,6 +45,7 @@ POLL_SECONDS = 0.1  # how often a waiting parent looks at interrupts and its wor
 # ...and while a worker waits on the parent to pace it (load, start the next, time): each wait
 # on a 0.1 s poll cost compare ~0.05 s, three per row.
 HANDOFF_POLL_SECONDS = 0.01
+AHEAD = 2  # compare workers started together, ahead of the one measuring
 PR_SET_PDEATHSIG = 1  # prctl(2): a signal the kernel sends when the parent dies
 
 
@@ -468,9 +469,10 @@ def _skipped(planned) -> bool:
 
 
 def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, dict | str]]:
-    """Every planned row, each in its own worker; the next worker is started (and imports its
-    runtime) while the current one computes outputs, never while it loads or times. The first
-    two import together, before anything loads."""
+    """Every planned row, each in its own worker. Workers start AHEAD at a time and import
+    their runtimes together: the first ones before anything loads, later ones while the
+    current worker computes outputs, never while it loads or times. Starting a worker costs
+    ~0.3 s (a new interpreter): two that start together cost that once."""
     context = multiprocessing.get_context("spawn")
 
     def start(artifact, runner_class) -> tuple[IsolatedRun, Handoff] | None:
@@ -479,6 +481,15 @@ def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, 
         handoff = Handoff.create(context)
         args = (runner_class, out / artifact.path, data, config, handoff)
         return IsolatedRun(_worker, args, config.timeout_seconds, config.max_memory_mb), handoff
+
+    def start_after(i: int) -> None:
+        for j in [j for j in range(i + 1, len(plan)) if not _skipped(plan[j])][:AHEAD]:
+            started[j] = start(*plan[j])
+
+    def all_imported() -> bool:
+        """Every started worker has imported its runtime (or died trying, which must not hold
+        the others back)."""
+        return all(h.ready.is_set() or not run.alive() for run, h in started.values())
 
     results, started, first = [], {}, True
     try:
@@ -489,33 +500,23 @@ def _measure_plan(out, plan, data: EvalData, config, on_row) -> list[tuple[Row, 
                 status, result = UNSUPPORTED, runner_class.known_unsupported(artifact)
             else:
                 run, handoff = current
-                following = next(
-                    (j for j in range(i + 1, len(plan)) if not _skipped(plan[j])), None
-                )
-                if first and following is not None:
-                    # Nothing loads or times yet: the second worker imports beside the first.
-                    started[following] = start(*plan[following])
-                first = False
+                if first:  # nothing loads or times yet: the next ones import beside it
+                    start_after(i)
+                    first = False
 
-                def pace(handoff=handoff, following=following) -> bool:
-                    """Lets this worker load once no import runs beside it; starts the next
-                    worker once this one has loaded; lets this one time once the next has
-                    imported (or died trying, which must not hold it back). True while this
-                    worker still waits on it."""
-                    upcoming = started.get(following)
-                    imported = (
-                        upcoming is None or upcoming[1].ready.is_set() or not upcoming[0].alive()
-                    )
+                def pace(handoff=handoff, i=i) -> bool:
+                    """Lets this worker load once no import runs beside it; once it has loaded,
+                    starts the next AHEAD workers if none is waiting; lets it time once they
+                    have imported. True while this worker still waits on it."""
                     if not handoff.go.is_set():
-                        if not imported:
+                        if not all_imported():
                             return True
                         handoff.go.set()
-                    if following is not None and following not in started:
+                    if not started:
                         if not handoff.loaded.is_set():
                             return True
-                        started[following] = upcoming = start(*plan[following])
-                        imported = upcoming is None
-                    if imported:
+                        start_after(i)
+                    if all_imported():
                         handoff.may_time.set()
                     return not handoff.may_time.is_set()
 
