@@ -82,8 +82,14 @@ def worst_layers_message(errors: LayerErrors, count: int = 3) -> str:
 
 
 def plot_layer_errors(errors: LayerErrors, title: str, path: Path) -> Path:
+    from toolkit.figures import save_figure
+
+    return save_figure(layer_errors_figure(errors, title), path)
+
+
+def layer_errors_figure(errors: LayerErrors, title: str):
     """One bar per quantized tensor in graph order, labelled with its Keras layer."""
-    from toolkit.figures import pyplot, save_figure
+    from toolkit.figures import pyplot
 
     plt = pyplot()
     tensors = errors.tensors
@@ -103,4 +109,4 @@ def plot_layer_errors(errors: LayerErrors, title: str, path: Path) -> Path:
     ax.legend()
     ax.set(title=title, ylabel=errors.plot_metric, xlabel="quantized tensor, graph order")
     ax.grid(True, axis="y", alpha=0.3)
-    return save_figure(fig, path)
+    return fig
