@@ -146,36 +146,39 @@ def compare(
         timeout_seconds=timeout,
         max_memory_mb=default_max_memory_mb() if max_memory is None else max_memory,
     )
-    # The figure process and a thread of this one import pyplot beside the runtimes' imports;
-    # the process then draws flip galleries while this one draws the rest of the report.
-    with OutputLock(out), FigureProcess() as figures:
+    with OutputLock(out):
         recover_staging(out)
         manifest = checked_manifest(out, verify)
         dataset = evaluation_data(manifest, data, _path(data_dir))
         labels = dataset.test_labels if manifest.task == "classification" else None
-        threading.Thread(target=pyplot, name="import pyplot").start()
-        report = measure_rows(
-            out,
-            manifest,
-            dataset.test_images[:limit],
-            None if labels is None else labels[:limit],
-            config,
-            installed_runtimes(runtimes),
-            on_row or (lambda row: None),
-        )
-        if earlier is not None:
-            report = _with_baseline(report, earlier, baseline)
-        best = recommend(report)
-        report = report.with_(
-            recommended=best and best.artifact,
-            recommended_runtime=best and best.runtime,
-            gate={
-                "max_accuracy_drop": max_accuracy_drop,
-                "max_latency_regression": max_latency_regression,
-                "failures": gate_failures(report, max_accuracy_drop, max_latency_regression),
-            },
-        )
-        write_reports(report, out / "report", dataset.test_images[:limit], figures)
+        measured = installed_runtimes(runtimes)
+        # With something to measure, a figure process and a thread of this one import pyplot
+        # beside the runtimes' imports; the process then draws flip galleries while this one
+        # draws the rest of the report.
+        with FigureProcess() as figures:
+            threading.Thread(target=pyplot, name="import pyplot").start()
+            report = measure_rows(
+                out,
+                manifest,
+                dataset.test_images[:limit],
+                None if labels is None else labels[:limit],
+                config,
+                measured,
+                on_row or (lambda row: None),
+            )
+            if earlier is not None:
+                report = _with_baseline(report, earlier, baseline)
+            best = recommend(report)
+            report = report.with_(
+                recommended=best and best.artifact,
+                recommended_runtime=best and best.runtime,
+                gate={
+                    "max_accuracy_drop": max_accuracy_drop,
+                    "max_latency_regression": max_latency_regression,
+                    "failures": gate_failures(report, max_accuracy_drop, max_latency_regression),
+                },
+            )
+            write_reports(report, out / "report", dataset.test_images[:limit], figures)
     return report
 
 

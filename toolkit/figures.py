@@ -63,19 +63,26 @@ def figure_worker(connection) -> None:
 class FigureProcess:
     """A spawned process drawing figures while this one works: `draw(fn, *args)` queues one
     (`fn` returns a matplotlib figure), `pngs()` waits for the queued figures' PNG bytes, in
-    order. It imports pyplot as it starts; a daemon that ends when its pipe closes, so nothing
+    order. It imports pyplot as it starts: now, or at the first `draw` when `lazy` (a caller
+    that may draw nothing pays nothing). A daemon that ends when its pipe closes, so nothing
     waits for its interpreter to shut down and a killed parent leaves no process behind."""
 
-    def __init__(self):
+    def __init__(self, lazy: bool = False):
+        self.connection, self.queued = None, 0
+        if not lazy:
+            self._start()
+
+    def _start(self) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         self.connection, there = context.Pipe()
         context.Process(target=figure_worker, args=(there,), daemon=True).start()
         there.close()  # so the worker sees EOF when this side closes
-        self.queued = 0
 
     def draw(self, draw, *args, trim: bool = True) -> None:
+        if self.connection is None:
+            self._start()
         self.connection.send((draw, args, trim))
         self.queued += 1
 
@@ -88,7 +95,8 @@ class FigureProcess:
             raise RuntimeError("a figure worker process ended before its figures") from None
 
     def close(self) -> None:
-        self.connection.close()
+        if self.connection is not None:
+            self.connection.close()
 
     def __enter__(self):
         return self
