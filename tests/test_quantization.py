@@ -6,13 +6,14 @@ import json
 import numpy as np
 import pytest
 
+from toolkit.figures import save_figure
 from toolkit.metrics import compare_outputs
 from toolkit.quantization.layers import layer_of, traced_scopes
 from toolkit.quantization.records import (
     LayerErrors,
     TensorError,
+    layer_errors_figure,
     layer_errors_json,
-    plot_layer_errors,
     ranked,
     worst_layers_message,
 )
@@ -336,7 +337,7 @@ def test_tutorial_per_layer_records(tutorial_model, tmp_path, fmt):
     assert sorted(r["rank"] for r in records) == list(range(1, len(records) + 1))
     assert all(np.isfinite(v) for r in records for v in r["metrics"].values())
     assert content["samples"] == 50
-    png = plot_layer_errors(errors, f"model_int8.{fmt}", path.with_suffix(".png"))
+    png = save_figure(layer_errors_figure(errors, f"model_int8.{fmt}"), path.with_suffix(".png"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -60,6 +60,17 @@ def figure_worker(connection) -> None:
         return
 
 
+def start_worker(target):
+    """`target(connection)` in a spawned daemon process; returns this side's connection."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    here, there = context.Pipe()
+    context.Process(target=target, args=(there,), daemon=True).start()
+    there.close()  # so the worker sees EOF when this side closes
+    return here
+
+
 class FigureProcess:
     """A spawned process drawing figures while this one works: `draw(fn, *args)` queues one
     (`fn` returns a matplotlib figure), `pngs()` waits for the queued figures' PNG bytes, in
@@ -73,12 +84,7 @@ class FigureProcess:
             self._start()
 
     def _start(self) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        self.connection, there = context.Pipe()
-        context.Process(target=figure_worker, args=(there,), daemon=True).start()
-        there.close()  # so the worker sees EOF when this side closes
+        self.connection = start_worker(figure_worker)
 
     def draw(self, draw, *args, trim: bool = True) -> None:
         if self.connection is None:

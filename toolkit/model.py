@@ -437,15 +437,10 @@ class FigureWorkers:
     """
 
     def __init__(self):
-        import multiprocessing
-
-        from toolkit.figures import FigureProcess, predictions_worker
+        from toolkit.figures import FigureProcess, predictions_worker, start_worker
 
         self.figures = FigureProcess()
-        context = multiprocessing.get_context("spawn")
-        self.predictions, there = context.Pipe()
-        context.Process(target=predictions_worker, args=(there,), daemon=True).start()
-        there.close()  # so the worker sees EOF when this side closes
+        self.predictions = start_worker(predictions_worker)
         self.drawn: list[str] = []  # what the figures process was asked for, in order
 
     def draw(self, name: str, draw: Callable, *args) -> None:

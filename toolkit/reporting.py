@@ -943,7 +943,8 @@ def write_reports(
 
 def _write_files(report: Report, staged: Path, inputs, folder: Path, figures) -> list[Path]:
     galleries = [row for row in report.rows if row.ok and row.top_flips]
-    elsewhere = galleries[::2] if figures is not None and inputs is not None else []
+    shared = figures is not None and inputs is not None
+    elsewhere, here = (galleries[::2], galleries[1::2]) if shared else ([], galleries)
     for row in elsewhere:
         flipped = {flip["index"]: inputs[flip["index"]] for flip in row.top_flips}
         figures.draw(flip_gallery_figure, report, row, flipped, trim=False)
@@ -959,9 +960,7 @@ def _write_files(report: Report, staged: Path, inputs, folder: Path, figures) ->
         plot_latency_distribution(report, staged / "latency_distribution.png"),
         plot_per_class_accuracy(report, staged / "per_class_accuracy.png"),
     ]
-    for row in galleries:
-        if row in elsewhere:
-            continue
+    for row in here:
         name = gallery_name(report, row)
         if inputs is not None:
             paths.append(plot_flip_gallery(report, row, inputs, staged / name))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 # Rounding to a uniform grid of step `scale` leaves an error of RMSE scale / sqrt(12): a tensor
 # whose RMSE / scale is near this lost nothing but rounding.
@@ -79,12 +78,6 @@ def worst_layers_message(errors: LayerErrors, count: int = 3) -> str:
         if len(parts) == count:
             break
     return "worst layers: " + "; ".join(parts)
-
-
-def plot_layer_errors(errors: LayerErrors, title: str, path: Path) -> Path:
-    from toolkit.figures import save_figure
-
-    return save_figure(layer_errors_figure(errors, title), path)
 
 
 def layer_errors_figure(errors: LayerErrors, title: str):
