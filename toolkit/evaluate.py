@@ -151,10 +151,11 @@ def measure(
     runner_class, path: Path, data: EvalData, config: MeasureConfig, handoff: Handoff | None = None
 ) -> dict:
     """Load time, outputs for every input, batch-1 latency and batch throughput of one artifact."""
-    from toolkit import quiet_stderr
+    from toolkit import quiet_stderr, without_matplotlib
 
     with quiet_stderr():
-        importlib.import_module(runner_class.module)  # load time is the session, not imports
+        with without_matplotlib():
+            importlib.import_module(runner_class.module)  # load time is the session, not imports
         if handoff is not None:
             handoff.ready.set()
             handoff.go.wait()

@@ -27,9 +27,10 @@ class KerasRunner(Runner):
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
-        import tensorflow as tf
-
+        from toolkit import import_tensorflow
         from toolkit.model import load_keras_model
+
+        tf = import_tensorflow()
 
         set_tf_threads(threads)
         self.model = load_keras_model(self.path)

@@ -17,8 +17,9 @@ class SavedModelRunner(Runner):
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
-        import tensorflow as tf
+        from toolkit import import_tensorflow
 
+        tf = import_tensorflow()
         set_tf_threads(threads)
         if not (self.path / "saved_model.pb").is_file():
             raise ToolkitError(
