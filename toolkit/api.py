@@ -348,8 +348,8 @@ def verify(out: str | Path = "exported") -> Verification:
 
 
 def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | None = None):
-    """The data export recorded in the manifest (or `data`), read for the model's input shape;
-    a recorded file that changed since export is a warning."""
+    """The evaluation split of the data export recorded in the manifest (or `data`), read for
+    the model's input shape; a recorded file that changed since export is a warning."""
     from toolkit.artifacts import sha256_path
     from toolkit.data import FASHION_MNIST, load_data
     from toolkit.data.checks import fit_to_model
@@ -360,7 +360,11 @@ def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | N
     if data is None and recorded.get("kind") not in (None, FASHION_MNIST):
         data = recorded["path"]
     dataset = load_data(
-        data, data_dir, manifest_input_shape(manifest), manifest_preprocessing(manifest)
+        data,
+        data_dir,
+        manifest_input_shape(manifest),
+        manifest_preprocessing(manifest),
+        train=False,
     )
     fit_to_model(dataset.test_images[:1], manifest_input_shape(manifest), dataset.source)
     for note in dataset.notes:

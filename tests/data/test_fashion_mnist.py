@@ -40,6 +40,7 @@ from toolkit.data.fashion_mnist import (
     TRAIN_LABELS,
     candidate_dirs,
     find_data_dir,
+    idx_path,
     load_dataset,
     read_idx,
 )
@@ -181,6 +182,15 @@ def test_good_files_load_as_uint8_arrays(tmp_path, encode, gzipped):
     assert dataset.train_labels.shape == (5,)
     assert dataset.test_images.shape == (3, IMAGE_SIDE, IMAGE_SIDE)
     assert dataset.source == tmp_path
+
+
+def test_evaluation_reads_the_test_split_only(tmp_path):
+    written = write_dataset(tmp_path)
+    idx_path(tmp_path, TRAIN_IMAGES).write_bytes(b"not an IDX file")  # never opened
+    dataset = load_dataset(tmp_path, train=False)
+    assert dataset.train_images is None and dataset.train_labels is None
+    np.testing.assert_array_equal(dataset.test_images, written[TEST_IMAGES])
+    np.testing.assert_array_equal(dataset.test_labels, written[TEST_LABELS])
 
 
 def test_normalize_gives_float32_in_unit_interval(tmp_path):

@@ -31,13 +31,15 @@ def load_data(
     data_dir: Path | None = None,
     image_shape: tuple[int, ...] | None = None,
     preprocessing: Preprocessing | None = None,
+    train: bool = True,
 ) -> Dataset:
     """The dataset `data` names: "fashion-mnist" (default; found in `data_dir` or the usual
-    places), an .npz file, or a folder of images (resized to `image_shape` when given)."""
+    places), an .npz file, or a folder of images (resized to `image_shape` when given).
+    Without `train`, Fashion-MNIST's train split is not read (the other sources are read whole)."""
     from dataclasses import replace
 
     if data is None or str(data) == FASHION_MNIST:
-        dataset = load_dataset(data_dir)
+        dataset = load_dataset(data_dir, train)
     else:
         path = Path(data)
         if path.suffix.lower() == ".npz":

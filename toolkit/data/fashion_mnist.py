@@ -264,15 +264,18 @@ def _read_pair(
     return x, y, verified
 
 
-def load_dataset(data_dir: Path | None = None) -> Dataset:
-    """Train and test arrays from the first folder that holds the dataset."""
+def load_dataset(data_dir: Path | None = None, train: bool = True) -> Dataset:
+    """Train and test arrays from the first folder that holds the dataset; without `train`,
+    the test split only (train arrays None): what evaluating needs, a sixth of the reading."""
     from concurrent.futures import ThreadPoolExecutor
 
     folder = find_data_dir(data_dir)
+    train_x, train_y, train_ok = None, None, True
     # Both splits at once: zlib and hashlib release the GIL for the bulk of the work.
     with ThreadPoolExecutor(1) as reader:
         test = reader.submit(_read_pair, folder, TEST_IMAGES, TEST_LABELS)
-        train_x, train_y, train_ok = _read_pair(folder, TRAIN_IMAGES, TRAIN_LABELS)
+        if train:
+            train_x, train_y, train_ok = _read_pair(folder, TRAIN_IMAGES, TRAIN_LABELS)
         test_x, test_y, test_ok = test.result()
     return Dataset(
         train_x,
