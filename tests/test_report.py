@@ -18,14 +18,15 @@ from typer.testing import CliRunner
 from toolkit.cli import app
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.evaluate import apply_baseline, gate_failures, recommend
+from toolkit.figures import png_bytes, save_figure
 from toolkit.metrics import flip_details
 from toolkit.reporting import (
     PLOTS,
     STAR,
     _columns,
     class_selection,
-    plot_flip_gallery,
-    plot_per_class_accuracy,
+    flip_gallery_figure,
+    per_class_accuracy_figure,
     report_markdown,
     report_table,
     three_digits,
@@ -490,7 +491,7 @@ def test_galleries_draw_any_input_shape(tmp_path, shape_and_type):
     inputs = np.random.default_rng(0).uniform(-3, 300, (200, *shape)).astype(dtype)
     report = with_flips(make_report(baseline=False))
     row = next(row for row in report.rows if row.top_flips)
-    path = plot_flip_gallery(report, row, inputs, tmp_path / "gallery.png")
+    path = save_figure(flip_gallery_figure(report, row, inputs), tmp_path / "gallery.png")
     assert path.read_bytes().startswith(PNG_SIGNATURE)
 
 
@@ -504,7 +505,7 @@ def test_a_thousand_classes_show_the_worst_twenty(tmp_path):
     report = report_of(rows, class_names=classes)
     selected = class_selection(report)
     assert len(selected) == 20 and {5, 500, 999} <= set(selected)
-    assert plot_per_class_accuracy(report, tmp_path / "classes.png").stat().st_size > 0
+    assert save_figure(per_class_accuracy_figure(report), tmp_path / "c.png").stat().st_size > 0
     assert class_selection(make_report(baseline=False)) == list(range(10))
 
 
@@ -656,3 +657,32 @@ def test_measured_row_carries_flipped_indices_and_latency_quantiles():
     assert row.latency_quantiles_ms["p50"] == pytest.approx(0.0505)
     unlabelled = _measured_row(base, result, reference, None, classes=2)
     assert unlabelled.flipped_indices == [0, 3] and unlabelled.confusion_changes is None
+
+
+class AlternatingFigures:
+    """A figure process stand-in that is idle every other time it is asked."""
+
+    def __init__(self):
+        self.asked, self.drawn = 0, []
+
+    def idle(self) -> bool:
+        self.asked += 1
+        return self.asked % 2 == 1
+
+    def draw(self, draw, *args, trim):
+        self.drawn.append(draw(*args))
+
+    def pngs(self) -> list[bytes]:
+        return [png_bytes(fig, trim=False) for fig in self.drawn]
+
+
+def test_report_figures_are_shared_with_the_figure_process_while_it_is_idle(tmp_path):
+    report = with_flips(make_report(baseline=False))
+    inputs = np.random.default_rng(0).integers(0, 256, (200, 28, 28), np.uint8)
+    figures = AlternatingFigures()
+    paths = write_reports(report, tmp_path / "report", inputs, figures)
+    pngs = [p for p in paths if p.suffix == ".png"]
+    assert len(figures.drawn) == 3 and len(pngs) == len(PLOTS) + 1  # 5 figures, every other
+    assert all(p.read_bytes().startswith(PNG_SIGNATURE) for p in pngs)
+    gallery = tmp_path / "report" / "flips" / "model_int8.tflite.png"
+    assert gallery in pngs  # the first figure: the process's

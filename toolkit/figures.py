@@ -79,7 +79,7 @@ class FigureProcess:
     waits for its interpreter to shut down and a killed parent leaves no process behind."""
 
     def __init__(self, lazy: bool = False):
-        self.connection, self.queued = None, 0
+        self.connection, self.queued, self.received = None, 0, []
         if not lazy:
             self._start()
 
@@ -92,13 +92,27 @@ class FigureProcess:
         self.connection.send((draw, args, trim))
         self.queued += 1
 
+    def idle(self) -> bool:
+        """Whether every queued figure has been drawn (a process that ended counts as busy:
+        `pngs` then reports it)."""
+        if self.connection is None:
+            return True
+        try:
+            while len(self.received) < self.queued and self.connection.poll():
+                self.received.append(self.connection.recv())
+        except (EOFError, ConnectionError):
+            return False
+        return len(self.received) == self.queued
+
     def pngs(self) -> list[bytes]:
         """Every queued figure's PNG; RuntimeError when the process ended before drawing them."""
-        queued, self.queued = self.queued, 0
         try:
-            return [self.connection.recv() for _ in range(queued)]
+            while len(self.received) < self.queued:
+                self.received.append(self.connection.recv())
         except (EOFError, ConnectionError):
             raise RuntimeError("a figure worker process ended before its figures") from None
+        pngs, self.received, self.queued = self.received, [], 0
+        return pngs
 
     def close(self) -> None:
         if self.connection is not None:
