@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -92,3 +93,15 @@ def test_an_unexpected_exception_is_one_line_and_exit_70(tmp_path, monkeypatch):
     assert result.exit_code == 70
     assert "internal error: RuntimeError: something a library got wrong" in result.output
     assert "second line" not in result.output and "Traceback" not in result.output
+
+
+def test_processes_the_command_spawns_do_not_import_the_cli():
+    """A spawned process re-runs the console script as __mp_main__ before its target."""
+    script = Path(sys.executable).with_name("toolkit")
+    code = (
+        "import runpy, sys\n"
+        f"runpy.run_path({str(script)!r}, run_name='__mp_main__')\n"
+        "heavy = [m for m in ('toolkit.cli', 'typer', 'rich', 'toolkit.api') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

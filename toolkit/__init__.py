@@ -64,13 +64,33 @@ def skip_final_collection() -> None:
     atexit.register(gc.freeze)
 
 
-# The Python API; imported last because it imports modules that use the helpers above.
-from toolkit.api import compare, export, predict, report, train, verify  # noqa: E402
+def main() -> None:
+    """The `toolkit` command. Its console script imports only this package: every process the
+    command spawns re-runs that script first, and would otherwise import the CLI (typer, rich,
+    0.2 s a process) just to measure a model or draw a figure."""
+    from toolkit.cli import app
+
+    app()
+
+
+API = ("compare", "export", "predict", "report", "train", "verify")
+
+
+def __getattr__(name: str):
+    """The Python API, imported on first use (PEP 562): a worker or figure process that imports
+    only `toolkit.evaluate` then skips the exporters and their imports, 0.1 s a process."""
+    if name in API:
+        from toolkit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
+
 
 __all__ = [
     "compare",
     "export",
     "import_tensorflow",
+    "main",
     "predict",
     "quiet_stderr",
     "report",

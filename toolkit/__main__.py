@@ -1,3 +1,3 @@
-from toolkit.cli import app
+from toolkit import main
 
-app()
+main()
