@@ -52,6 +52,12 @@ def figure_worker(connection) -> None:
     """A process that draws each (draw, args, trim) it receives and sends back the PNG bytes, in
     order, until the other end closes."""
     start_figure_worker()
+    draw_jobs(connection)
+
+
+def draw_jobs(connection) -> None:
+    """Draws each (draw, args, trim) received, sending back PNG bytes, until the other end
+    closes."""
     try:
         while True:
             draw, args, trim = connection.recv()
@@ -184,13 +190,16 @@ def draw_prediction(ax_image, ax_bars, image, probabilities, true_label, class_n
 
 
 def draw_question(ax_image, ax_bars, image, classes: int) -> None:
-    """The half of a panel known before the model answers: the image, both axes' ticks."""
+    """The half of a panel known before the model answers: the image, both axes' ticks and
+    limits, and the bars at height 0 (so the x limits are those the answered bars give)."""
     show_item(ax_image, image)
     ax_image.set_xticks([])
     ax_image.set_yticks([])
     ax_bars.grid(False)
+    ax_bars.bar(range(classes), np.zeros(classes), color="#777777")
     ax_bars.set_xticks(range(classes) if classes <= 20 else [])  # past 20, ticks are ink
     ax_bars.set_yticks([])
+    ax_bars.set_ylim([0, 1])
 
 
 def draw_answer(ax_image, ax_bars, probabilities, true_label, class_names) -> None:
@@ -201,8 +210,9 @@ def draw_answer(ax_image, ax_bars, probabilities, true_label, class_names) -> No
     ax_image.set_xlabel(
         f"{class_names[predicted]} {100 * np.max(probabilities):2.0f}%{truth}", color=colour
     )
-    bars = ax_bars.bar(range(len(class_names)), probabilities, color="#777777")
-    ax_bars.set_ylim([0, 1])
+    bars = ax_bars.patches
+    for bar, probability in zip(bars, probabilities, strict=True):
+        bar.set_height(probability)
     bars[predicted].set_color("red")
     if true_label is not None:
         bars[true_label].set_color("blue")
@@ -212,10 +222,9 @@ PREDICTION_ROWS, PREDICTION_COLUMNS = 5, 3
 PREDICTIONS_SHOWN = PREDICTION_ROWS * PREDICTION_COLUMNS
 
 
-def predictions_grid(images, class_names):
-    """The tutorial's grid before the model has answered: every panel's axes and image, laid
-    out (tight_layout) around the longest label an answer can write, so that the answers only
-    fill text and bars in: the layout pass is off training's critical path."""
+def predictions_figure(images, class_names):
+    """The tutorial's grid of predictions before the model has answered, as (figure, panels):
+    laid out (tight_layout) around the longest label an answer can write."""
     plt = pyplot()
     rows, cols = PREDICTION_ROWS, PREDICTION_COLUMNS
     fig = plt.figure(figsize=(2 * 2 * cols, 2 * rows))
@@ -230,28 +239,59 @@ def predictions_grid(images, class_names):
     return fig, panels
 
 
-def answer_predictions(fig, panels, probabilities, labels, class_names):
-    """Fills a predictions_grid in: each image's bars (right blue, wrong red) and label."""
-    for i, panel in enumerate(panels):
-        draw_answer(*panel, probabilities[i], int(labels[i]), class_names)
-    return fig
+class PredictionsGrid:
+    """The tutorial's grid of predictions, rendered once before the model has answered. The
+    answers then draw only their labels, bars and frames over that rendering (matplotlib's
+    blitting) instead of the whole figure again, off training's critical path."""
+
+    def __init__(self, images, class_names):
+        self.fig, self.panels = predictions_figure(images, class_names)
+        for artist in self._answer_artists():
+            artist.set_visible(False)
+        self.fig.canvas.draw()  # places each label too, from the tick labels beside it
+        self.rendered = self.fig.canvas.copy_from_bbox(self.fig.bbox)
+
+    def _answer_artists(self) -> list:
+        """What the answers change, in a full draw's order: the bars, then the frame around
+        them (drawn over their edges), and the labels."""
+        return [
+            artist
+            for ax_image, ax_bars in self.panels
+            for artist in (*ax_bars.patches, *ax_bars.spines.values(), ax_image.xaxis.label)
+        ]
+
+    def answered_png(self, probabilities, labels, class_names) -> bytes:
+        """The grid with the model's answers, as PNG bytes."""
+        from PIL import Image
+
+        canvas = self.fig.canvas
+        canvas.restore_region(self.rendered)
+        for i, panel in enumerate(self.panels):
+            draw_answer(*panel, probabilities[i], int(labels[i]), class_names)
+        for artist in self._answer_artists():
+            artist.set_visible(True)
+            self.fig.draw_artist(artist)
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(canvas.buffer_rgba())).save(buffer, format="png")
+        pyplot().close(self.fig)
+        return buffer.getvalue()
 
 
 def predictions_worker(connection) -> None:
     """A process drawing predictions.png: the grid as soon as the test images come (while the
-    model trains), the answers when the probabilities come; then the PNG bytes go back.
+    model trains), the answers when the probabilities come; then the PNG bytes go back, and it
+    draws whatever else it is sent, as figure_worker does.
 
     Whoever holds the other end closing it (training failed) ends the process quietly.
     """
     start_figure_worker()
     try:
         images, labels, class_names = connection.recv()
-        grid = predictions_grid(images, class_names)
-        probabilities = connection.recv()
-        answered = answer_predictions(*grid, probabilities, labels, class_names)
-        connection.send(png_bytes(answered, trim=False))  # laid out already
+        grid = PredictionsGrid(images, class_names)
+        connection.send(grid.answered_png(connection.recv(), labels, class_names))
     except (EOFError, ConnectionError):  # the parent closed its end: nothing more to draw
         return
+    draw_jobs(connection)
 
 
 def plot_image_predictions(images, probabilities, labels, class_names, path: Path) -> Path:

@@ -430,8 +430,9 @@ class FigureWorkers:
     """Two spawned processes that draw the training figures while this one trains and saves.
 
     Drawing takes longer than training's saving and nothing here needs it on the critical path.
-    The slowest figure, predictions.png, has a process of its own that draws everything but the
-    model's answers while the model trains; the other process draws the rest in turn. Figures
+    The slowest figure, predictions.png, has a process of its own that renders everything but
+    the model's answers while the model trains, then the training curves; the other process
+    draws the rest in turn. Figures
     come back as PNG bytes and are written only once training has succeeded, so an interrupted
     or failed run leaves the previous plots/ as they were.
     """
@@ -464,7 +465,8 @@ class FigureWorkers:
         )
 
     def draw_result_figures(self, dataset: Dataset, result: TrainResult) -> None:
-        """The trained model's figures: its answers to the predictions worker, the rest after."""
+        """The trained model's figures: its answers to the predictions worker, which then draws
+        the training curves (its answers take 0.1 s), and the confusion matrix."""
         from toolkit.figures import (
             PREDICTIONS_SHOWN,
             confusion_matrix_figure,
@@ -472,6 +474,7 @@ class FigureWorkers:
         )
 
         self.predictions.send(result.test_probabilities[:PREDICTIONS_SHOWN])
+        self.predictions.send((training_curves_figure, (result.history,), True))
         predicted = np.argmax(result.test_probabilities, axis=1)
         self.draw(
             "confusion_matrix.png",
@@ -480,7 +483,6 @@ class FigureWorkers:
             predicted,
             dataset.label_names,
         )
-        self.draw("training_curves.png", training_curves_figure, result.history)
 
     def write(self, folder: Path) -> list[Path]:
         """Waits for every figure and writes it into `folder`, in TRAINING_FIGURES' order."""
@@ -489,6 +491,7 @@ class FigureWorkers:
         pngs = dict(zip(self.drawn, self.figures.pngs(), strict=True))
         try:
             pngs["predictions.png"] = self.predictions.recv()
+            pngs["training_curves.png"] = self.predictions.recv()
         except (EOFError, ConnectionError):
             raise RuntimeError("a figure worker process ended before its figures") from None
         return [write_png(pngs[name], folder / name) for name in TRAINING_FIGURES]
