@@ -48,7 +48,7 @@ def summary(ratios: list[Ratio]) -> str:
 TRAINING_PARTS = [
     ("outside", "outside the library call", "interpreter start, CLI import, lock, exit"),
     ("tensorflow_import", "TensorFlow import", "`import tensorflow`, main thread"),
-    ("dataset_wait", "dataset: waited for", "read in a thread beside the import"),
+    ("dataset_wait", "dataset", "read and digested after the import (beside it, it slowed it)"),
     ("setup", "setup", "seeds, tensors, model build, optimizer"),
     ("training_loop", "training loop", "`train_seconds`: 10 epochs incl. XLA compilation"),
     ("evaluation", "evaluation", "test-set forward pass, metrics"),
@@ -122,13 +122,6 @@ def training_breakdown(result: dict) -> str:
     rows = [[label, f"{parts[key]:.2f}", what] for key, label, what in TRAINING_PARTS]
     whole = result["median_seconds"]["toolkit"]
     rows.append(["**whole process** (median)", f"**{whole:.2f}**", ""])
-    rows.append(
-        [
-            "beside the critical path: dataset read + digest",
-            f"({parts['dataset_read_beside_import']:.2f})",
-            "overlapped with the import, not on the critical path",
-        ]
-    )
     overhead = parts["overhead"]
     return (
         "### Where `toolkit train`'s time goes\n\n"
