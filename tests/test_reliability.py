@@ -779,3 +779,17 @@ def test_an_atomic_write_never_writes_through_a_link_at_its_temporary_name(tmp_p
     write_json(target, {"a": 1})
     assert victim.read_text() == "keep me\n"
     assert json.loads(target.read_text()) == {"a": 1} and not target.is_symlink()
+
+
+def _environment_worker(connection, key: str) -> None:
+    connection.send(("ok", os.environ.get(key)))
+
+
+def test_workers_start_with_one_blas_thread_and_leave_this_environment_alone(monkeypatch):
+    from toolkit.evaluate import run_isolated
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert run_isolated(_environment_worker, ("OPENBLAS_NUM_THREADS",), 60, 1e9) == ("ok", "1")
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")  # the user's setting wins
+    assert run_isolated(_environment_worker, ("OPENBLAS_NUM_THREADS",), 60, 1e9) == ("ok", "3")

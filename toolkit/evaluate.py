@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import interrupts
+from toolkit import interrupts, start_child
 from toolkit.artifacts import JSON_MAX_BYTES, Artifact, Manifest, read_json
 from toolkit.data import Preprocessing
 from toolkit.errors import ExitCode, ToolkitError, first_line
@@ -278,7 +278,7 @@ class IsolatedRun:
         self._process = context.Process(
             target=_isolated_entry, args=(os.getpid(), target, sender, *args), daemon=True
         )
-        self._process.start()
+        start_child(self._process)
         sender.close()
         self.timeout_seconds, self.max_memory_mb = timeout_seconds, max_memory_mb
 

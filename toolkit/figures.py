@@ -70,9 +70,11 @@ def start_worker(target):
     """`target(connection)` in a spawned daemon process; returns this side's connection."""
     import multiprocessing
 
+    from toolkit import start_child
+
     context = multiprocessing.get_context("spawn")
     here, there = context.Pipe()
-    context.Process(target=target, args=(there,), daemon=True).start()
+    start_child(context.Process(target=target, args=(there,), daemon=True))
     there.close()  # so the worker sees EOF when this side closes
     return here
 
