@@ -129,6 +129,9 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+TRAIN_THREADS = 2  # TensorFlow's intra-op threads while training, whatever the core count
+
+
 def compile_model(model) -> None:
     model.compile(
         optimizer="adam",
@@ -274,10 +277,10 @@ def train(
     check_trainable(dataset)
     seconds: dict = {}
     setup_start = time.perf_counter()
-    # One thread: the epoch's small products gain nothing from a second one that has to be
-    # waited for (measured on 2 shared cores: 0.48 s an epoch against 0.69 s with TF's default
-    # of one per core), and the weights stop depending on the machine's core count.
-    set_tf_threads(1)
+    # A fixed thread count, so the weights do not depend on the machine's core count. Two: in
+    # the XLA-compiled epoch a second thread pays (0.27-0.35 s an epoch against 0.39-0.40 s
+    # with one, on 2 shared cores; without XLA one thread had been faster).
+    set_tf_threads(TRAIN_THREADS)
     seed_everything(config.seed)
     images = dataset.train_images[: config.limit] if config.limit else dataset.train_images
     labels = dataset.train_labels[: len(images)]
