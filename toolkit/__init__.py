@@ -95,8 +95,8 @@ API = ("compare", "export", "predict", "report", "train", "verify")
 
 
 def __getattr__(name: str):
-    """The Python API, imported on first use (PEP 562): a worker or figure process that imports
-    only `toolkit.evaluate` then skips the exporters and their imports, 0.1 s a process."""
+    """The Python API, imported on first use (PEP 562): a worker or figure process, which
+    imports `toolkit.evaluate` or `toolkit.figures`, then skips the exporters and their imports."""
     if name in API:
         from toolkit import api
 
