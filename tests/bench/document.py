@@ -48,7 +48,7 @@ def summary(ratios: list[Ratio]) -> str:
 TRAINING_PARTS = [
     ("outside", "outside the library call", "interpreter start, CLI import, lock, exit"),
     ("tensorflow_import", "TensorFlow import", "`import tensorflow`, main thread"),
-    ("dataset_wait", "dataset", "read and digested after the import (beside it, it slowed it)"),
+    ("dataset_wait", "dataset", "read and digested before the import (beside it, it slowed it)"),
     ("setup", "setup", "seeds, tensors, model build, optimizer"),
     ("training_loop", "training loop", "`train_seconds`: 10 epochs incl. XLA compilation"),
     ("evaluation", "evaluation", "test-set forward pass, metrics"),
