@@ -31,14 +31,16 @@ class Chromium:
             os.dup2(read_end, 3)
             os.dup2(write_end, 4)
 
-        self.process = subprocess.Popen(
-            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-            + ["--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
-            preexec_fn=use_fds_3_and_4,
-            close_fds=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.log = profile.parent / "chromium.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+                + ["--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
+                preexec_fn=use_fds_3_and_4,
+                close_fds=False,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         os.close(to_browser)
         os.close(from_browser)
         self._buffer, self._next_id, self.events = b"", 0, []
@@ -79,7 +81,10 @@ class Chromium:
         while b"\0" not in self._buffer:
             ready, _, _ = select.select([self._reader], [], [], TIMEOUT_SECONDS)
             chunk = os.read(self._reader, 1 << 20) if ready else b""
-            assert chunk, "Chromium stopped answering"
+            if not chunk:  # what the browser said, so a failure here can be told apart
+                why = f"exit {self.process.poll()}" if ready else f"{TIMEOUT_SECONDS} s silent"
+                tail = self.log.read_text(errors="replace")[-1500:]
+                raise AssertionError(f"Chromium stopped answering ({why}); its stderr:\n{tail}")
             self._buffer += chunk
         message, _, self._buffer = self._buffer.partition(b"\0")
         return json.loads(message)
