@@ -152,9 +152,8 @@ def compare(
         dataset = evaluation_data(manifest, data, _path(data_dir))
         labels = dataset.test_labels if manifest.task == "classification" else None
         measured = installed_runtimes(runtimes)
-        # With something to measure, a figure process and a thread of this one import pyplot
-        # beside the runtimes' imports; the process then draws flip galleries while this one
-        # draws the rest of the report.
+        # A figure process and a thread of this one import pyplot beside the runtimes' imports;
+        # the two then share the report's figures.
         with FigureProcess() as figures:
             threading.Thread(target=pyplot, name="import pyplot").start()
             report = measure_rows(

@@ -66,6 +66,11 @@ def draw_jobs(connection) -> None:
         return
 
 
+def send_job(connection, draw, *args, trim: bool = True) -> None:
+    """Asks a process running draw_jobs for `draw(*args)` as PNG bytes."""
+    connection.send((draw, args, trim))
+
+
 def start_worker(target):
     """`target(connection)` in a spawned daemon process; returns this side's connection."""
     import multiprocessing
@@ -97,7 +102,7 @@ class FigureProcess:
     def draw(self, draw, *args, trim: bool = True) -> None:
         if self.connection is None:
             self._start()
-        self.connection.send((draw, args, trim))
+        send_job(self.connection, draw, *args, trim=trim)
         self.queued += 1
 
     def idle(self) -> bool:
@@ -244,7 +249,7 @@ def predictions_figure(images, class_names):
 class PredictionsGrid:
     """The tutorial's grid of predictions, rendered once before the model has answered. The
     answers then draw only their labels, bars and frames over that rendering (matplotlib's
-    blitting) instead of the whole figure again, off training's critical path."""
+    blitting) instead of the whole figure again, which is on training's critical path."""
 
     def __init__(self, images, class_names):
         self.fig, self.panels = predictions_figure(images, class_names)
@@ -280,9 +285,9 @@ class PredictionsGrid:
 
 
 def predictions_worker(connection) -> None:
-    """A process drawing predictions.png: the grid as soon as the test images come (while the
-    model trains), the answers when the probabilities come; then the PNG bytes go back, and it
-    draws whatever else it is sent, as figure_worker does.
+    """A process drawing predictions.png: the grid as soon as the test images come, the answers
+    when the probabilities come; then the PNG bytes go back, and it draws whatever else it is
+    sent, as figure_worker does.
 
     Whoever holds the other end closing it (training failed) ends the process quietly.
     """

@@ -433,10 +433,9 @@ class FigureWorkers:
 
     Drawing takes longer than training's saving and nothing here needs it on the critical path.
     The slowest figure, predictions.png, has a process of its own that renders everything but
-    the model's answers while the model trains, then the training curves; the other process
-    draws the rest in turn. Figures
-    come back as PNG bytes and are written only once training has succeeded, so an interrupted
-    or failed run leaves the previous plots/ as they were.
+    the model's answers ahead, then the training curves; the other process draws the rest in
+    turn. Figures come back as PNG bytes and are written only once training has succeeded, so
+    an interrupted or failed run leaves the previous plots/ as they were.
     """
 
     def __init__(self):
@@ -451,7 +450,7 @@ class FigureWorkers:
         self.drawn.append(name)
 
     def draw_dataset_figures(self, dataset: Dataset) -> None:
-        """The figures that need only the dataset: drawn while TensorFlow imports."""
+        """The figures that need only the dataset, sent as soon as it is read."""
         from toolkit.figures import PREDICTIONS_SHOWN, class_grid_figure, sample_image_figure
 
         shown = slice(PREDICTIONS_SHOWN)
@@ -472,11 +471,12 @@ class FigureWorkers:
         from toolkit.figures import (
             PREDICTIONS_SHOWN,
             confusion_matrix_figure,
+            send_job,
             training_curves_figure,
         )
 
         self.predictions.send(result.test_probabilities[:PREDICTIONS_SHOWN])
-        self.predictions.send((training_curves_figure, (result.history,), True))
+        send_job(self.predictions, training_curves_figure, result.history)
         predicted = np.argmax(result.test_probabilities, axis=1)
         self.draw(
             "confusion_matrix.png",
@@ -555,8 +555,8 @@ def run_training(
     on_progress: Callable[[int, int, int, dict[str, float]], None] | None = None,
     data: str | Path | None = None,
 ) -> TrainResult:
-    """`toolkit train`: every output in `out`, with only TensorFlow's import, training and
-    saving on the critical path.
+    """`toolkit train`: every output in `out`, with only the dataset's reading, TensorFlow's
+    import, training and saving on the critical path.
 
     The dataset is read before TensorFlow's import, not beside it: a reading thread made the
     import 0.4-0.8 s slower (GIL hand-offs and page faults in one process), more than the

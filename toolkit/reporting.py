@@ -953,8 +953,8 @@ def write_reports(
     (report.html last).
 
     Galleries are drawn from `inputs` (the evaluation set, indexed like `top_flips`); without
-    them, those already in `folder/flips/` are kept. A `figures` process draws every other
-    gallery while this one draws the rest and the plots.
+    them, those already in `folder/flips/` are kept. A `figures` process takes the next figure
+    whenever it is idle while this one draws the others.
     """
     report = Report.from_json(report.to_json())  # render what report.json says, as re-renders do
     with Staging(folder.parent) as staging:
