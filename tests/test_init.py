@@ -33,3 +33,32 @@ def test_keras_galleries_keep_pyplot_only_where_it_was_imported_first(first):
         "print(plot_image_gallery.plt is not None)\n"
     )
     assert gallery_plt == str(bool(first))
+
+
+def test_objects_made_under_frozen_by_collector_are_left_out_of_later_collections():
+    """No collection runs inside it; afterwards its objects sit in the permanent generation
+    (a full collection then scans only what came later), and collection is on again."""
+    frozen_count, collections_inside, enabled, in_generations = run_python(
+        "import gc, toolkit\n"
+        "runs = []\n"
+        "gc.callbacks.append(lambda phase, info: runs.append(phase))\n"
+        "with toolkit.frozen_by_collector():\n"
+        "    made = [[i] for i in range(200_000)]\n"
+        "inside = len(runs)\n"
+        "print(gc.get_freeze_count() >= 200_000, inside, gc.isenabled())\n"
+        "tracked = {id(o) for o in gc.get_objects()}\n"
+        "print(any(id(m) in tracked for m in made[::1000]))\n"
+    )
+    assert (frozen_count, collections_inside, enabled, in_generations) == (
+        "True",
+        "0",
+        "True",
+        "False",
+    )
+
+
+def test_tensorflow_import_is_frozen_by_collector():
+    (frozen,) = run_python(
+        "import gc, toolkit\ntoolkit.import_tensorflow()\nprint(gc.get_freeze_count())\n"
+    )
+    assert int(frozen) > 100_000
