@@ -18,13 +18,13 @@ def name_batch_dimension(model_proto) -> None:
         dim.dim_param = BATCH_DIM
 
 
-def write_float_onnx(model, path: Path, opset: int) -> None:
+def write_float_onnx(model, path: Path, opset: int, serve=None) -> None:
     # from_keras fails on Keras 3 models (tensorflow-onnx issue 2448); from_function on an
-    # explicit signature matches Keras to ~1e-7.
+    # explicit signature matches Keras to ~1e-7. `serve`: the model's serving_function.
     import onnx
     import tf2onnx
 
-    serve = serving_function(model)
+    serve = serve or serving_function(model)
     model_proto, _ = tf2onnx.convert.from_function(
         serve, input_signature=serve.input_signature, opset=opset
     )
@@ -36,7 +36,8 @@ def write_float_onnx(model, path: Path, opset: int) -> None:
 def shared_float_onnx(context) -> Path:
     """The export's one tf2onnx graph, which both ONNX variants start from."""
     return context.shared_path(
-        "float32.onnx", lambda path: write_float_onnx(context.model, path, context.opset)
+        "float32.onnx",
+        lambda path: write_float_onnx(context.model, path, context.opset, context.serving()),
     )
 
 

@@ -6,21 +6,26 @@ from pathlib import Path
 from toolkit.exporters.base import ExportVariant, Tolerance, serving_function
 
 
-def write_savedmodel(model, path) -> None:
+def write_savedmodel(model, path, serve=None) -> None:
     """Through Keras's ExportArchive: variables stay variables, so int8 calibration works (a
-    plain tf.saved_model.save of a closure leaves READ_VARIABLE ops the quantizer refuses)."""
+    plain tf.saved_model.save of a closure leaves READ_VARIABLE ops the quantizer refuses).
+    `serve` is the model's serving_function; given without a signature, the archive takes its
+    traced graph as it is instead of tracing it again."""
     import keras
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    serve = serving_function(model)
-    archive.add_endpoint("serving_default", serve, serve.input_signature)
+    serve = serve or serving_function(model)
+    serve.get_concrete_function()  # traced once (a no-op when it already is)
+    archive.add_endpoint("serving_default", serve)
     archive.write_out(str(path), verbose=False)
 
 
 def shared_savedmodel(context) -> Path:
     """The one SavedModel of an export, which every TF-based converter starts from."""
-    return context.shared_path("savedmodel", lambda path: write_savedmodel(context.model, path))
+    return context.shared_path(
+        "savedmodel", lambda path: write_savedmodel(context.model, path, context.serving())
+    )
 
 
 def export_savedmodel(model, path, context):
