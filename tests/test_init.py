@@ -62,3 +62,19 @@ def test_tensorflow_import_is_frozen_by_collector():
         "import gc, toolkit\ntoolkit.import_tensorflow()\nprint(gc.get_freeze_count())\n"
     )
     assert int(frozen) > 100_000
+
+
+def test_only_the_first_tensorflow_import_freezes():
+    """A later call must not freeze what is alive then: garbage cycles would never be freed."""
+    first, later = run_python(
+        "import gc, toolkit\n"
+        "toolkit.import_tensorflow()\n"
+        "first = gc.get_freeze_count()\n"
+        "cycles = [[] for _ in range(10_000)]\n"
+        "for c in cycles:\n"
+        "    c.append(c)\n"
+        "del cycles\n"
+        "toolkit.import_tensorflow()\n"
+        "print(first, gc.get_freeze_count())\n"
+    )
+    assert first == later
