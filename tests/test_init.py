@@ -1,4 +1,5 @@
-"""Package-level helpers: TensorFlow's import without the plotting stack Keras would pull in."""
+"""Package-level helpers: TensorFlow's import without the plotting stack Keras would pull in, and
+frozen first imports."""
 
 import subprocess
 import sys
@@ -35,19 +36,19 @@ def test_keras_galleries_keep_pyplot_only_where_it_was_imported_first(first):
     assert gallery_plt == str(bool(first))
 
 
-def test_objects_made_under_frozen_by_collector_are_left_out_of_later_collections():
-    """No collection runs inside it; afterwards its objects sit in the permanent generation
-    (a full collection then scans only what came later), and collection is on again."""
+def test_import_frozen_pauses_collection_then_leaves_the_module_out_of_later_ones(tmp_path):
+    """No collection runs during the import; afterwards its objects sit in the permanent
+    generation (a full collection scans only what came later), and collection is on again."""
+    (tmp_path / "many_objects.py").write_text("made = [[i] for i in range(200_000)]\n")
     frozen_count, collections_inside, enabled, in_generations = run_python(
-        "import gc, toolkit\n"
+        f"import gc, sys, toolkit\nsys.path.insert(0, {str(tmp_path)!r})\n"
         "runs = []\n"
         "gc.callbacks.append(lambda phase, info: runs.append(phase))\n"
-        "with toolkit.frozen_by_collector():\n"
-        "    made = [[i] for i in range(200_000)]\n"
+        "module = toolkit.import_frozen('many_objects')\n"
         "inside = len(runs)\n"
         "print(gc.get_freeze_count() >= 200_000, inside, gc.isenabled())\n"
         "tracked = {id(o) for o in gc.get_objects()}\n"
-        "print(any(id(m) in tracked for m in made[::1000]))\n"
+        "print(any(id(m) in tracked for m in module.made[::1000]))\n"
     )
     assert (frozen_count, collections_inside, enabled, in_generations) == (
         "True",
@@ -57,11 +58,34 @@ def test_objects_made_under_frozen_by_collector_are_left_out_of_later_collection
     )
 
 
-def test_tensorflow_import_is_frozen_by_collector():
+def test_tensorflow_import_is_frozen():
     (frozen,) = run_python(
         "import gc, toolkit\ntoolkit.import_tensorflow()\nprint(gc.get_freeze_count())\n"
     )
     assert int(frozen) > 100_000
+
+
+def test_a_worker_imports_its_runtime_frozen(monkeypatch):
+    """Compare's keras worker imports TensorFlow through `import keras`, the runner's module,
+    before import_tensorflow is ever called: that import must be the frozen one."""
+    import toolkit
+    from toolkit.evaluate import MeasureConfig, measure
+
+    imported = []
+    monkeypatch.setattr(toolkit, "import_frozen", imported.append)
+
+    class Stop(Exception):
+        pass
+
+    class RuntimeRunner:
+        module = "json"
+
+        def __init__(self, path, threads):
+            raise Stop
+
+    with pytest.raises(Stop):
+        measure(RuntimeRunner, "model.bin", None, MeasureConfig())
+    assert imported == ["json"]
 
 
 def test_only_the_first_tensorflow_import_freezes():

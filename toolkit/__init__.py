@@ -25,35 +25,36 @@ def quiet_stderr():
 
 
 def import_tensorflow():
-    """Imports TensorFlow quietly: its CUDA-probing notes ignore TF_CPP_MIN_LOG_LEVEL."""
-    import sys
-
-    if "tensorflow" not in sys.modules:
-        # Only around the import itself: freezing later would also freeze the garbage cycles
-        # alive at that moment, for good (MobileNetV2's export peaked 470 MB higher that way).
-        with quiet_stderr(), without_matplotlib(), frozen_by_collector():
-            import tensorflow  # noqa: F401
-        skip_final_collection()  # TensorFlow's objects made it 0.7-0.9 s (measured on 2 cores)
-    return sys.modules["tensorflow"]
+    """Imports TensorFlow quietly (its CUDA-probing notes ignore TF_CPP_MIN_LOG_LEVEL) and
+    frozen (`import_frozen`)."""
+    with quiet_stderr(), without_matplotlib():
+        tensorflow = import_frozen("tensorflow")
+    skip_final_collection()  # TensorFlow's objects made it 0.7-0.9 s (measured on 2 cores)
+    return tensorflow
 
 
-@contextlib.contextmanager
-def frozen_by_collector():
-    """Objects created within it are never scanned by the garbage collector again.
+def import_frozen(name: str):
+    """Imports module `name` with garbage collection paused, then freezes every object alive
+    (`gc.freeze`), so that later collections skip them.
 
-    For module imports: TensorFlow's leaves 270,000 objects that live as long as the process,
-    and each full collection scans them all (0.12 s on 2 cores). Its import ran four of those
-    and TF's converter runs one per conversion (`gc.collect()` in `TFLiteConverterV2.convert`),
-    0.9 s of an 8-artifact export. Collection is paused while it runs; the ~1,200 unreachable
-    objects an import leaves stay allocated, as do garbage cycles alive when it ends: every
-    object alive is frozen, so it belongs around an import early in the process.
+    For a process's large first imports: TensorFlow's leaves 270,000 objects that live as long
+    as the process, and each full collection scanned them all (0.12 s on 2 cores). Its import
+    ran four of those and TF's converter runs one per conversion (`gc.collect()` in
+    `TFLiteConverterV2.convert`): 0.9 s of an 8-artifact export. Only a module's first import
+    does this; freezing later would also freeze the garbage cycles alive at that moment, for
+    good (MobileNetV2's export peaked 470 MB higher that way). The ~1,200 unreachable objects
+    TensorFlow's import leaves stay allocated.
     """
     import gc
+    import importlib
+    import sys
 
+    if name in sys.modules:
+        return sys.modules[name]
     enabled = gc.isenabled()
     gc.disable()
     try:
-        yield
+        return importlib.import_module(name)
     finally:
         gc.freeze()
         if enabled:
@@ -135,7 +136,7 @@ def __getattr__(name: str):
 __all__ = [
     "compare",
     "export",
-    "frozen_by_collector",
+    "import_frozen",
     "import_tensorflow",
     "main",
     "predict",

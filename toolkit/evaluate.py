@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import importlib
 import multiprocessing
 import os
 import platform
@@ -151,11 +150,13 @@ def measure(
     runner_class, path: Path, data: EvalData, config: MeasureConfig, handoff: Handoff | None = None
 ) -> dict:
     """Load time, outputs for every input, batch-1 latency and batch throughput of one artifact."""
-    from toolkit import quiet_stderr, without_matplotlib
+    from toolkit import import_frozen, quiet_stderr, without_matplotlib
 
     with quiet_stderr():
+        # A worker's first import: keras's brings TensorFlow's objects, and every later
+        # collection would scan them (import_tensorflow then finds TensorFlow imported).
         with without_matplotlib():
-            importlib.import_module(runner_class.module)  # load time is the session, not imports
+            import_frozen(runner_class.module)  # load time is the session, not imports
         if handoff is not None:
             handoff.ready.set()
             handoff.go.wait()
