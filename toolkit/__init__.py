@@ -40,7 +40,7 @@ def import_frozen(name: str):
     For a process's large first imports: TensorFlow's leaves 270,000 objects that live as long
     as the process, and each full collection scanned them all (0.12 s on 2 cores). Its import
     ran four of those and TF's converter runs one per conversion (`gc.collect()` in
-    `TFLiteConverterV2.convert`): 0.9 s of an 8-artifact export. Only a module's first import
+    `TFLiteConverterV2.convert`): 1.1 s of an 8-artifact export. Only a module's first import
     does this; freezing later would also freeze the garbage cycles alive at that moment, for
     good (MobileNetV2's export peaked 470 MB higher that way). The ~1,200 unreachable objects
     TensorFlow's import leaves stay allocated.
