@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import import_tensorflow
+from toolkit.process import import_tensorflow
 
 TINY = {"limit": 2000, "epochs": 2}
 
@@ -94,8 +94,8 @@ def tiny_artifact(tiny, variant) -> Path:
 def round_trip(tiny, variant):
     """The variant's file reloaded in its runtime and judged against the Keras outputs by the
     comparator export and compare use."""
-    from toolkit import quiet_stderr
     from toolkit.metrics import compare_outputs
+    from toolkit.process import quiet_stderr
     from toolkit.runners import RUNNERS
 
     with quiet_stderr(), RUNNERS[variant.runtime](tiny_artifact(tiny, variant)) as runner:

@@ -8,7 +8,7 @@ from toolkit.compatibility import gpu_delegate_compatibility, tflm_compatibility
 @pytest.fixture(scope="module")
 def fixed_shape_float_tflite(tmp_path_factory):
     """Ops the GPU delegate takes, on float32 tensors of a fixed shape."""
-    from toolkit import import_tensorflow
+    from toolkit.process import import_tensorflow
 
     tf = import_tensorflow()
 
@@ -50,7 +50,7 @@ def test_dynamic_batch_flatten_leaves_shape_ops_on_the_cpu(tiny_model_dir):
 
 def test_analyzer_warnings_are_attributed_to_their_node(monkeypatch, fixed_shape_float_tflite):
     """The analyzer's own per-node warnings (printed by TF versions whose check is built in)."""
-    from toolkit import import_tensorflow
+    from toolkit.process import import_tensorflow
 
     tf = import_tensorflow()
     report = (

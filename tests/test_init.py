@@ -15,8 +15,8 @@ def run_python(code: str) -> str:
 
 def test_tensorflow_imports_without_matplotlib_which_still_imports_afterwards():
     seen = run_python(
-        "import sys, toolkit\n"
-        "toolkit.import_tensorflow()\n"
+        "import sys, toolkit.process\n"
+        "toolkit.process.import_tensorflow()\n"
         "print('matplotlib' in sys.modules)\n"
         "import matplotlib.pyplot, keras\n"
         "print(matplotlib.pyplot.__name__, keras.__name__)\n"
@@ -28,8 +28,8 @@ def test_tensorflow_imports_without_matplotlib_which_still_imports_afterwards():
 def test_keras_galleries_keep_pyplot_only_where_it_was_imported_first(first):
     (gallery_plt,) = run_python(
         f"{first}\n"
-        "import toolkit\n"
-        "toolkit.import_tensorflow()\n"
+        "import toolkit.process\n"
+        "toolkit.process.import_tensorflow()\n"
         "from keras.src.visualization import plot_image_gallery\n"
         "print(plot_image_gallery.plt is not None)\n"
     )
@@ -41,10 +41,10 @@ def test_import_frozen_pauses_collection_then_leaves_the_module_out_of_later_one
     generation (a full collection scans only what came later), and collection is on again."""
     (tmp_path / "many_objects.py").write_text("made = [[i] for i in range(200_000)]\n")
     frozen_count, collections_inside, enabled, in_generations = run_python(
-        f"import gc, sys, toolkit\nsys.path.insert(0, {str(tmp_path)!r})\n"
+        f"import gc, sys, toolkit.process\nsys.path.insert(0, {str(tmp_path)!r})\n"
         "runs = []\n"
         "gc.callbacks.append(lambda phase, info: runs.append(phase))\n"
-        "module = toolkit.import_frozen('many_objects')\n"
+        "module = toolkit.process.import_frozen('many_objects')\n"
         "inside = len(runs)\n"
         "print(gc.get_freeze_count() >= 200_000, inside, gc.isenabled())\n"
         "tracked = {id(o) for o in gc.get_objects()}\n"
@@ -60,7 +60,8 @@ def test_import_frozen_pauses_collection_then_leaves_the_module_out_of_later_one
 
 def test_tensorflow_import_is_frozen():
     (frozen,) = run_python(
-        "import gc, toolkit\ntoolkit.import_tensorflow()\nprint(gc.get_freeze_count())\n"
+        "import gc, toolkit.process\n"
+        "toolkit.process.import_tensorflow()\nprint(gc.get_freeze_count())\n"
     )
     assert int(frozen) > 100_000
 
@@ -68,11 +69,11 @@ def test_tensorflow_import_is_frozen():
 def test_a_worker_imports_its_runtime_frozen(monkeypatch):
     """Compare's keras worker imports TensorFlow through `import keras`, the runner's module,
     before import_tensorflow is ever called: that import must be the frozen one."""
-    import toolkit
+    import toolkit.process
     from toolkit.evaluate import MeasureConfig, measure
 
     imported = []
-    monkeypatch.setattr(toolkit, "import_frozen", imported.append)
+    monkeypatch.setattr(toolkit.process, "import_frozen", imported.append)
 
     class Stop(Exception):
         pass
@@ -91,14 +92,14 @@ def test_a_worker_imports_its_runtime_frozen(monkeypatch):
 def test_only_the_first_tensorflow_import_freezes():
     """A later call must not freeze what is alive then: garbage cycles would never be freed."""
     first, later = run_python(
-        "import gc, toolkit\n"
-        "toolkit.import_tensorflow()\n"
+        "import gc, toolkit.process\n"
+        "toolkit.process.import_tensorflow()\n"
         "first = gc.get_freeze_count()\n"
         "cycles = [[] for _ in range(10_000)]\n"
         "for c in cycles:\n"
         "    c.append(c)\n"
         "del cycles\n"
-        "toolkit.import_tensorflow()\n"
+        "toolkit.process.import_tensorflow()\n"
         "print(first, gc.get_freeze_count())\n"
     )
     assert first == later

@@ -44,7 +44,7 @@ def build_outlier_model(outliers: str = "weights"):
     weaker; int8 gives the tensor between them one scale, so the 30 other units round to a few
     steps. Only that tensor in float repairs it: `outlier` and `hidden` both in float.
     """
-    from toolkit import import_tensorflow
+    from toolkit.process import import_tensorflow
 
     import_tensorflow()
     import keras
@@ -93,7 +93,7 @@ def outlier_model(request):
 @pytest.fixture(scope="module")
 def tutorial_model():
     """The tutorial MLP with Keras's default layer names, trained a few steps."""
-    from toolkit import import_tensorflow
+    from toolkit.process import import_tensorflow
 
     import_tensorflow()
     import keras
@@ -345,7 +345,7 @@ def test_tutorial_per_layer_records(tutorial_model, tmp_path, fmt):
 def test_cnn_records_map_to_its_layers(tmp_path, fmt):
     """Conv, pooling and the layout ops converters add between them all find their layer;
     `conv2d_1` is traced as `conv2d_1_2`, and tf2onnx's unscoped Transpose joins a neighbour."""
-    from toolkit import import_tensorflow
+    from toolkit.process import import_tensorflow
 
     import_tensorflow()
     from toolkit.model import build_cnn

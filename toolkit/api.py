@@ -75,9 +75,9 @@ def export(
     """
     if mixed_precision not in ("auto", "off"):
         raise ToolkitError(f"--mixed-precision {mixed_precision}: expected auto or off")
-    from toolkit import import_tensorflow
     from toolkit.data import Preprocessing
     from toolkit.exporting import export_artifacts
+    from toolkit.process import import_tensorflow
 
     import_tensorflow()
     preprocessing = None if scale is None else Preprocessing(scale, offset)

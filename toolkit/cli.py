@@ -18,11 +18,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from toolkit import interrupts, skip_final_collection
+from toolkit import interrupts
 from toolkit.errors import ExitCode, ToolkitError, ToolkitWarning, first_line
 from toolkit.exporters import EXPORTERS
 from toolkit.exporting import DEFAULT_CALIB_SAMPLES, DEFAULT_OPSET
 from toolkit.model import ARCHITECTURES
+from toolkit.process import skip_final_collection
 from toolkit.runners import RUNNERS
 
 app = typer.Typer(

@@ -171,7 +171,7 @@ def tflm_compatibility(path: Path) -> dict:
 
 def _analyzer_warnings(path: Path) -> dict[int, str]:
     """Node index -> reason, from TFLite's model analyzer (it prints its report on stdout)."""
-    from toolkit import import_tensorflow
+    from toolkit.process import import_tensorflow
 
     tf = import_tensorflow()
     report = io.StringIO()

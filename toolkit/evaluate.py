@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import interrupts, start_child
+from toolkit import interrupts
 from toolkit.artifacts import JSON_MAX_BYTES, Artifact, Manifest, read_json
 from toolkit.data import Preprocessing
 from toolkit.errors import ExitCode, ToolkitError, first_line
@@ -36,6 +36,7 @@ from toolkit.metrics import (
     per_class_accuracy,
 )
 from toolkit.model import library_versions
+from toolkit.process import start_child
 from toolkit.results import FAILED, UNSUPPORTED, Report, Row
 from toolkit.schema import check_fields
 
@@ -150,7 +151,7 @@ def measure(
     runner_class, path: Path, data: EvalData, config: MeasureConfig, handoff: Handoff | None = None
 ) -> dict:
     """Load time, outputs for every input, batch-1 latency and batch throughput of one artifact."""
-    from toolkit import import_frozen, quiet_stderr, without_matplotlib
+    from toolkit.process import import_frozen, quiet_stderr, without_matplotlib
 
     with quiet_stderr():
         # A worker's first import: keras's brings TensorFlow's objects, and every later
@@ -225,7 +226,7 @@ def _worker(connection, runner_class, path, data, config, handoff=None) -> None:
 
 def _predict_worker(connection, runner_class, path, inputs, threads) -> None:
     """Entry point of a predicting process: sends ("ok", outputs) or ("error", (line, code))."""
-    from toolkit import quiet_stderr
+    from toolkit.process import quiet_stderr
 
     def task():
         with quiet_stderr(), runner_class(path, threads) as runner:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import interrupts, quiet_stderr
+from toolkit import interrupts
 from toolkit.artifacts import (
     MANIFEST_NAME,
     Artifact,
@@ -33,6 +33,7 @@ from toolkit.exporters.base import serving_function
 from toolkit.figures import FigureProcess
 from toolkit.metrics import compare_outputs
 from toolkit.model import OUTPUT_NAME, library_versions, load_keras_model
+from toolkit.process import quiet_stderr
 from toolkit.quantization.records import worst_layers_message
 from toolkit.results import finite_or_none
 from toolkit.runners import RUNNERS

@@ -75,7 +75,7 @@ def start_worker(target):
     """`target(connection)` in a spawned daemon process; returns this side's connection."""
     import multiprocessing
 
-    from toolkit import start_child
+    from toolkit.process import start_child
 
     context = multiprocessing.get_context("spawn")
     here, there = context.Pipe()

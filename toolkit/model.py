@@ -564,7 +564,7 @@ def run_training(
     dataset while TensorFlow imports on the other core, not while the model trains on both.
     `on_dataset` sees the dataset before training starts (e.g. to warn that it is not verified).
     """
-    from toolkit import import_tensorflow
+    from toolkit.process import import_tensorflow
 
     start = time.perf_counter()
     seconds = {}

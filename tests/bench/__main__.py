@@ -55,8 +55,8 @@ def part(name: str, seconds: dict[str, float]):
 
 
 def model_flops(out: Path) -> int:
-    from toolkit import import_tensorflow
     from toolkit.model import load_keras_model
+    from toolkit.process import import_tensorflow
 
     import_tensorflow()
     return flops_per_image(load_keras_model(out / "model.keras"))

@@ -48,8 +48,8 @@ def _toolkit(*args: str, expect: int = 0) -> tuple[float, float]:
 
 def mobilenet_figures(folder: Path, items: int = 10_000) -> dict:
     from tests import models
-    from toolkit import import_tensorflow
     from toolkit.data import Preprocessing
+    from toolkit.process import import_tensorflow
     from toolkit.runners import LiteRTRunner
 
     keras = import_tensorflow().keras

@@ -50,7 +50,7 @@ def toolkit_and_bare_p50(
 ) -> dict:
     """Both p50s in ms from one process: compare's measurement, then the bare loop of
     `bare_call(runner_class, path, data, threads)`."""
-    from toolkit import quiet_stderr
+    from toolkit.process import quiet_stderr
 
     toolkit_ns = measure(runner_class, path, data, config)["latencies_ns"]
     with quiet_stderr():

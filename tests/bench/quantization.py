@@ -115,7 +115,7 @@ def summarize_profile(events: list[dict]) -> dict:
 
 def litert_op_names(path: Path) -> list[str]:
     """The graph's ops as LiteRT runs them: structure only, its Python package has no profiler."""
-    from toolkit import quiet_stderr
+    from toolkit.process import quiet_stderr
     from toolkit.runners import LiteRTRunner
 
     with quiet_stderr(), LiteRTRunner(path) as runner:

@@ -132,10 +132,10 @@ def target_ratios(rows: list[dict]) -> list[Ratio]:
 
 def export_tutorial_sized_model(out: Path) -> None:
     """The tutorial's architecture, untrained, as the three files TIMED needs."""
-    from toolkit import import_tensorflow
     from toolkit.data import calibration_images, load_dataset
     from toolkit.exporters import EXPORTERS, ExportContext
     from toolkit.model import build_mlp
+    from toolkit.process import import_tensorflow
 
     import_tensorflow()
     out.mkdir(parents=True, exist_ok=True)

@@ -138,7 +138,7 @@ def isolated_search(tmp_path, monkeypatch):
 @pytest.fixture
 def fake_keras_download(monkeypatch):
     """Replaces Keras's downloader with `behaviour`, so no test ever reaches the network."""
-    from toolkit import import_tensorflow
+    from toolkit.process import import_tensorflow
 
     import_tensorflow()  # quietly, before keras imports it with its CUDA-probing chatter
     calls = []

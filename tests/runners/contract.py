@@ -3,9 +3,9 @@
 import numpy as np
 
 from tests.conftest import tiny_artifact
-from toolkit import quiet_stderr
 from toolkit.exporters import EXPORTERS
 from toolkit.metrics import compare_outputs
+from toolkit.process import quiet_stderr
 
 
 def check_runner_contract(runner_class, tiny, format_name: str, variant: str, tolerance) -> None:

@@ -96,7 +96,7 @@ def test_a_file_that_is_not_a_model_is_an_artifact_error(tmp_path):
 
 def test_a_kernel_that_refuses_its_types_is_unsupported_with_tflm_message(tmp_path):
     """CUMSUM is in TFLM's resolver but has no int64 kernel: caught at prepare, not a crash."""
-    from toolkit import import_tensorflow
+    from toolkit.process import import_tensorflow
 
     tf = import_tensorflow()
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import quiet_stderr
 from toolkit.exporters.onnx import quantize_qdq
 from toolkit.model import INPUT_NAME
+from toolkit.process import quiet_stderr
 from toolkit.quantization.layers import assign_layers
 from toolkit.quantization.records import DEBUG_SAMPLES, LayerErrors, TensorError, ranked
 

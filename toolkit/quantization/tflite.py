@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import quiet_stderr
+from toolkit.process import quiet_stderr
 from toolkit.quantization.layers import assign_layers
 from toolkit.quantization.records import DEBUG_SAMPLES, LayerErrors, TensorError, ranked
 

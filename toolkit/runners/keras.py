@@ -27,8 +27,8 @@ class KerasRunner(Runner):
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
-        from toolkit import import_tensorflow
         from toolkit.model import load_keras_model
+        from toolkit.process import import_tensorflow
 
         tf = import_tensorflow()
 

@@ -17,7 +17,7 @@ class SavedModelRunner(Runner):
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
-        from toolkit import import_tensorflow
+        from toolkit.process import import_tensorflow
 
         tf = import_tensorflow()
         set_tf_threads(threads)

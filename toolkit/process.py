@@ -1,0 +1,242 @@
+"""Child processes and the process itself: quiet and frozen imports, isolated workers, memory.
+
+Everything here uses the standard library only, so a worker on a small device can import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from toolkit import interrupts
+
+POLL_SECONDS = 0.1  # how often a waiting parent looks at interrupts and its worker's memory
+# ...and while a worker waits on the parent to pace it (load, start the next, time): a long
+# poll there is idle time added to every row, three waits per row.
+HANDOFF_POLL_SECONDS = 0.01
+PR_SET_PDEATHSIG = 1  # prctl(2): a signal the kernel sends when the parent dies
+
+# What every spawned process of toolkit's gets in its environment, unless the user set it: its
+# numpy only reshapes and stacks (runtimes bring their own threads), and OpenBLAS starting a
+# thread per core costs CPU at numpy's import while the other workers import too.
+CHILD_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Mutes file descriptor 2: TF, LiteRT and the converters print C++ notes there directly."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow():
+    """Imports TensorFlow quietly (its CUDA-probing notes ignore TF_CPP_MIN_LOG_LEVEL) and
+    frozen (`import_frozen`)."""
+    with quiet_stderr(), without_matplotlib():
+        tensorflow = import_frozen("tensorflow")
+    skip_final_collection()  # TensorFlow's objects make the exit's collection slow
+    return tensorflow
+
+
+def import_frozen(name: str):
+    """Imports module `name` with garbage collection paused, then freezes every object alive
+    (`gc.freeze`), so that later collections skip them.
+
+    For a process's large first imports: TensorFlow's leaves objects that live as long as the
+    process, and every full collection (its import runs some, TF's converter one per conversion)
+    would scan them all again. Only a module's first import does this: freezing later would
+    also freeze the garbage cycles alive at that moment, for good.
+    """
+    import gc
+    import importlib
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return importlib.import_module(name)
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def without_matplotlib():
+    """TensorFlow imports all of Keras, whose image-gallery helpers import pyplot when they can,
+    for plotting toolkit never asks Keras for (its figures are drawn in processes of their own).
+    While TensorFlow imports, matplotlib is made unimportable, so Keras leaves those helpers
+    without it; afterwards it imports as usual. A process that imported it already is left alone."""
+    import sys
+
+    if "matplotlib" in sys.modules:
+        yield
+        return
+    sys.modules["matplotlib"] = None
+    try:
+        yield
+    finally:
+        if sys.modules.get("matplotlib", 0) is None:
+            del sys.modules["matplotlib"]
+
+
+def start_child(process) -> None:
+    """Starts a spawned multiprocessing `process` with CHILD_ENVIRONMENT in its environment;
+    this process's own environment is as before once it has started."""
+    added = {key: value for key, value in CHILD_ENVIRONMENT.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        process.start()
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def skip_final_collection() -> None:
+    """Interpreter shutdown runs one last garbage collection over every object alive, though at
+    exit the OS reclaims everything anyway: freeze them first. Only cyclic garbage is affected;
+    atexit handlers and refcount frees still run."""
+    import atexit
+    import gc
+
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+
+
+def library_versions(packages: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The installed version of each distribution in `packages` ("not installed" if absent)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in dict.fromkeys(packages):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def default_max_memory_mb() -> int:
+    """Half the machine's RAM: one worker runs at a time; the parent and the system need room."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 // (1 << 20)
+
+
+def rss_mb(pid: int, field: str = "VmRSS:") -> float:
+    """Resident memory of a live process in MB, now (VmRSS) or at its peak (VmHWM); 0 when it
+    is gone or /proc says nothing."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    kb = next((line.split()[1] for line in status.splitlines() if line.startswith(field)), 0)
+    return int(kb) / 1024
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent at fork, so every worker
+    would report at least the parent's size; ru_maxrss only where /proc is missing.
+    """
+    import resource
+
+    peak = rss_mb(os.getpid(), "VmHWM:")
+    return peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _die_with_parent(parent: int) -> None:
+    """The kernel kills this process when its parent dies (kill -9 included), so a worker never
+    runs on, unwatched, for up to its timeout; Linux only (elsewhere the parent's kill does)."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(1)
+
+
+def _isolated_entry(parent: int, target, *args) -> None:
+    """What every worker does first: die with its parent, leave Ctrl-C to the parent (which stops
+    it), and keep its scratch in a private temp folder removed when it ends."""
+    from toolkit.scratch import private_tempdir
+
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with private_tempdir():
+        target(*args)
+
+
+def describe_exit(code: int | None) -> str:
+    """Why a worker ended without sending anything, from its exit code."""
+    if code is not None and code < 0:
+        return f"worker crashed ({signal.Signals(-code).name})"
+    return f"worker exited with code {code} before reporting"
+
+
+class IsolatedRun:
+    """`target(connection, *args)` in a spawned process: started now, waited for later, so the
+    next worker can import while this one works. A crash, a hang or memory over
+    `max_memory_mb` stops it and becomes ("error", reason)."""
+
+    def __init__(self, target, args: tuple, timeout_seconds: float, max_memory_mb: float):
+        context = multiprocessing.get_context("spawn")
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_isolated_entry, args=(os.getpid(), target, sender, *args), daemon=True
+        )
+        start_child(self._process)
+        sender.close()
+        self.timeout_seconds, self.max_memory_mb = timeout_seconds, max_memory_mb
+
+    def result(self, on_poll: Callable[[], bool | None] = lambda: None) -> tuple:
+        """What the worker sends; the wait checks for interrupts (Ctrl-C stops the worker at
+        once) and calls `on_poll` every POLL_SECONDS, or every HANDOFF_POLL_SECONDS while it
+        returns True (it is pacing the worker)."""
+        deadline = time.monotonic() + self.timeout_seconds
+        process, receiver = self._process, self._receiver
+        try:
+            pacing = on_poll()
+            # poll() is also True once the worker died.
+            while not receiver.poll(HANDOFF_POLL_SECONDS if pacing else POLL_SECONDS):
+                interrupts.check()
+                pacing = on_poll()
+                if rss_mb(process.pid) > self.max_memory_mb:
+                    return (
+                        "error",
+                        f"stopped: used more than --max-memory {self.max_memory_mb:g} MB",
+                    )
+                if time.monotonic() > deadline:
+                    return "error", f"timed out after {self.timeout_seconds:g} s"
+            try:
+                return receiver.recv()
+            except EOFError:  # the worker died before sending anything
+                process.join(5)
+                return "error", describe_exit(process.exitcode)
+        finally:
+            self.stop()
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(5)
+        self._receiver.close()
+
+
+def run_isolated(target, args: tuple, timeout_seconds: float, max_memory_mb: float) -> tuple:
+    """Runs `target(connection, *args)` in a spawned process and returns what it sends."""
+    return IsolatedRun(target, args, timeout_seconds, max_memory_mb).result()
