@@ -12,11 +12,15 @@ from toolkit.figures import (
     PREDICTIONS_SHOWN,
     FigureProcess,
     PredictionsGrid,
+    class_grid_figure,
+    confusion_matrix_figure,
     draw_answer,
+    literal_text,
     png_bytes,
     predictions_figure,
     pyplot,
 )
+from toolkit.quantization.records import LayerErrors, TensorError, layer_errors_figure
 
 
 def slow_figure(seconds: float, width_inches: int):
@@ -63,3 +67,33 @@ def test_answered_predictions_look_like_a_full_render_of_the_answered_grid():
     differing = np.abs(blitted_pixels - rendered_pixels).max(axis=2) > 8
     assert differing.mean() < 1e-3
     assert (rendered_pixels != 255).any(axis=2).mean() > 0.05  # not two blank pages
+
+
+MATH = r"$\undefinedmacro$"  # mathtext matplotlib cannot parse: drawn as is, or it raises
+
+
+def test_literal_text_is_never_mathtext_and_draws_the_name_unchanged():
+    from matplotlib import cbook
+    from matplotlib.text import Text
+
+    for name in (MATH, "$5 bill", "a \\$ b $", "$$", "plain"):
+        assert not cbook.is_math_text(literal_text(name))
+        assert Text(text=literal_text(name))._preprocess_math(literal_text(name)) == (name, False)
+
+
+def test_class_and_layer_names_with_dollar_signs_are_drawn_literally():
+    rng = np.random.default_rng(0)
+    names = [f"{MATH} {name}" for name in CLASS_NAMES[:-1]] + ["$5 bill"]
+    images = rng.integers(0, 256, (PREDICTIONS_SHOWN, 28, 28), np.uint8)
+    labels = rng.integers(0, 10, PREDICTIONS_SHOWN)
+    probabilities = rng.dirichlet(np.full(10, 0.3), PREDICTIONS_SHOWN)
+    tensor = TensorError(MATH, "t", "activation", "FULLY_CONNECTED", "n", {"rmse": 0.1})
+    errors = LayerErrors("tflite", "debugger", "rmse", "rmse", 8, (tensor,))
+    grid = PredictionsGrid(images, names)
+    assert grid.answered_png(probabilities, labels, names).startswith(b"\x89PNG")
+    for fig in (
+        class_grid_figure(images, labels, names),
+        confusion_matrix_figure(labels, probabilities.argmax(axis=1), names),
+        layer_errors_figure(errors, f"{MATH}.tflite"),
+    ):
+        assert png_bytes(fig).startswith(b"\x89PNG")

@@ -10,27 +10,27 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.text
 import numpy as np
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 from toolkit.cli import app
+from toolkit.compare.judging import apply_baseline, gate_failures, recommend
 from toolkit.errors import ExitCode, ToolkitError
-from toolkit.evaluate import apply_baseline, gate_failures, recommend
 from toolkit.figures import png_bytes, save_figure
 from toolkit.metrics import flip_details
-from toolkit.reporting import (
-    PLOTS,
-    STAR,
-    _columns,
+from toolkit.reporting import PLOTS, report_markdown, report_table, three_digits, write_reports
+from toolkit.reporting.cells import STAR
+from toolkit.reporting.cells import columns as _columns
+from toolkit.reporting.galleries import flip_gallery_figure
+from toolkit.reporting.plots import (
+    accuracy_vs_latency_figure,
     class_selection,
-    flip_gallery_figure,
+    latency_distribution_figure,
     per_class_accuracy_figure,
-    report_markdown,
-    report_table,
-    three_digits,
-    write_reports,
+    size_figure,
 )
 from toolkit.results import Report
 
@@ -557,7 +557,7 @@ def test_report_json_is_strict_json_with_non_finite_figures(tmp_path):
 
 
 def test_a_failed_write_leaves_the_previous_report_whole(tmp_path, monkeypatch):
-    report_module = importlib.import_module("toolkit.reporting")
+    report_module = importlib.import_module("toolkit.reporting.html")
     folder = tmp_path / "report"
     write_reports(make_report(baseline=False), folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
@@ -636,19 +636,20 @@ def test_toolkit_report_refuses_a_locked_output(tmp_path, monkeypatch):
 
 
 def test_measured_row_carries_flipped_indices_and_latency_quantiles():
-    from toolkit.evaluate import _measured_row
+    from toolkit.compare.measurement import Measurement
+    from toolkit.compare.scoring import measured_row as _measured_row
     from toolkit.results import Row
 
     reference = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], np.float32)
     outputs = np.array([[0.4, 0.6], [0.2, 0.8], [0.6, 0.4], [0.55, 0.45]], np.float32)
-    result = {
-        "outputs": outputs,
-        "latencies_ns": np.arange(1, 101) * 1000,  # 1 µs ... 100 µs
-        "throughput_ips": 1.0,
-        "load_ms": 1.0,
-        "peak_rss_mb": 1.0,
-        "extras": {},
-    }
+    result = Measurement(
+        outputs={"output": outputs},
+        latencies_ns=np.arange(1, 101) * 1000,  # 1 µs ... 100 µs
+        throughput_ips=1.0,
+        load_ms=1.0,
+        peak_rss_mb=1.0,
+        extras={},
+    )
     base = Row("m.tflite", "tflite", "float32", "litert", 1)
     row = _measured_row(base, result, reference, np.array([0, 1, 0, 0]), classes=2)
     assert row.flipped == 2 and row.flipped_indices == [0, 3]
@@ -686,3 +687,29 @@ def test_report_figures_are_shared_with_the_figure_process_while_it_is_idle(tmp_
     assert all(p.read_bytes().startswith(PNG_SIGNATURE) for p in pngs)
     gallery = tmp_path / "report" / "flips" / "model_int8.tflite.png"
     assert gallery in pngs  # the first figure: the process's
+
+
+MATH = r"$\undefinedmacro$"  # mathtext matplotlib cannot parse: drawn as is, or it raises
+
+
+def test_names_with_dollar_signs_are_drawn_literally_in_every_report_figure():
+    plain = with_flips(make_report(baseline=False))
+    rows = tuple(replace(row, artifact=f"{MATH}{row.artifact}") for row in plain.rows)
+    report = plain.with_(
+        rows=rows,
+        reference=rows[0].artifact,
+        class_names=[f"{MATH} {name}" for name in CLASSES[:-1]] + ["$5 bill"],
+    )
+    flipped = next(row for row in report.rows if row.top_flips)
+    inputs = np.random.default_rng(0).integers(0, 256, (200, 28, 28), np.uint8)
+    figures = [
+        accuracy_vs_latency_figure(report),
+        latency_distribution_figure(report),
+        size_figure(report.rows),
+        per_class_accuracy_figure(report),
+        flip_gallery_figure(report, flipped, inputs),
+    ]
+    for fig in figures:
+        assert png_bytes(fig).startswith(PNG_SIGNATURE)  # drawn: tick labels exist now
+        drawn = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+        assert any(MATH.replace("$", r"\$") in text for text in drawn), drawn

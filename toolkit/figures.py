@@ -21,6 +21,12 @@ def pyplot():
     return plt
 
 
+def literal_text(text: object) -> str:
+    """`text` as matplotlib must draw it: every `$` escaped, so no name (a class "$5 bill", a
+    layer `$\\undefinedmacro$`) is parsed as mathtext. Every string drawn passes through here."""
+    return str(text).replace("$", r"\$")
+
+
 def png_bytes(fig, trim: bool = True) -> bytes:
     """`fig` as PNG bytes, then freed (pyplot keeps every open figure alive). `trim` crops to
     what is drawn, at the cost of one more layout pass; a figure laid out in inches skips it."""
@@ -172,7 +178,7 @@ def class_grid_figure(images: np.ndarray, labels: np.ndarray, class_names):
         plt.xticks([])
         plt.yticks([])
         show_item(plt.gca(), images[i])
-        plt.xlabel(class_names[labels[i]])
+        plt.xlabel(literal_text(class_names[labels[i]]))
     return fig
 
 
@@ -214,9 +220,8 @@ def draw_answer(ax_image, ax_bars, probabilities, true_label, class_names) -> No
     predicted = int(np.argmax(probabilities))
     colour = "blue" if true_label is None or predicted == true_label else "red"
     truth = "" if true_label is None else f" ({class_names[true_label]})"
-    ax_image.set_xlabel(
-        f"{class_names[predicted]} {100 * np.max(probabilities):2.0f}%{truth}", color=colour
-    )
+    label = f"{class_names[predicted]} {100 * np.max(probabilities):2.0f}%{truth}"
+    ax_image.set_xlabel(literal_text(label), color=colour)
     bars = ax_bars.patches
     for bar, probability in zip(bars, probabilities, strict=True):
         bar.set_height(probability)
@@ -240,7 +245,7 @@ def predictions_figure(images, class_names):
     for i in range(min(PREDICTIONS_SHOWN, len(images))):
         panel = plt.subplot(rows, 2 * cols, 2 * i + 1), plt.subplot(rows, 2 * cols, 2 * i + 2)
         draw_question(*panel, images[i], len(class_names))
-        panel[0].set_xlabel(f"{longest} 100% ({longest})")
+        panel[0].set_xlabel(literal_text(f"{longest} 100% ({longest})"))
         panels.append(panel)
     fig.tight_layout()
     return fig, panels
@@ -337,8 +342,9 @@ def confusion_matrix_figure(labels, predicted, class_names):
     if len(class_names) > 20:  # past 20 classes, names and counts would be unreadable ink
         return fig
     ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
-    ax.set_yticks(ticks, class_names)
+    names = [literal_text(name) for name in class_names]
+    ax.set_xticks(ticks, names, rotation=45, ha="right")
+    ax.set_yticks(ticks, names)
     threshold = counts.max() / 2
     for (i, j), n in np.ndenumerate(counts):
         ax.text(

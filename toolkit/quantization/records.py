@@ -82,13 +82,14 @@ def worst_layers_message(errors: LayerErrors, count: int = 3) -> str:
 
 def layer_errors_figure(errors: LayerErrors, title: str):
     """One bar per quantized tensor in graph order, labelled with its Keras layer."""
-    from toolkit.figures import pyplot
+    from toolkit.figures import literal_text, pyplot
 
     plt = pyplot()
     tensors = errors.tensors
     values = [t.metrics[errors.plot_metric] for t in tensors]
     labels = [
-        f"{t.layer or '?'} {t.op}" + (" weight" if t.kind == "weight" else "") for t in tensors
+        literal_text(f"{t.layer or '?'} {t.op}" + (" weight" if t.kind == "weight" else ""))
+        for t in tensors
     ]
     colours = {"activation": "tab:blue", "weight": "tab:orange"}
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(tensors)), 4))
@@ -100,6 +101,10 @@ def layer_errors_figure(errors: LayerErrors, title: str):
     if errors.plot_metric == "rmse_over_scale":
         ax.axhline(ROUNDING_NOISE, color="grey", linestyle="--", label="rounding noise only")
     ax.legend()
-    ax.set(title=title, ylabel=errors.plot_metric, xlabel="quantized tensor, graph order")
+    ax.set(
+        title=literal_text(title),
+        ylabel=literal_text(errors.plot_metric),
+        xlabel="quantized tensor, graph order",
+    )
     ax.grid(True, axis="y", alpha=0.3)
     return fig

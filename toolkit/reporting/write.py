@@ -1,0 +1,123 @@
+"""Writes every rendering of a Report into a staging folder that then replaces OUT/report whole,
+so a failed or interrupted write leaves the previous report as it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.artifacts import Staging, write_text
+from toolkit.figures import FigureProcess, save_figure, write_png
+from toolkit.reporting import html
+from toolkit.reporting.cells import gallery_name
+from toolkit.reporting.galleries import flip_gallery_figure
+from toolkit.reporting.plots import (
+    accuracy_vs_latency_figure,
+    latency_distribution_figure,
+    per_class_accuracy_figure,
+    size_figure,
+)
+from toolkit.reporting.text import report_csv, report_markdown
+from toolkit.results import Report, Row
+
+
+def write_reports(
+    report: Report,
+    folder: Path,
+    inputs: np.ndarray | None = None,
+    figures: FigureProcess | None = None,
+) -> list[Path]:
+    """Writes report.json/.csv/.md, the plots, the flip galleries and report.html, all into a
+    staging folder beside `folder` that then replaces it whole; returns the final paths
+    (report.html last).
+
+    Galleries are drawn from `inputs` (the evaluation set, indexed like `top_flips`); without
+    them, those already in `folder/flips/` are kept. A `figures` process takes the next figure
+    whenever it is idle while this one draws the others.
+    """
+    report = Report.from_json(report.to_json())  # render what report.json says, as re-renders do
+    with Staging(folder.parent) as staging:
+        staged = staging.dir / folder.name
+        paths = _write_files(report, staged, inputs, folder, figures)
+        staging.commit([folder.name])
+    return [folder / path.relative_to(staged) for path in paths]
+
+
+def _write_files(report: Report, staged: Path, inputs, folder: Path, figures) -> list[Path]:
+    paths = [
+        # allow_nan=False: to_json maps non-finite figures to null, so report.json stays JSON.
+        write_text(
+            staged / "report.json", json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"
+        ),
+        write_text(staged / "report.csv", report_csv(report)),
+        write_text(staged / "report.md", report_markdown(report)),
+        *_draw_figures(_figure_jobs(report, inputs), staged, figures),
+    ]
+    if inputs is None:  # a re-render without the data keeps the galleries drawn before
+        for row in _galleries(report):
+            name = gallery_name(report, row)
+            if (folder / name).is_file():
+                (staged / name).parent.mkdir(exist_ok=True)
+                paths.append(Path(shutil.copy2(folder / name, staged / name)))
+    paths += _quantization_plots(report, staged, folder)
+    images = {p.relative_to(staged).as_posix(): p.read_bytes() for p in paths if p.suffix == ".png"}
+    paths.append(write_text(staged / "report.html", html.report_html(report, images)))
+    return paths
+
+
+def _galleries(report: Report) -> list[Row]:
+    return [row for row in report.rows if row.ok and row.top_flips]
+
+
+def _figure_jobs(report: Report, inputs) -> list[tuple[str, Callable, tuple, bool]]:
+    """(file name, draw, args, trim) of every report figure, the slowest first so the two
+    drawing processes finish together: the galleries, laid out in inches, then the plots."""
+    jobs = []
+    if inputs is not None:
+        for row in _galleries(report):
+            flipped = {flip["index"]: inputs[flip["index"]] for flip in row.top_flips}
+            jobs.append(
+                (gallery_name(report, row), flip_gallery_figure, (report, row, flipped), False)
+            )
+    return jobs + [
+        ("per_class_accuracy.png", per_class_accuracy_figure, (report,), True),
+        ("accuracy_vs_latency.png", accuracy_vs_latency_figure, (report,), True),
+        ("latency_distribution.png", latency_distribution_figure, (report,), True),
+        ("size.png", size_figure, (report.rows,), True),
+    ]
+
+
+def _draw_figures(jobs, staged: Path, figures: FigureProcess | None) -> list[Path]:
+    """Draws the jobs in turn, handing the next one to the `figures` process whenever it is
+    idle: the two share the work without knowing what each figure costs. Paths in job order."""
+    drawn, sent = {}, []
+    for name, draw, args, trim in jobs:
+        if figures is not None and figures.idle():
+            figures.draw(draw, *args, trim=trim)
+            sent.append(name)
+        else:
+            drawn[name] = save_figure(draw(*args), staged / name, trim)
+    for name, png in zip(sent, figures.pngs() if sent else [], strict=True):
+        drawn[name] = write_png(png, staged / name)
+    return [drawn[name] for name, *_ in jobs]
+
+
+def _quantization_plots(report: Report, staged: Path, folder: Path) -> list[Path]:
+    """The per-layer int8 error plots export drew (OUT/quantization/), copied beside the report
+    so the page and a later re-render need nothing outside report/."""
+    paths = []
+    for row in report.rows:
+        record = row.quantization.get("per_layer")
+        if not record:
+            continue
+        name = Path(record).with_suffix(".png")
+        target = staged / name
+        source = next((p for p in (folder.parent / name, folder / name) if p.is_file()), None)
+        if source is not None and not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            paths.append(Path(shutil.copy2(source, target)))
+    return paths
