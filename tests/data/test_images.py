@@ -73,3 +73,88 @@ def test_a_decompression_bomb_is_refused(tmp_path):
     Image.new("1", (20000, 12000)).save(path)  # 240 M pixels, a few KB on disk
     with pytest.raises(ToolkitError, match="not a readable image"):
         load_data(tmp_path, image_shape=(6, 8, 3))
+
+
+def _within(seconds: int):
+    """Fails the test instead of hanging it when a read blocks (a FIFO opened for reading)."""
+    import contextlib
+    import signal
+
+    def timed_out(signum, frame):
+        raise TimeoutError(f"blocked for {seconds} s")
+
+    @contextlib.contextmanager
+    def guard():
+        previous = signal.signal(signal.SIGALRM, timed_out)
+        signal.alarm(seconds)
+        try:
+            yield
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return guard()
+
+
+def test_a_fifo_among_the_images_is_refused_without_blocking(tmp_path):
+    import os
+
+    _image(tmp_path / "test" / "cat" / "a.png")
+    fifo = tmp_path / "test" / "cat" / "x.png"
+    os.mkfifo(fifo)
+    with _within(20), pytest.raises(ToolkitError) as caught:
+        load_data(tmp_path, image_shape=(6, 8, 3))
+    assert caught.value.code == ExitCode.DATASET
+    assert str(caught.value) == f"{fifo}: not a regular file (a FIFO, device or folder)"
+
+
+def test_the_data_digest_skips_fifos_and_link_loops(tmp_path):
+    import os
+
+    from toolkit.data.checks import data_sha256
+
+    _image(tmp_path / "cat" / "a.png")
+    before = data_sha256(tmp_path)
+    os.mkfifo(tmp_path / "cat" / "notes.fifo")
+    (tmp_path / "cat" / "loop").symlink_to(tmp_path / "cat" / "loop")
+    (tmp_path / "cat" / "up").symlink_to(tmp_path)
+    with _within(20):
+        assert data_sha256(tmp_path) == before
+    (tmp_path / "cat" / "a.png").write_bytes(b"changed")
+    assert data_sha256(tmp_path) != before
+
+
+def test_sixteen_bit_pngs_are_scaled_by_their_range_not_clipped(tmp_path):
+    values = np.array([[0, 257, 1000, 30000, 65535, 128]], np.uint16)
+    path = tmp_path / "test" / "cat" / "deep.png"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    dataset = load_data(tmp_path, image_shape=(1, 6, 1))
+    assert dataset.test_images.reshape(-1).tolist() == [0, 1, 4, 117, 255, 0]
+    colour = load_data(tmp_path, image_shape=(1, 6, 3))  # as grey in each channel
+    assert colour.test_images[0, 0, :, 1].tolist() == [0, 1, 4, 117, 255, 0]
+
+
+def test_images_in_subfolders_are_read_and_link_loops_end_nothing(tmp_path):
+    _image(tmp_path / "test" / "cat" / "a.png")
+    _image(tmp_path / "test" / "cat" / "indoor" / "deeper" / "b.png")
+    _image(tmp_path / "test" / "dog" / "c.png")
+    (tmp_path / "test" / "cat" / "indoor" / "loop").symlink_to(tmp_path / "test")
+    (tmp_path / "test" / "dog" / "self").symlink_to(tmp_path / "test" / "dog" / "self")
+    (tmp_path / "test" / ".hidden").mkdir()
+    dataset = load_data(tmp_path, image_shape=(6, 8, 3))
+    assert dataset.class_names == ("cat", "dog") and dataset.test_labels.tolist() == [0, 0, 1]
+
+
+def test_a_link_loop_among_class_folders_is_a_data_problem(tmp_path):
+    _image(tmp_path / "test" / "cat" / "a.png")
+    (tmp_path / "test" / "dog").symlink_to(tmp_path / "test" / "dog")  # a loop, no images
+    (tmp_path / "train").symlink_to(tmp_path / "train")
+    dataset = load_data(tmp_path, image_shape=(6, 8, 3))
+    assert dataset.class_names == ("cat",) and dataset.train_images is None
+    unreadable = tmp_path / "test" / "cat" / "b.png"
+    unreadable.symlink_to(unreadable)
+    with pytest.raises(ToolkitError) as caught:
+        load_data(tmp_path, image_shape=(6, 8, 3))
+    assert caught.value.code == ExitCode.DATASET and str(caught.value).startswith(f"{unreadable}:")

@@ -73,7 +73,18 @@ class Dataset:
         return self.preprocessing or Preprocessing.default_for(self.test_images.dtype)
 
     def inputs(self, items: np.ndarray) -> np.ndarray:
-        return self.preprocess.apply(items)
+        """Model inputs from stored items, refused (exit 3) when the scaled values overflow
+        float32: a converter given infinities can crash the process instead of failing."""
+        inputs = self.preprocess.apply(items)
+        if not np.isfinite(inputs).all():
+            largest = float(np.max(np.abs(np.asarray(items, dtype=np.float64))))
+            preprocessing = self.preprocess
+            raise ToolkitError(
+                f"{self.source}: items scaled by {preprocessing.scale:g} (offset "
+                f"{preprocessing.offset:g}) overflow float32 (largest |item| {largest:.3g})",
+                ExitCode.DATASET,
+            )
+        return inputs
 
     @property
     def labelled(self) -> bool:

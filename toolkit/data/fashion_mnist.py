@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from toolkit.data.checks import open_data_file
 from toolkit.data.dataset import Dataset
 from toolkit.errors import ExitCode, ToolkitError
 
@@ -162,13 +162,7 @@ def _read_exact(stream: BinaryIO, count: int, path: Path, what: str) -> bytes:
 
 @contextmanager
 def _open_idx(path: Path) -> Iterator[BinaryIO]:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise ToolkitError(f"{path}: cannot read: {exc.strerror}", ExitCode.DATASET) from None
-    if not stat.S_ISREG(mode):
-        raise ToolkitError(f"{path}: not a regular file (FIFO, device or folder)", ExitCode.DATASET)
-    with open(path, "rb") as raw:
+    with open_data_file(path) as raw:
         if raw.read(2) != b"\x1f\x8b":
             raw.seek(0)
             yield raw

@@ -3,15 +3,19 @@ DIR/test/<class>/*, or DIR/<class>/* for evaluation only; class names are the so
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.data.checks import data_error
+from toolkit.data.checks import data_error, open_data_file, refuse_listing
 from toolkit.data.dataset import Dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+MAX_IMAGES = 1_000_000  # as Fashion-MNIST's reader: far above real folders, bounded all the same
+MAX_DEPTH = 32  # subfolder levels read below a class folder
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def read_image_folder(folder: Path, shape: tuple[int, ...] | None = None) -> Dataset:
@@ -58,7 +62,12 @@ def read_image_folder(folder: Path, shape: tuple[int, ...] | None = None) -> Dat
 
 
 def _class_folders(folder: Path) -> list[str]:
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        names = sorted(
+            p.name for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir()
+        )
+    except OSError as exc:  # a link loop (ELOOP) or an unreadable folder is a data problem
+        raise data_error(folder, f"cannot list class folders: {exc.strerror or exc}") from None
     if not names:
         raise data_error(folder, "no class folders (expected DIR/<class>/* or DIR/test/<class>/*)")
     return names
@@ -67,15 +76,35 @@ def _class_folders(folder: Path) -> list[str]:
 def _image_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     entries = []
     for label, name in enumerate(classes):
-        files = sorted(
-            p
-            for p in (folder / name).iterdir()
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
+        files = _images_under(folder / name)
         if not files:
             raise data_error(folder / name, f"no images ({', '.join(IMAGE_SUFFIXES)})")
         entries += [(p, label) for p in files]
+        if len(entries) > MAX_IMAGES:
+            raise _too_many(folder)
     return entries
+
+
+def _images_under(class_folder: Path) -> list[Path]:
+    """The images in a class folder and its subfolders, as keras's image_dataset_from_directory
+    reads them: linked subfolders are not entered (so a link loop ends nothing), nor hidden ones."""
+    files = []
+    for root, folders, names in os.walk(class_folder, onerror=refuse_listing):
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
+        if len(Path(root).relative_to(class_folder).parts) >= MAX_DEPTH:
+            folders[:] = []
+        files += [
+            Path(root, n)
+            for n in sorted(names)
+            if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith(".")
+        ]
+        if len(files) > MAX_IMAGES:
+            raise _too_many(class_folder)
+    return files
+
+
+def _too_many(folder: Path):
+    return data_error(folder, f"more than {MAX_IMAGES:,} images; refusing to read them")
 
 
 def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -92,34 +121,52 @@ def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 def _open(path: Path):
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        with warnings.catch_warnings():
-            # Past PIL's pixel limit a decompression bomb is an error here, not a warning.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            image.seek(0)  # a GIF's first frame
-            image.load()
+    with open_data_file(path) as file:
+        try:
+            with warnings.catch_warnings():
+                # Past PIL's pixel limit a decompression bomb is an error here, not a warning.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(file)
+                image.seek(0)  # a GIF's first frame
+                image.load()
+            return image
+        except (
+            UnidentifiedImageError,
+            OSError,
+            ValueError,
+            SyntaxError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as exc:
+            raise data_error(path, f"not a readable image ({type(exc).__name__})") from None
+
+
+def eight_bit(image):
+    """A 16-bit grayscale image mapped by its range onto the 8-bit scale (divided by 257, so
+    65535 is 255), where PIL's convert would clip every value above 255 to white."""
+    from PIL import Image
+
+    if image.mode not in SIXTEEN_BIT_MODES:
         return image
-    except (
-        UnidentifiedImageError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
-        raise data_error(path, f"not a readable image ({type(exc).__name__})") from None
+    values = np.asarray(image)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(f"{image.mode} pixels outside 0..65535: not a 16-bit image")
+    scaled = (values.astype(np.uint32) + 128) // 257  # rounded to the nearest 8-bit step
+    return Image.fromarray(scaled.astype(np.uint8), "L")
 
 
 def _shape_of(path: Path) -> tuple[int, int, int]:
     with _open(path) as image:
-        channels = 1 if image.mode in ("1", "L", "I;16", "I", "F") else 3
+        channels = 1 if image.mode in ("1", "L", "F", *SIXTEEN_BIT_MODES) else 3
         return (image.height, image.width, channels)
 
 
 def _read_image(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, bool]:
     with _open(path) as image:
-        return fit_image(image, shape)
+        try:
+            return fit_image(image, shape)
+        except ValueError as exc:
+            raise data_error(path, f"not a readable image ({exc})") from None
 
 
 def fit_image(image, shape: tuple[int, int, int]) -> tuple[np.ndarray, bool]:
@@ -128,7 +175,7 @@ def fit_image(image, shape: tuple[int, int, int]) -> tuple[np.ndarray, bool]:
     from PIL import Image
 
     height, width, channels = shape
-    converted = image.convert("L" if channels == 1 else "RGB")
+    converted = eight_bit(image).convert("L" if channels == 1 else "RGB")
     resized = converted.size != (width, height)
     if resized:
         converted = converted.resize((width, height), Image.Resampling.BILINEAR)
