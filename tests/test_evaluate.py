@@ -11,13 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from toolkit.cli import app
-from toolkit.evaluate import (
-    MeasureConfig,
-    apply_baseline,
-    gate_failures,
-    measure_isolated,
-    time_calls,
-)
+from toolkit.compare.executors.local import measure_isolated
+from toolkit.compare.judging import apply_baseline, gate_failures
+from toolkit.compare.measurement import Job
+from toolkit.compare.measurement import MeasureSettings as MeasureConfig
+from toolkit.compare.worker import time_calls
 from toolkit.results import Report
 from toolkit.runners.litert import LiteRTRunner
 
@@ -47,8 +45,9 @@ def failing_worker(connection, *args):
 )
 def test_a_failing_runtime_becomes_a_failed_row(tmp_path, worker, timeout, reason):
     config = MeasureConfig(timeout_seconds=timeout)
+    job = Job("x", "", LiteRTRunner.runtime, config)
     status, result = measure_isolated(
-        LiteRTRunner, tmp_path / "x", np.zeros((1, 28, 28), np.uint8), config, worker=worker
+        job, tmp_path / "x", np.zeros((1, 28, 28), np.uint8), worker=worker
     )
     assert (status, result) == ("error", reason)
 
@@ -245,7 +244,7 @@ def test_a_manifest_path_leading_outside_the_folder_is_refused(exported_dir, tmp
 
 
 def test_baseline_mismatches_name_what_differs():
-    from toolkit.evaluate import baseline_mismatches
+    from toolkit.compare.judging import baseline_mismatches
 
     now = _report().with_(environment={"cpu": "A"}, settings={"batch_size": 256})
     assert baseline_mismatches(now, now) == []
@@ -261,26 +260,21 @@ def test_workers_import_beside_each_other_but_never_beside_a_load_or_a_timing_lo
     """Compare's pacing, from what four workers of a logging runtime record: the first ones
     import together before anything loads; no import runs beside a load or a timing loop, and
     no two timing loops overlap."""
-    from types import SimpleNamespace
-
-    from tests.paced import PacedRunner
+    from tests.paced import paced_worker
+    from toolkit.compare.data import EvalData
+    from toolkit.compare.executors.local import AHEAD, LocalExecutor
     from toolkit.data import Preprocessing
-    from toolkit.evaluate import AHEAD, EvalData, _measure_plan
 
     log = tmp_path / "paced.log"
     monkeypatch.setenv("PACED_LOG", str(log))
-    plan = []
+    config = MeasureConfig(runs=20, max_seconds=0.05, warmup=1, timeout_seconds=60)
+    jobs = []
     for i in range(4):
         (tmp_path / f"m{i}.paced").write_bytes(b"model")
-        artifact = SimpleNamespace(
-            name=f"m{i}.paced", path=f"m{i}.paced", format="paced", variant="float32",
-            size_bytes=5, compatibility={}, quantization={},
-        )  # fmt: skip
-        plan.append((artifact, PacedRunner))
+        jobs.append(Job(f"m{i}.paced", "", "paced", config))
     data = EvalData.write(np.zeros((8, 2), np.float32), tmp_path, Preprocessing(1.0), (2,))
-    config = MeasureConfig(runs=20, max_seconds=0.05, warmup=1, timeout_seconds=60)
-    results = _measure_plan(tmp_path, plan, data, config, lambda row: None)
-    assert [row.status for row, _ in results] == ["ok"] * 4
+    results = LocalExecutor(paced_worker).run(jobs, tmp_path, data, lambda *result: None)
+    assert [status for status, _ in results] == ["ok"] * 4
 
     spans: dict[int, dict[str, list[int]]] = {}
     for line in log.read_text().splitlines():

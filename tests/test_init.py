@@ -70,7 +70,9 @@ def test_a_worker_imports_its_runtime_frozen(monkeypatch):
     """Compare's keras worker imports TensorFlow through `import keras`, the runner's module,
     before import_tensorflow is ever called: that import must be the frozen one."""
     import toolkit.process
-    from toolkit.evaluate import MeasureConfig, measure
+    from toolkit.compare.measurement import Job, MeasureSettings
+    from toolkit.compare.worker import measure_job
+    from toolkit.runners import RUNNERS
 
     imported = []
     monkeypatch.setattr(toolkit.process, "import_frozen", imported.append)
@@ -80,12 +82,14 @@ def test_a_worker_imports_its_runtime_frozen(monkeypatch):
 
     class RuntimeRunner:
         module = "json"
+        package = "numpy"
 
         def __init__(self, path, threads):
             raise Stop
 
     with pytest.raises(Stop):
-        measure(RuntimeRunner, "model.bin", None, MeasureConfig())
+        monkeypatch.setitem(RUNNERS, "json", RuntimeRunner)
+        measure_job(Job("model.bin", "", "json", MeasureSettings()), "model.bin", None)
     assert imported == ["json"]
 
 

@@ -281,7 +281,7 @@ def test_an_unreadable_baseline_is_a_usage_error(tmp_path, kind, monkeypatch):
         baseline = Path("/dev/zero")
     else:  # valid JSON, just too much of it
         monkeypatch.setattr(toolkit.artifacts, "JSON_MAX_BYTES", 1000)
-        monkeypatch.setattr("toolkit.evaluate.JSON_MAX_BYTES", 1000)
+        monkeypatch.setattr("toolkit.compare.judging.JSON_MAX_BYTES", 1000)
         baseline.write_text(json.dumps({"rows": [], "pad": "x" * 2000}))
     result = invoke("compare", "--out", tmp_path / "missing", "--baseline", baseline)
     says = "larger than 1000 bytes" if kind == "oversized" else "not a regular file"
@@ -382,7 +382,7 @@ def test_a_malformed_baseline_is_refused_before_measuring(tmp_path, case):
 
 
 def test_a_well_formed_baseline_still_loads(tmp_path):
-    from toolkit.evaluate import load_baseline
+    from toolkit.compare.judging import load_baseline
 
     baseline = tmp_path / "report.json"
     baseline.write_text(json.dumps(_report([GOOD_ROW])))
@@ -534,7 +534,7 @@ class RefusingRunner:
 
 
 def test_a_runtime_that_segfaults_in_predict_is_exit_4_not_139(tmp_path):
-    from toolkit.evaluate import predict_isolated
+    from toolkit.prediction import predict_isolated
 
     path = tmp_path / "hostile.tflite"
     with pytest.raises(ToolkitError, match="worker crashed \\(SIGSEGV\\)") as error:
@@ -543,7 +543,7 @@ def test_a_runtime_that_segfaults_in_predict_is_exit_4_not_139(tmp_path):
 
 
 def test_a_refusal_in_the_predict_worker_keeps_its_message_and_code(tmp_path):
-    from toolkit.evaluate import predict_isolated
+    from toolkit.prediction import predict_isolated
 
     path = tmp_path / "hostile.tflite"
     with pytest.raises(ToolkitError, match="not a valid TFLite model") as error:
@@ -553,16 +553,16 @@ def test_a_refusal_in_the_predict_worker_keeps_its_message_and_code(tmp_path):
 
 def test_predict_runs_inference_in_a_worker(exported_dir, monkeypatch):
     """api.predict goes through predict_isolated: the CLI process never loads the runtime."""
-    import toolkit.evaluate
+    import toolkit.prediction
 
     calls = []
-    real = toolkit.evaluate.predict_isolated
+    real = toolkit.prediction.predict_isolated
 
     def recording(*args, **kwargs):
         calls.append(args[0].runtime)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(toolkit.evaluate, "predict_isolated", recording)
+    monkeypatch.setattr(toolkit.prediction, "predict_isolated", recording)
     artifact = exported_dir / "model_float32.onnx"
     result = invoke("predict", "--index", "0", "--out", exported_dir, "--artifact", artifact)
     assert result.exit_code == 0, result.output
@@ -649,7 +649,7 @@ def _hungry_worker(connection, megabytes: int) -> None:
 KILLED_PARENT = """
 import sys
 from tests.test_reliability import _sleeping_worker
-from toolkit.evaluate import run_isolated
+from toolkit.process import run_isolated
 run_isolated(_sleeping_worker, (sys.argv[1],), 300, 1e9)
 """
 
@@ -685,7 +685,7 @@ def test_a_worker_dies_with_its_parent_silently(tmp_path):
 
 
 def test_a_worker_over_its_memory_limit_is_stopped_naming_the_limit():
-    from toolkit.evaluate import run_isolated
+    from toolkit.process import run_isolated
 
     start = time.monotonic()
     status, reason = run_isolated(_hungry_worker, (600,), 60, 200)
@@ -694,7 +694,7 @@ def test_a_worker_over_its_memory_limit_is_stopped_naming_the_limit():
 
 
 def test_compare_passes_max_memory_to_every_worker(exported_dir, tmp_path, monkeypatch):
-    import toolkit.evaluate
+    import toolkit.compare.executors.local
 
     seen = []
 
@@ -711,7 +711,7 @@ def test_compare_passes_max_memory_to_every_worker(exported_dir, tmp_path, monke
         def stop(self):
             pass
 
-    monkeypatch.setattr(toolkit.evaluate, "IsolatedRun", NotMeasured)
+    monkeypatch.setattr(toolkit.compare.executors.local, "IsolatedRun", NotMeasured)
     out = copy_of(exported_dir, tmp_path)
     result = invoke("compare", "--out", out, "--max-memory", "300")
     assert result.exit_code == 4 and seen == [300] * len(seen) and seen
@@ -786,7 +786,7 @@ def _environment_worker(connection, key: str) -> None:
 
 
 def test_workers_start_with_one_blas_thread_and_leave_this_environment_alone(monkeypatch):
-    from toolkit.evaluate import run_isolated
+    from toolkit.process import run_isolated
 
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     assert run_isolated(_environment_worker, ("OPENBLAS_NUM_THREADS",), 60, 1e9) == ("ok", "1")

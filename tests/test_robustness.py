@@ -366,14 +366,16 @@ def _fake_measure(bad: dict[str, float]):
             self.value = bad.get(Path(path).name, 0.1)
 
         def result(self, on_poll=lambda: None):
-            return "ok", {
-                "outputs": np.full((len(self.data), 10), self.value, np.float32),
-                "latencies_ns": np.array([1_000, 2_000, 3_000]),
-                "throughput_ips": 1000.0,
-                "load_ms": 1.0,
-                "peak_rss_mb": 100.0,
-                "extras": {},
-            }
+            from toolkit.compare.measurement import Measurement
+
+            return "ok", Measurement(
+                outputs={"output": np.full((len(self.data), 10), self.value, np.float32)},
+                latencies_ns=np.array([1_000, 2_000, 3_000]),
+                throughput_ips=1000.0,
+                load_ms=1.0,
+                peak_rss_mb=100.0,
+                extras={},
+            ).to_bytes()
 
         def alive(self):
             return False
@@ -386,16 +388,19 @@ def _fake_measure(bad: dict[str, float]):
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_outputs_are_a_failed_row_not_a_score(exported_dir, dataset, monkeypatch, value):
-    import toolkit.evaluate as evaluate
+    import toolkit.compare.executors.local as local
+    import toolkit.compare.judging as judging
+    import toolkit.compare.pipeline as pipeline
     from toolkit.artifacts import load_manifest
+    from toolkit.compare.measurement import MeasureSettings
 
-    monkeypatch.setattr(evaluate, "IsolatedRun", _fake_measure({"model_int8.tflite": value}))
-    report = evaluate.measure_rows(
+    monkeypatch.setattr(local, "IsolatedRun", _fake_measure({"model_int8.tflite": value}))
+    report = pipeline.measure_rows(
         exported_dir,
         load_manifest(exported_dir),
         dataset.test_images[:50],
         dataset.test_labels[:50],
-        evaluate.MeasureConfig(),
+        MeasureSettings(),
         runtimes=["keras", "tensorflow", "litert", "onnxruntime"],
     )
     rows = {row.artifact: row for row in report.rows}
@@ -405,16 +410,16 @@ def test_non_finite_outputs_are_a_failed_row_not_a_score(exported_dir, dataset, 
     assert all(getattr(bad, key) is None for key in figures)
     assert bad.key not in report.latency_samples
     assert all(row.ok for row in rows.values())
-    failures = evaluate.gate_failures(report, 100.0, None)
+    failures = judging.gate_failures(report, 100.0, None)
     assert failures == [f"model_int8.tflite: could not be measured: {bad.error}"]
 
 
 def test_compare_command_reports_non_finite_outputs_as_failed(exported_dir, tmp_path, monkeypatch):
-    import toolkit.evaluate as evaluate
+    import toolkit.compare.executors.local as local
 
     out = copy_of(exported_dir, tmp_path)
     bad = {"model_int8.tflite": float("nan")}
-    monkeypatch.setattr(evaluate, "IsolatedRun", _fake_measure(bad))
+    monkeypatch.setattr(local, "IsolatedRun", _fake_measure(bad))
     result = invoke("compare", "--out", out, "--max-accuracy-drop", "100", "--runtime", "litert")
     assert result.exit_code == ExitCode.GATE, result.output
     assert "gate: model_int8.tflite: could not be measured: outputs contain NaN" in result.output
@@ -425,10 +430,10 @@ def test_compare_command_reports_non_finite_outputs_as_failed(exported_dir, tmp_
 
 
 def test_compare_refuses_a_reference_with_non_finite_outputs(exported_dir, tmp_path, monkeypatch):
-    import toolkit.evaluate as evaluate
+    import toolkit.compare.executors.local as local
 
     out = copy_of(exported_dir, tmp_path)
-    monkeypatch.setattr(evaluate, "IsolatedRun", _fake_measure({"model.keras": np.nan}))
+    monkeypatch.setattr(local, "IsolatedRun", _fake_measure({"model.keras": np.nan}))
     result = invoke("compare", "--out", out)
     assert_refused(result, 4, out / "model.keras", "NaN")
 

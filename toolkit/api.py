@@ -122,15 +122,11 @@ def compare(
     `report.gate["failures"]` lists what failed a gate. `max_memory` (MB, default half the RAM)
     stops a worker that grows past it."""
     from toolkit.artifacts import OutputLock, recover_staging
-    from toolkit.evaluate import (
-        MeasureConfig,
-        default_max_memory_mb,
-        gate_failures,
-        load_baseline,
-        measure_rows,
-        recommend,
-    )
+    from toolkit.compare.judging import gate_failures, load_baseline, recommend
+    from toolkit.compare.measurement import MeasureSettings as MeasureConfig
+    from toolkit.compare.pipeline import measure_rows
     from toolkit.figures import FigureProcess, pyplot
+    from toolkit.process import default_max_memory_mb
     from toolkit.reporting import write_reports
 
     out = Path(out)
@@ -184,7 +180,7 @@ def compare(
 def _with_baseline(report, earlier, baseline: str | Path):
     """`report` with its deltas against the `earlier` report (read from `baseline`), and a
     warning for each setting that differs between the two."""
-    from toolkit.evaluate import apply_baseline, baseline_mismatches
+    from toolkit.compare.judging import apply_baseline, baseline_mismatches
 
     report = apply_baseline(report, earlier, str(baseline))
     return report.with_(
@@ -200,7 +196,7 @@ def report(out: str | Path = "exported", *, baseline: str | Path | None = None):
     again, against `baseline` when given, keeping the flip galleries in OUT/report/flips/;
     returns the `Report` with its gate re-checked."""
     from toolkit.artifacts import OutputLock, recover_staging
-    from toolkit.evaluate import gate_failures, load_baseline
+    from toolkit.compare.judging import gate_failures, load_baseline
     from toolkit.reporting import write_reports
 
     out = Path(out)
@@ -258,10 +254,10 @@ def predict(
     import numpy as np
 
     from toolkit.artifacts import MANIFEST_NAME, check_replaceable, load_manifest
+    from toolkit.compare.plan import manifest_input_shape, manifest_preprocessing
     from toolkit.data import CLASS_NAMES, Preprocessing
-    from toolkit.evaluate import manifest_input_shape, manifest_preprocessing, predict_isolated
     from toolkit.figures import plot_image_predictions
-    from toolkit.prediction import check_listed_checksum, load_image, runtime_for
+    from toolkit.prediction import check_listed_checksum, load_image, predict_isolated, runtime_for
     from toolkit.runners import RUNNERS
 
     if not images and not index:
@@ -350,10 +346,10 @@ def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | N
     """The evaluation split of the data export recorded in the manifest (or `data`), read for
     the model's input shape; a recorded file that changed since export is a warning."""
     from toolkit.artifacts import sha256_path
+    from toolkit.compare.plan import manifest_input_shape, manifest_preprocessing
     from toolkit.data import FASHION_MNIST, load_data
     from toolkit.data.checks import fit_to_model
     from toolkit.errors import warn
-    from toolkit.evaluate import manifest_input_shape, manifest_preprocessing
 
     recorded = manifest.data
     if data is None and recorded.get("kind") not in (None, FASHION_MNIST):

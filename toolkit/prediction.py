@@ -12,6 +12,7 @@ import numpy as np
 from toolkit.artifacts import Manifest, read_capped, sha256_path
 from toolkit.data import IMAGE_SIDE
 from toolkit.errors import ExitCode, ToolkitError, first_line
+from toolkit.process import default_max_memory_mb, run_isolated
 
 
 def runtime_for(path: Path, manifest: Manifest | None) -> str:
@@ -151,3 +152,39 @@ def top_k(probabilities: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         [(int(c), float(row[c])) for c in classes]
         for row, classes in zip(probabilities, order, strict=True)
     ]
+
+
+def _predict_worker(connection, runner_class, path, inputs, threads) -> None:
+    """Entry point of a predicting process: sends ("ok", outputs) or ("error", (line, code))."""
+    from toolkit.process import quiet_stderr
+    from toolkit.runners.base import attempt
+
+    def task():
+        with quiet_stderr(), runner_class(path, threads) as runner:
+            return runner.predict(inputs)
+
+    try:
+        connection.send(attempt(runner_class.runtime, task))
+    finally:
+        connection.close()
+
+
+def predict_isolated(
+    runner_class,
+    path: Path,
+    inputs: np.ndarray,
+    threads: int = 1,
+    timeout_seconds: float = 300.0,
+    max_memory_mb: float | None = None,
+) -> np.ndarray:
+    """The runner's outputs for model-ready `inputs`, computed in a spawned process so a runtime
+    that crashes or hangs on a hostile file is one line and exit 4, not a dead CLI."""
+    memory = default_max_memory_mb() if max_memory_mb is None else max_memory_mb
+    args = (runner_class, path, inputs, threads)
+    status, result = run_isolated(_predict_worker, args, timeout_seconds, memory)
+    if status == "ok":
+        return result
+    message, code = result if isinstance(result, tuple) else (result, ExitCode.ARTIFACT)
+    if str(path) not in message:
+        message = f"{path}: {message}"
+    raise ToolkitError(message, ExitCode(code))

@@ -117,6 +117,28 @@ def skip_final_collection() -> None:
     atexit.register(gc.freeze)
 
 
+# The distributions whose versions shape the results, recorded beside every output: the
+# converters, then each runtime's (the RUNNERS' `package`; a test keeps the two in step).
+RECORDED_PACKAGES = (
+    "tensorflow",
+    "keras",
+    "numpy",
+    "onnx",
+    "tf2onnx",
+    "ai-edge-litert",
+    "onnxruntime",
+    "tflite-micro",
+    "openvino",
+)
+
+
+def recorded_versions() -> dict[str, str]:
+    """Versions of toolkit and of the libraries that shape the results (RECORDED_PACKAGES)."""
+    import toolkit
+
+    return {"toolkit": toolkit.__version__, **library_versions(RECORDED_PACKAGES)}
+
+
 def library_versions(packages: tuple[str, ...] | list[str]) -> dict[str, str]:
     """The installed version of each distribution in `packages` ("not installed" if absent)."""
     from importlib.metadata import PackageNotFoundError, version

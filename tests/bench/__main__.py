@@ -33,8 +33,9 @@ from tests.bench.summary import ratio_table
 from tests.bench.targets import micro_footprint, target_ratios, target_timings
 from tests.bench.training import compare_training, training_ratios
 from toolkit.artifacts import load_manifest, write_json, write_text
+from toolkit.compare.measurement import MeasureSettings as MeasureConfig
+from toolkit.compare.scoring import environment
 from toolkit.errors import ToolkitError
-from toolkit.evaluate import MeasureConfig, environment
 
 # The full mode: at least 10 accuracy draws per side for the Welch interval, and every short run
 # 3 times (medians).
@@ -67,7 +68,7 @@ def run_bench(
 ) -> tuple[dict, list]:
     """Every part (the GEMM runs in turns with compare); bench.json's content and the ratios."""
     from toolkit.data import load_dataset, normalize
-    from toolkit.model import library_versions
+    from toolkit.process import recorded_versions as library_versions
 
     logs, seconds = out / "bench" / "logs", {}
     config = MeasureConfig(threads=threads)

@@ -24,7 +24,8 @@ import typer
 from tests.bench.latency import GOAL_BARE, runner_bare_call, timed_in_worker
 from tests.bench.runs import BenchError
 from tests.bench.summary import Ratio
-from toolkit.evaluate import EvalData, MeasureConfig
+from toolkit.compare.data import EvalData
+from toolkit.compare.measurement import MeasureSettings as MeasureConfig
 
 DESKTOP = ["--format", "keras", "--format", "savedmodel", "--format", "tflite", "--format", "onnx"]
 

@@ -1,7 +1,8 @@
 """Part 2: the toolkit's batch-1 p50 of each .tflite against a bare invoke loop and LiteRT's tool.
 
-The toolkit's figure comes from `toolkit.evaluate.measure`, the function compare runs; the bare
-loop runs right after it in the same worker process, so the two differ only in the timing harness.
+The toolkit's figure comes from `toolkit.compare.worker.measure_job`, the function compare runs;
+the bare loop runs right after it in the same worker process, so the two differ only in the timing
+harness.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ import numpy as np
 
 from tests.bench.runs import BenchError, interleave, median, run_timed
 from tests.bench.summary import Ratio
-from toolkit.evaluate import EvalData, MeasureConfig, measure, run_isolated
+from toolkit.compare.data import EvalData
+from toolkit.compare.measurement import Job
+from toolkit.compare.measurement import MeasureSettings as MeasureConfig
+from toolkit.compare.worker import measure_job
 from toolkit.metrics import latency_percentiles
+from toolkit.process import run_isolated
 
 PRINTED_MEDIAN = re.compile(r"Inference \(median\):\s+([0-9.]+) ms")
 GOAL_BARE = 0.10  # toolkit p50 within 10% of the bare loop's
@@ -52,7 +57,8 @@ def toolkit_and_bare_p50(
     `bare_call(runner_class, path, data, threads)`."""
     from toolkit.process import quiet_stderr
 
-    toolkit_ns = measure(runner_class, path, data, config)["latencies_ns"]
+    job = Job(Path(path).name, "", runner_class.runtime, config)
+    toolkit_ns = measure_job(job, path, data).latencies_ns
     with quiet_stderr():
         call = bare_call(runner_class, path, data, config.threads)
     bare_ns = bare_invoke_loop(call, config.runs, config.warmup)

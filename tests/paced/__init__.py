@@ -45,3 +45,13 @@ class PacedRunner(Runner):
     def extras(self):
         log("time", "end")
         return {}
+
+
+def paced_worker(connection, job, path, data, handoff=None) -> None:
+    """The local executor's worker with the paced runtime registered (a spawned process
+    starts with the registry as toolkit ships it)."""
+    from toolkit.compare.executors.local import measuring_worker
+    from toolkit.runners import RUNNERS
+
+    RUNNERS[PacedRunner.runtime] = PacedRunner
+    measuring_worker(connection, job, path, data, handoff)

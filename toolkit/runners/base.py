@@ -11,6 +11,7 @@ import numpy as np
 
 from toolkit.artifacts import check_artifact_file
 from toolkit.errors import ExitCode, ToolkitError
+from toolkit.results import UNSUPPORTED
 
 
 class Unsupported(ToolkitError):
@@ -19,6 +20,22 @@ class Unsupported(ToolkitError):
 
     def __init__(self, message: str):
         super().__init__(message, ExitCode.ARTIFACT)
+
+
+def attempt(runtime: str, task: Callable[[], object]) -> tuple[str, object]:
+    """("ok", result), ("unsupported", reason), or ("error", (one line, exit code)) for `task`,
+    which runs something in `runtime`: a runtime failing is a refusal, never a crash."""
+    import traceback
+
+    try:
+        return "ok", task()
+    except Unsupported as exc:
+        return UNSUPPORTED, str(exc)
+    except ToolkitError as exc:
+        return "error", (str(exc), int(exc.code))
+    except Exception as exc:  # noqa: BLE001 - a runtime failing is a refusal, not a crash
+        last = traceback.format_exception_only(exc)[-1].strip()
+        return "error", (f"{type(exc).__name__} in {runtime}: {last}", int(ExitCode.ARTIFACT))
 
 
 class Runner(ABC):
