@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,14 +27,13 @@ from toolkit.artifacts import (
     size_bytes,
 )
 from toolkit.data import Dataset, Preprocessing, calibration_sample, load_data
-from toolkit.data.checks import fit_to_model
+from toolkit.data.checks import data_sha256, fit_to_model
 from toolkit.errors import ExitCode, ToolkitError, first_line, warn
 from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant, Tolerance
-from toolkit.exporters.base import serving_function
 from toolkit.figures import FigureProcess
+from toolkit.formats.keras import OUTPUT_NAME, load_keras_model, serving_function
 from toolkit.metrics import compare_outputs
-from toolkit.model import OUTPUT_NAME, library_versions, load_keras_model
-from toolkit.process import quiet_stderr
+from toolkit.process import quiet_stderr, recorded_versions
 from toolkit.quantization.records import worst_layers_message
 from toolkit.results import finite_or_none
 from toolkit.runners import RUNNERS
@@ -130,6 +130,27 @@ def validation_failure(variant_filename: str, count: int, problems: list[str]) -
     )
 
 
+# TensorFlow's own patterns (tensorflow/python/framework/ops.py): the model's name opens a root
+# name scope when traced, each layer's a nested one.
+_ROOT_SCOPE = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
+_NESTED_SCOPE = re.compile(r"[A-Za-z0-9_.\\/>-]*")
+
+
+def check_layer_names(model, path: Path) -> None:
+    """Names TensorFlow cannot trace ("$", "<", a space) are refused naming the layer. Renaming
+    them for the trace would not do: the Keras copy, loaded as it is, fails the same way."""
+    pending = [(model, _ROOT_SCOPE)]
+    while pending:
+        layer, pattern = pending.pop()
+        if not pattern.fullmatch(layer.name):
+            raise ToolkitError(
+                f"{path}: layer {layer.name!r} has a name TensorFlow refuses (letters, digits and "
+                "_ . - / > \\ only): rename it and save the model again",
+                ExitCode.ARTIFACT,
+            )
+        pending += [(inner, _NESTED_SCOPE) for inner in getattr(layer, "layers", ())]
+
+
 def check_labels_fit(labels: np.ndarray | None, classes: int, source: Path) -> None:
     """Class labels must index the model's outputs."""
     if labels is not None and len(labels) and int(labels.max()) >= classes:
@@ -137,6 +158,21 @@ def check_labels_fit(labels: np.ndarray | None, classes: int, source: Path) -> N
             f"{source}: labels go up to {int(labels.max())} but the model has {classes} outputs",
             ExitCode.DATASET,
         )
+
+
+def check_class_names_fit(names: tuple[str, ...] | None, classes: int, source: Path) -> None:
+    """One class name per model output, or predict and the report would index past them."""
+    if names is not None and len(names) != classes:
+        raise ToolkitError(
+            f"{source}: {len(names)} class names for the model's {classes} outputs",
+            ExitCode.DATASET,
+        )
+
+
+def manifest_json(manifest: Manifest) -> str:
+    """The manifest as strict JSON: an unbounded tolerance (--max-accuracy-drop inf) is written
+    as null, the "no bound" it means, never as a bare Infinity other programs cannot parse."""
+    return json.dumps(finite_or_none(manifest.to_json()), indent=2, allow_nan=False)
 
 
 def _kept_artifacts(out: Path, source_sha256: str, rewritten: set[str]) -> list[Artifact]:
@@ -216,7 +252,7 @@ def data_record(dataset: Dataset, calibration_source: str, calibration_count: in
         "calibration_samples": calibration_count,
     }
     if dataset.kind != "fashion-mnist":  # Fashion-MNIST carries its own published digests
-        record["sha256"] = sha256_path(Path(dataset.source))
+        record["sha256"] = data_sha256(Path(dataset.source))
     return record
 
 
@@ -240,6 +276,7 @@ def export_artifacts(
     the others are committed together, the manifest last."""
     model_path = Path(model_path or out / "model.keras")
     model = load_keras_model(model_path)
+    check_layer_names(model, model_path)
     input_shape = tuple(model.inputs[0].shape[1:])
     source_sha256 = sha256_file(model_path)
     dataset = load_data(data, data_dir, image_shape=input_shape, preprocessing=preprocessing)
@@ -247,7 +284,9 @@ def export_artifacts(
         warn(note)
     task = model_task(model, dataset)
     if task == "classification":
-        check_labels_fit(dataset.test_labels, int(model.outputs[0].shape[-1]), dataset.source)
+        classes = int(model.outputs[0].shape[-1])
+        check_labels_fit(dataset.test_labels, classes, dataset.source)
+        check_class_names_fit(dataset.class_names, classes, dataset.source)
     calibration, calibration_source = calibration_sample(dataset, calib_samples)
     calibration = fit_to_model(calibration, input_shape, dataset.source)
     inputs = fit_to_model(
@@ -302,7 +341,7 @@ def export_artifacts(
                 artifacts=kept + artifacts,
                 class_names=class_names_for(dataset, model, task),
                 source_model_sha256=source_sha256,
-                versions=library_versions(),
+                versions=recorded_versions(),
                 preprocessing={
                     **dataset.preprocess.to_json(),
                     "dtype": "float32",
@@ -324,7 +363,7 @@ def export_artifacts(
                 },
             )
             with io_errors(out / MANIFEST_NAME):
-                (staging.dir / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2))
+                (staging.dir / MANIFEST_NAME).write_text(manifest_json(manifest))
             staging.commit([*sorted(written), MANIFEST_NAME])
     return manifest
 
@@ -422,8 +461,18 @@ class _VariantExport:
         def build(float_layers):
             if not float_layers:
                 return target
-            with quiet_stderr():
-                spec.build(debugger, tuple(float_layers), path)
+            try:
+                with quiet_stderr():
+                    spec.build(debugger, tuple(float_layers), path)
+            except Exception as exc:  # noqa: BLE001 - e.g. a debugger left no layer in int8
+                path.unlink(missing_ok=True)
+                reason = (
+                    f"unreachable: still failing with {', '.join(float_layers[:-1])} in float, "
+                    f"and no model builds with {float_layers[-1]} too ({first_line(exc)})"
+                )
+                raise validation_failure(
+                    variant.filename, len(self.validator.inputs), [*judged.problems, reason]
+                ) from None
             return path
 
         def validate(candidate):
@@ -442,7 +491,7 @@ class _VariantExport:
         warn(
             f"{variant.filename} missed its tolerance ({'; '.join(judged.problems)}): replaced "
             f"by {spec.filename} with {', '.join(result.float_layers)} kept in float "
-            f"(agreement {final.figures.get('agreement', float('nan')):.4f})"
+            f"({judged_metric(final.figures)})"
         )
         record = self._record(
             variant,
@@ -483,11 +532,21 @@ class _VariantExport:
         return [QUANTIZATION_DIR]
 
 
+def judged_metric(figures: dict) -> str:
+    """The figure the tolerance judged a mixed model by: class agreement for a classifier, SNR
+    for any other output."""
+    if figures.get("agreement") is not None:
+        return f"agreement {figures['agreement']:.4f}"
+    if figures.get("snr_db") is not None:
+        return f"SNR {figures['snr_db']:.1f} dB"
+    return "within its tolerance"
+
+
 def _compatibility(path: Path) -> dict:
     """GPU-delegate and TFLite Micro compatibility of a .tflite file; nothing for other files."""
     if path.suffix != ".tflite":
         return {}
-    from toolkit.compatibility import tflite_compatibility
+    from toolkit.formats.tflite import tflite_compatibility
 
     with quiet_stderr():
         return tflite_compatibility(path)

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from toolkit import interrupts
+
 Built = TypeVar("Built")  # what a build returns: a path, flatbuffer bytes
 
 
@@ -43,12 +45,14 @@ def search_float_layers(
     for layer in ranked_layers:
         if passed:
             break
+        interrupts.check()  # each trial is a conversion: Ctrl-C or SIGTERM must not wait for all
         float_layers = (*float_layers, layer)
         model = build(float_layers)
         figures, passed = validate(model)
         builds += 1
     if passed:
         for layer in float_layers[-2::-1]:  # the last pick is what made it pass
+            interrupts.check()
             fewer = tuple(name for name in float_layers if name != layer)
             candidate = build(fewer)
             candidate_figures, still_passes = validate(candidate)
