@@ -345,10 +345,9 @@ def verify(out: str | Path = "exported") -> Verification:
 def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | None = None):
     """The evaluation split of the data export recorded in the manifest (or `data`), read for
     the model's input shape; a recorded file that changed since export is a warning."""
-    from toolkit.artifacts import sha256_path
     from toolkit.compare.plan import manifest_input_shape, manifest_preprocessing
     from toolkit.data import FASHION_MNIST, load_data
-    from toolkit.data.checks import fit_to_model
+    from toolkit.data.checks import data_sha256, fit_to_model
     from toolkit.errors import warn
 
     recorded = manifest.data
@@ -366,7 +365,7 @@ def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | N
         warn(note)
     digest = recorded.get("sha256")
     same_file = digest and Path(dataset.source).resolve() == Path(recorded["path"])
-    if same_file and sha256_path(Path(dataset.source)) != digest:
+    if same_file and data_sha256(Path(dataset.source)) != digest:
         warn(f"{dataset.source}: changed since export (sha256 differs from the manifest)")
     return dataset
 
