@@ -15,15 +15,19 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages, each installed only when missing (one apt-get update for all of them):
-# the Fashion-MNIST files, g++ (the tflite-micro tests compile the generated C arrays) and
-# chromium (the report page's test loads report.html in a real browser).
+# the Fashion-MNIST files, g++ (the tflite-micro tests compile the generated C arrays),
+# chromium (the report page's test loads report.html in a real browser) and openssh-server
+# (the `--device ssh://` tests start a real sshd on loopback).
 system:
 	@missing=""; \
 	[ -d $(DATASET_DIR) ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
-		apt-get update -q && apt-get install -y -q $$missing; \
+	[ -x /usr/sbin/sshd ] || bare="openssh-server"; \
+	if [ -n "$$missing$$bare" ] && command -v apt-get >/dev/null; then \
+		apt-get update -q \
+		&& { [ -z "$$missing" ] || apt-get install -y -q $$missing; } \
+		&& { [ -z "$$bare" ] || apt-get install -y -q --no-install-recommends $$bare; }; \
 	fi
 
 run: setup

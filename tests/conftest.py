@@ -149,3 +149,16 @@ def uncommon_ops_tflite(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("uncommon_ops") / "uncommon_ops.tflite"
     path.write_bytes(converter.convert())
     return path
+
+
+@pytest.fixture(scope="session")
+def ssh_device(tmp_path_factory):
+    """A real sshd on a loopback port with a device venv (numpy, ai-edge-litert, onnxruntime,
+    no TensorFlow): see tests/ssh_device.py."""
+    from tests.ssh_device import device_venv, sshd_available, start_sshd, stop_sshd
+
+    if not sshd_available():
+        pytest.skip("OpenSSH's sshd is not installed (make setup installs openssh-server)")
+    device = start_sshd(tmp_path_factory.mktemp("sshd"), device_venv())
+    yield device
+    stop_sshd(device.process)

@@ -16,11 +16,16 @@ class OnnxRuntimeRunner(Runner):
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
+        import importlib.util
+
         import onnxruntime as ort
 
-        from toolkit.exporters.onnx import check_external_data
+        # A device running only onnxruntime lacks the onnx package: there the host checked the
+        # file before sending it (toolkit.compare.executors.ssh).
+        if importlib.util.find_spec("onnx") is not None:
+            from toolkit.formats.onnx import check_external_data
 
-        check_external_data(self.path)
+            check_external_data(self.path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
