@@ -139,3 +139,22 @@ def test_the_mixed_precision_warning_names_the_metric_judged():
 
     assert judged_metric({"snr_db": 24.91, "agreement": None}) == "SNR 24.9 dB"
     assert judged_metric({"agreement": 0.97125, "snr_db": 30.0}) == "agreement 0.9712"
+
+
+def test_a_fifo_in_the_data_is_refused_by_export_and_compare(exported_copy, tmp_path):
+    import toolkit
+    from tests.data.test_images import _image, _within
+
+    folder = tmp_path / "images"
+    _image(folder / "test" / "cat" / "a.png", size=(28, 28), mode="L")
+    fifo = folder / "test" / "cat" / "x.png"
+    os.mkfifo(fifo)
+    with _within(60), pytest.raises(ToolkitError) as caught:
+        toolkit.compare(exported_copy, data=folder, runtimes=["litert"])
+    assert caught.value.code == ExitCode.DATASET and str(caught.value).startswith(f"{fifo}: ")
+    npz = tmp_path / "data.npz"
+    os.mkfifo(npz)
+    with _within(60):
+        model = exported_copy / "model.keras"
+        says = _refused(ExitCode.DATASET, out=tmp_path / "out", model=model, data=npz)
+    assert says == f"{npz}: not a regular file (a FIFO, device or folder)"
