@@ -2,7 +2,7 @@
 
 import pytest
 
-from toolkit.compatibility import gpu_delegate_compatibility, tflm_compatibility
+from toolkit.formats.tflite import gpu_delegate_compatibility, tflm_compatibility
 
 
 @pytest.fixture(scope="module")

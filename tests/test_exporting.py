@@ -11,8 +11,8 @@ from toolkit.cli import app
 from toolkit.data import normalize
 from toolkit.exporters import EXPORTERS
 from toolkit.exporting import VALIDATION_IMAGES, selected_variants
+from toolkit.formats.keras import load_keras_model
 from toolkit.metrics import compare_outputs
-from toolkit.model import load_keras_model
 from toolkit.runners import RUNNERS
 
 ALL_VARIANTS = selected_variants(["all"])

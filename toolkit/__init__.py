@@ -9,7 +9,7 @@ import types
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-__version__ = "0.1.0"
+from toolkit.version import __version__  # noqa: E402 - after the environment above
 
 
 def main() -> None:

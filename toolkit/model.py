@@ -15,10 +15,10 @@ import numpy as np
 
 from toolkit import interrupts
 from toolkit.data import IMAGE_SIDE, NUM_CLASSES, Dataset, load_data
-from toolkit.errors import ExitCode, ToolkitError, first_line
+from toolkit.errors import ExitCode, ToolkitError
+from toolkit.formats.keras import INPUT_NAME, OUTPUT_NAME, set_tf_threads
+from toolkit.process import recorded_versions
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
 # An epoch is one XLA-compiled program that gathers its own batches. Measured on 2 cores for
 # the tutorial's 10 epochs: Keras's fit (64 steps per call) 22 s, fit with XLA 15 s, this 3.8 s.
 # Smaller programs (256 steps per call, for a livelier progress bar) cost 7.4 s.
@@ -110,23 +110,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape the results, recorded beside every output."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import toolkit
-    from toolkit.runners import RUNNERS
-
-    versions = {"toolkit": toolkit.__version__}
-    converters = ("tensorflow", "keras", "numpy", "onnx", "tf2onnx")
-    for name in dict.fromkeys([*converters, *(r.package for r in RUNNERS.values())]):
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 TRAIN_THREADS = 2  # TensorFlow's intra-op threads while training, whatever the core count
@@ -272,8 +255,6 @@ def train(
 
     import tensorflow as tf
 
-    from toolkit.runners.keras import set_tf_threads
-
     check_trainable(dataset)
     seconds: dict = {}
     setup_start = time.perf_counter()
@@ -373,7 +354,7 @@ def train(
             "verified": dataset.verified,
             "kind": dataset.kind,
         },
-        "versions": library_versions(),
+        "versions": recorded_versions(),
         # Where the process's time went (toolkit.model.run_training adds the parts around
         # training); `training_loop` is `train_seconds`, the XLA compilation in its first epoch.
         "seconds": seconds,
@@ -579,93 +560,3 @@ def run_training(
         result.metrics["seconds"] = {**seconds, **result.metrics["seconds"]}
         _save_outputs(out, dataset, result, figures, start)
     return result
-
-
-def load_keras_model(path: Path):
-    """A `.keras` file loaded with safe_mode=True, refused with a clear reason when it is not one.
-
-    Model files are code (Keras, TF and ONNX security policies say so): legacy formats that need
-    unsafe deserialization are never loaded, and the model's shape is checked before any use.
-    """
-    import zipfile
-
-    from toolkit.artifacts import check_artifact_file
-
-    path = Path(path)
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        raise ToolkitError(
-            f"{path}: legacy HDF5 model refused (loading it is not safe); convert it where you "
-            "trust it: keras.models.load_model(path).save('model.keras')",
-            ExitCode.ARTIFACT,
-        )
-    if path.suffix.lower() != ".keras":
-        raise ToolkitError(f"{path}: expected a .keras model file", ExitCode.ARTIFACT)
-    if not path.is_file():
-        raise ToolkitError(f"{path}: model file not found", ExitCode.ARTIFACT)
-    check_artifact_file(path)
-    if not zipfile.is_zipfile(path):
-        raise ToolkitError(
-            f"{path}: not a Keras archive (empty, truncated or another format)", ExitCode.ARTIFACT
-        )
-    check_unpacked_size(path)
-    import keras
-
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
-        reason = first_line(exc)
-        raise ToolkitError(
-            f"{path}: cannot load as a Keras model: {reason}", ExitCode.ARTIFACT
-        ) from None
-    check_model_io(model, path)
-    return model
-
-
-# Keras stores weights uncompressed-ish (float data barely deflates): a real archive unpacks to
-# a few times its size. Far more is a zip bomb, refused before Keras extracts anything.
-MAX_UNPACK_RATIO = 100
-MAX_UNPACK_SLACK = 16 << 20  # config, metadata and tiny models compress well: some room
-
-
-def check_unpacked_size(path: Path) -> None:
-    """Refuses a `.keras` archive whose members would unpack to far more than the file's size."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            unpacked = sum(member.file_size for member in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ToolkitError(
-            f"{path}: not a Keras archive ({first_line(exc)})", ExitCode.ARTIFACT
-        ) from None
-    limit = MAX_UNPACK_RATIO * path.stat().st_size + MAX_UNPACK_SLACK
-    if unpacked > limit:
-        raise ToolkitError(
-            f"{path}: its members unpack to {unpacked} bytes, over {limit} for a file of this "
-            "size (a zip bomb?); refusing to load it",
-            ExitCode.ARTIFACT,
-        )
-
-
-def check_model_io(model, path: Path) -> None:
-    """Any model with one float input of fixed shape (batch aside) and one output can be
-    exported and compared; say what was found otherwise."""
-    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
-    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
-        found = f"{len(inputs or [])} inputs and {len(outputs or [])} outputs"
-        raise ToolkitError(
-            f"{path}: expected one input and one output, found {found}", ExitCode.ARTIFACT
-        )
-    input_shape, output_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
-    if any(d is None for d in input_shape[1:]) or any(d is None for d in output_shape[1:]):
-        raise ToolkitError(
-            f"{path}: dimensions other than the batch must be fixed, found input "
-            f"{input_shape} and output {output_shape}",
-            ExitCode.ARTIFACT,
-        )
-    dtype = str(inputs[0].dtype)
-    if not dtype.startswith(("float", "bfloat")):
-        raise ToolkitError(
-            f"{path}: expected a float input, found {dtype}; feed the model float features",
-            ExitCode.ARTIFACT,
-        )

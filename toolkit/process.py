@@ -134,9 +134,9 @@ RECORDED_PACKAGES = (
 
 def recorded_versions() -> dict[str, str]:
     """Versions of toolkit and of the libraries that shape the results (RECORDED_PACKAGES)."""
-    import toolkit
+    from toolkit.version import __version__
 
-    return {"toolkit": toolkit.__version__, **library_versions(RECORDED_PACKAGES)}
+    return {"toolkit": __version__, **library_versions(RECORDED_PACKAGES)}
 
 
 def library_versions(packages: tuple[str, ...] | list[str]) -> dict[str, str]:

@@ -56,7 +56,7 @@ def part(name: str, seconds: dict[str, float]):
 
 
 def model_flops(out: Path) -> int:
-    from toolkit.model import load_keras_model
+    from toolkit.formats.keras import load_keras_model
     from toolkit.process import import_tensorflow
 
     import_tensorflow()

@@ -105,7 +105,7 @@ def own_bare_call(kept: KeptRuntime, path: Path, data, threads: int):
 
 def micro_footprint(out: Path) -> dict:
     """What decides whether the int8 model fits a microcontroller: arena (RAM) and flash bytes."""
-    from toolkit.runners.tflite_micro import measure_arena_bytes
+    from toolkit.formats.tflite_micro import measure_arena_bytes
 
     path = out / "model_int8.tflite"
     return {

@@ -20,7 +20,7 @@ def test_intermediates_are_built_once_per_export(tmp_path, tiny, monkeypatch):
 
     from toolkit.exporters import onnx, savedmodel
     from toolkit.exporters.base import ExportContext
-    from toolkit.exporters.tflite import int8_debugger
+    from toolkit.exporters.tflite import int8_debugger, tflite_bytes
 
     calls = {"savedmodel": 0, "onnx": 0, "load": 0}
 
@@ -44,7 +44,7 @@ def test_intermediates_are_built_once_per_export(tmp_path, tiny, monkeypatch):
             variant.write(tiny.model, tmp_path / variant.filename, context)
     int8_debugger(context)
     assert calls == {"savedmodel": 1, "onnx": 1, "load": 1}
-    assert context.tflite_bytes("int8") is context.tflite_bytes("int8")
+    assert tflite_bytes(context, "int8") is tflite_bytes(context, "int8")
 
 
 def test_tiny_artifact_helper_writes_each_file_once(tiny):

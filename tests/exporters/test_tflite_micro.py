@@ -27,7 +27,7 @@ int main() {
 def exported_c(tiny_model_dir, tmp_path_factory):
     """Every tflite-micro variant written with a stand-in for the export context."""
     tflite = {v: (tiny_model_dir / f"model_{v}.tflite").read_bytes() for v in ("int8", "float32")}
-    context = types.SimpleNamespace(tflite_bytes=tflite.__getitem__)
+    context = types.SimpleNamespace(shared=lambda key, build: tflite[key.removeprefix("tflite:")])
     out = tmp_path_factory.mktemp("tflite_micro_export")
     for variant in VARIANTS:
         variant.write(None, out / variant.filename, context)
@@ -54,7 +54,7 @@ def test_source_array_holds_the_tflite_bytes(exported_c, tiny_model_dir, variant
 
 
 def test_header_defines_the_measured_arena(exported_c, tiny_model_dir):
-    from toolkit.runners.tflite_micro import measure_arena_bytes
+    from toolkit.formats.tflite_micro import measure_arena_bytes
 
     header = (exported_c / "model_int8.h").read_text()
     arena = int(re.search(r"#define MODEL_INT8_ARENA_BYTES (\d+)", header).group(1))

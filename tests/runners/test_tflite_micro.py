@@ -62,7 +62,7 @@ def test_missing_ops_are_unsupported(uncommon_ops_tflite):
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
 def test_measured_arena_runs_and_one_alignment_unit_less_fails(tiny_model_dir, variant):
-    from toolkit.runners.tflite_micro import measure_arena_bytes, try_arena
+    from toolkit.formats.tflite_micro import measure_arena_bytes, try_arena
 
     path = tiny_model_dir / f"model_{variant}.tflite"
     arena_bytes = measure_arena_bytes(path)
@@ -73,7 +73,7 @@ def test_measured_arena_runs_and_one_alignment_unit_less_fails(tiny_model_dir, v
 
 
 def test_extras_report_arena_and_flash_bytes(tiny_model_dir):
-    from toolkit.runners.tflite_micro import measure_arena_bytes
+    from toolkit.formats.tflite_micro import measure_arena_bytes
 
     path = tiny_model_dir / "model_int8.tflite"
     with RUNNERS["tflite-micro"](path) as runner:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.formats.keras import serving_function
 from toolkit.metrics import Comparison
-from toolkit.model import INPUT_NAME, OUTPUT_NAME
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,6 @@ class ExportContext:
 
         return self.shared(f"path:{name}", build)
 
-    def tflite_bytes(self, variant: str) -> bytes:
-        """The TFLite flatbuffer of `variant` (float32, float16, dynamic_int8, int8), converted
-        once however many formats (the .tflite file, a C array) need it."""
-        from toolkit.exporters.tflite import convert_tflite
-
-        return self.shared(f"tflite:{variant}", lambda: convert_tflite(self, variant))
-
 
 @dataclass(frozen=True)
 class MixedPrecision:
@@ -127,19 +120,3 @@ class ExportVariant:
     tolerance: Tolerance
     write: Callable[[object, Path, ExportContext], None]  # (keras model, target path, context)
     mixed_precision: MixedPrecision | None = None  # int8 variants: per-layer error and fallback
-
-
-def serving_function(model):
-    """A tf.function with an explicit signature: input `images`, output `probabilities`.
-
-    Every TF-based converter starts from it, so all formats share the same names and layout.
-    """
-    import tensorflow as tf
-
-    spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name=INPUT_NAME)
-
-    @tf.function(input_signature=[spec])
-    def serve(images):
-        return {OUTPUT_NAME: model(images, training=False)}
-
-    return serve

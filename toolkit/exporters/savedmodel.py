@@ -3,7 +3,8 @@
 import shutil
 from pathlib import Path
 
-from toolkit.exporters.base import ExportVariant, Tolerance, serving_function
+from toolkit.exporters.base import ExportVariant, Tolerance
+from toolkit.formats.keras import serving_function
 
 
 def write_savedmodel(model, path, serve=None) -> None:

@@ -7,6 +7,12 @@ from toolkit.exporters.base import ExportVariant, MixedPrecision, Tolerance
 from toolkit.exporters.savedmodel import shared_savedmodel
 
 
+def tflite_bytes(context, variant: str) -> bytes:
+    """The TFLite flatbuffer of `variant` (float32, float16, dynamic_int8, int8), converted
+    once however many formats (the .tflite file, a C array) need it."""
+    return context.shared(f"tflite:{variant}", lambda: convert_tflite(context, variant))
+
+
 def convert_tflite(context, variant: str) -> bytes:
     """One conversion from the export's shared SavedModel.
 
@@ -66,7 +72,7 @@ def savedmodel_loaded_once(context):
 
 
 def export_tflite(model, path, context, variant="float32"):
-    path.write_bytes(context.tflite_bytes(variant))
+    path.write_bytes(tflite_bytes(context, variant))
 
 
 def int8_debugger(context):

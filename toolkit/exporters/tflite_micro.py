@@ -14,6 +14,7 @@ from pathlib import Path
 
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.exporters.base import ExportVariant, Tolerance
+from toolkit.exporters.tflite import tflite_bytes as tflite_file_bytes
 
 BYTES_PER_LINE = 12
 _ARRAY_BODY = re.compile(r"_model_data\[\]\s*=\s*\{(.*?)\};", re.DOTALL)
@@ -99,15 +100,15 @@ def _header_matches(text: str, tflite_bytes: bytes) -> bool:
 
 
 def export_source(model, path: Path, context, variant: str) -> None:
-    tflite_bytes = context.tflite_bytes(variant)
+    tflite_bytes = tflite_file_bytes(context, variant)
     text = c_source(tflite_bytes, f"model_{variant}")
     _write_checked(path, text, tflite_bytes, _source_matches)
 
 
 def export_header(model, path: Path, context, variant: str) -> None:
-    from toolkit.runners.tflite_micro import measure_arena_bytes
+    from toolkit.formats.tflite_micro import measure_arena_bytes
 
-    tflite_bytes = context.tflite_bytes(variant)
+    tflite_bytes = tflite_file_bytes(context, variant)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         tflite_path = Path(tmp) / f"model_{variant}.tflite"
         tflite_path.write_bytes(tflite_bytes)

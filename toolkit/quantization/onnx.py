@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.exporters.onnx import quantize_qdq
-from toolkit.model import INPUT_NAME
+from toolkit.formats.keras import INPUT_NAME
 from toolkit.process import quiet_stderr
 from toolkit.quantization.layers import assign_layers
+from toolkit.quantization.qdq import quantize_qdq
 from toolkit.quantization.records import DEBUG_SAMPLES, LayerErrors, TensorError, ranked
 
 DEBUG_BATCH = 32

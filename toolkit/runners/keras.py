@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.formats.keras import set_tf_threads
 from toolkit.runners.base import Runner, in_batches
-
-
-def set_tf_threads(threads: int) -> None:
-    """Pins TensorFlow's pools as ONNX Runtime's are (intra `threads`, inter-op 1); only possible
-    before TF's runtime starts, so a no-op later."""
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
 
 
 class KerasRunner(Runner):
@@ -27,7 +16,7 @@ class KerasRunner(Runner):
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
-        from toolkit.model import load_keras_model
+        from toolkit.formats.keras import load_keras_model
         from toolkit.process import import_tensorflow
 
         tf = import_tensorflow()

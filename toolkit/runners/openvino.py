@@ -56,7 +56,7 @@ class OpenVINORunner(Runner):
         super().__init__(path, threads)
         import openvino as ov
 
-        from toolkit.exporters.onnx import check_external_data
+        from toolkit.formats.onnx import check_external_data
 
         if self.path.suffix == ".onnx":
             check_external_data(self.path)
@@ -81,7 +81,7 @@ class OpenVINORunner(Runner):
         OpenVINO keeps the integer tensors but exposes neither, so they are read from the file."""
         if self.path.suffix != ".tflite":
             return {}, {}
-        from toolkit.compatibility import tflite_io
+        from toolkit.formats.tflite import tflite_io
 
         (inputs,), (outputs,) = tflite_io(self.path)
         for entry, what in ((inputs, "input"), (outputs, "output")):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.errors import ExitCode, ToolkitError
+from toolkit.formats.keras import set_tf_threads
 from toolkit.runners.base import Runner, in_batches
-from toolkit.runners.keras import set_tf_threads
 
 
 class SavedModelRunner(Runner):

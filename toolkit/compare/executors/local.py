@@ -27,7 +27,6 @@ AHEAD = 2  # workers started together, ahead of the one measuring
 def measuring_worker(connection, job: Job, path: Path, data: EvalData, handoff=None) -> None:
     """Entry point of a measuring process: sends ("ok", the Measurement's bytes),
     ("unsupported", reason) or ("error", one line)."""
-    import toolkit  # noqa: F401 - sets the TF log level before any runtime loads
 
     def task() -> bytes:
         return measure_job(job, path, data, handoff).to_bytes()

@@ -1,0 +1,1 @@
+"""Facts about model files, shared by exporters and runners and importing neither."""

@@ -1,0 +1,39 @@
+"""ONNX Runtime's static int8 QDQ quantization, one definition for every ONNX int8 build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolkit.formats.keras import INPUT_NAME
+
+
+class CalibrationReader:
+    """Feeds the calibration sample to ONNX Runtime's quantizer in batches of 32."""
+
+    def __init__(self, input_name: str, images, batch: int = 32):
+        self._batches = iter(
+            {input_name: images[i : i + batch]} for i in range(0, len(images), batch)
+        )
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def quantize_qdq(prepared_path: Path, path: Path, calibration, nodes_to_exclude=()) -> None:
+    """Static int8 QDQ of a pre-processed float graph; `nodes_to_exclude` stay in float.
+
+    One definition for the int8 export and the mixed-precision builds, so they differ only
+    in the excluded nodes. `calibration` is shaped like the model input.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(prepared_path),
+        str(path),
+        CalibrationReader(INPUT_NAME, calibration),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        nodes_to_exclude=list(nodes_to_exclude),
+    )
