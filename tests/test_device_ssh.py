@@ -279,3 +279,63 @@ def _dead_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+def _with_closed_alias(ssh_device, tmp_path) -> tuple[Path, str]:
+    """The fixture's client config plus an alias whose port nothing listens on."""
+    from tests.ssh_device import free_port
+
+    text = ssh_device.config.read_text()
+    closed = text.replace("Host toolkit-device", "Host toolkit-closed").replace(
+        f"Port {ssh_device.port}", f"Port {free_port()}"
+    )
+    config = tmp_path / "ssh_config"
+    config.write_text(text + closed)
+    return config, "ssh://toolkit-closed"
+
+
+def test_compare_on_the_loopback_device_matches_local_and_an_unreachable_one_fails(
+    ssh_device, device_out, tmp_path
+):
+    import toolkit
+
+    config, closed = _with_closed_alias(ssh_device, tmp_path)
+    loopback = ssh_device.url(tmpdir=str(tmp_path))
+    report = toolkit.compare(
+        device_out,
+        **QUICK,
+        runtimes=["keras", "litert", "onnxruntime"],
+        devices=["local", loopback, closed],
+        ssh_config=config,
+    )
+    local = {row.key: row for row in report.rows if row.device_name == "local"}
+    remote = [row for row in report.rows if row.device_name == str(_parsed(loopback))]
+    failed = [row for row in report.rows if row.device_name == closed]
+    assert {row.runtime for row in remote} == {"litert", "onnxruntime"}
+    assert all(row.runtime != "keras" for row in remote + failed)  # the reference stays home
+    for row in remote:
+        twin = local[(row.artifact, row.runtime)]
+        assert row.ok and twin.ok, (row.error, twin.error)
+        # Identical outputs, judged against the host's reference: identical figures.
+        assert (row.agreement, row.max_abs_diff, row.accuracy) == (
+            twin.agreement,
+            twin.max_abs_diff,
+            twin.accuracy,
+        )
+        assert row.device["python"] and row.device["versions"]
+        assert row.key == (row.artifact, row.runtime, row.device_name)
+    assert len(failed) == len(remote)
+    assert all(r.status == "failed" and "Connection refused" in r.error for r in failed)
+    data = json.loads((device_out / "report" / "report.json").read_text())
+    assert {row["device"]["name"] for row in data["rows"]} == {
+        "local",
+        str(_parsed(loopback)),
+        closed,
+    }
+    assert list(tmp_path.glob("toolkit-agent-*")) == []
+
+
+def _parsed(text: str):
+    from toolkit.compare.ssh import parse_device
+
+    return parse_device(text)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 OK, FAILED, UNSUPPORTED = "ok", "failed", "unsupported"
+LOCAL = "local"  # the device of rows measured on this machine
 DELTA_KEYS = ("delta_accuracy_pts", "delta_p50_pct")
 
 
@@ -61,10 +62,21 @@ class Row:
     flipped_indices: list[int] | None = None  # the first 1,000 indices into the evaluation set
     top_flips: list[dict] | None = None  # the 32 the reference was surest about: the galleries
     confusion_changes: list[dict] | None = None  # (true, predicted) cells whose count changed
+    # Where it ran: "name" ("local" or an ssh:// device) and the machine's description.
+    device: dict = field(default_factory=dict)
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.artifact, self.runtime)
+    def device_name(self) -> str:
+        name = self.device.get("name") if isinstance(self.device, dict) else None
+        return name if isinstance(name, str) and name else LOCAL
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """(artifact, runtime), and the device when it is not the host: a report from before
+        devices existed matches its rows on the host."""
+        if self.device_name == LOCAL:
+            return (self.artifact, self.runtime)
+        return (self.artifact, self.runtime, self.device_name)
 
     @property
     def ok(self) -> bool:

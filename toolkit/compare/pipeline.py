@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from toolkit.artifacts import Manifest
 from toolkit.compare.data import EvalData
+from toolkit.compare.devices import LOCAL, measure_on_devices, parse_devices
 from toolkit.compare.executors import Executor, LocalExecutor
 from toolkit.compare.measurement import MeasureSettings
 from toolkit.compare.plan import (
@@ -34,11 +35,15 @@ def measure_rows(
     runtimes: list[str] | None = None,
     on_row: Callable[[Row], None] = lambda row: None,
     executor: Executor | None = None,
+    devices: Sequence[str] = (LOCAL,),
+    ssh_config: Path | None = None,
 ) -> Report:
     """Measures every planned (artifact, runtime) pair, then compares each with the reference.
 
     `items` are the evaluation data as stored; the manifest says how they become inputs.
+    `devices`: "local" (this machine, through `executor`) and `ssh://` devices.
     """
+    executors = parse_devices(devices, ssh_config)
     plan = row_plan(manifest, runtimes)
     if not plan or plan[0][0].name != REFERENCE:
         raise ToolkitError(
@@ -48,7 +53,10 @@ def measure_rows(
         data = EvalData.write(
             items, Path(folder), manifest_preprocessing(manifest), manifest_input_shape(manifest)
         )
-        results = measure_plan(out, plan, data, settings, on_row, executor or LocalExecutor())
+        local = executor or LocalExecutor()
+        results = measure_on_devices(
+            out, plan, data, settings, on_row, executors, local, measure_plan
+        )
     return build_report(out, manifest, results, labels, len(items), settings)
 
 

@@ -2,9 +2,11 @@
 
 from toolkit.compare.executors.base import Executor, Outcome
 from toolkit.compare.executors.local import LocalExecutor
+from toolkit.compare.executors.ssh import SshExecutor
 
 EXECUTORS: dict[str, type] = {
     "local": LocalExecutor,
+    "ssh": SshExecutor,
 }
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Outcome"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Outcome", "SshExecutor"]
