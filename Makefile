@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,cluster]'
 	touch $@
 
-# Debian packages, each installed only when missing (one apt-get update for all of them):
+# Debian packages, each installed only when missing (one apt-get update for all of them) and
+# without the packages they merely recommend (chromium's pull in systemd and cups):
 # the Fashion-MNIST files, g++ (the tflite-micro tests compile the generated C arrays),
 # chromium (the report page's test loads report.html in a real browser) and openssh-server
 # (the `--device ssh://` tests start a real sshd on loopback).
@@ -23,11 +24,9 @@ system:
 	[ -d $(DATASET_DIR) ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	[ -x /usr/sbin/sshd ] || bare="openssh-server"; \
-	if [ -n "$$missing$$bare" ] && command -v apt-get >/dev/null; then \
-		apt-get update -q \
-		&& { [ -z "$$missing" ] || apt-get install -y -q $$missing; } \
-		&& { [ -z "$$bare" ] || apt-get install -y -q --no-install-recommends $$bare; }; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 run: setup
