@@ -29,7 +29,9 @@ from toolkit.artifacts import (
 from toolkit.data import Dataset, Preprocessing, calibration_sample, load_data
 from toolkit.data.checks import data_sha256, fit_to_model
 from toolkit.errors import ExitCode, ToolkitError, first_line, warn
-from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant, Tolerance
+from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant, Tolerance, ethos_u
+from toolkit.exporters.base import committed_names
+from toolkit.exporters.tflite_micro import c_identifier
 from toolkit.figures import FigureProcess
 from toolkit.formats.keras import OUTPUT_NAME, load_keras_model, serving_function
 from toolkit.metrics import compare_outputs
@@ -45,10 +47,24 @@ DEFAULT_CALIB_SAMPLES = 500
 BUILD_DIR = ".build"  # inside the staging folder: intermediates the variants share
 
 
-def selected_variants(formats: list[str]) -> list[ExportVariant]:
-    """Variants of the requested formats ("all" for every one), in registry order."""
-    wanted = set(EXPORTERS) if "all" in formats else set(formats)
-    return [v for name, variants in EXPORTERS.items() if name in wanted for v in variants]
+def selected_variants(
+    formats: list[str], npus: tuple[str, ...] = ethos_u.DEFAULT_NPUS
+) -> list[ExportVariant]:
+    """Variants of the requested formats ("all" for every one), in registry order, with the
+    files those are made from (a C array needs its .tflite validated in the same export);
+    Ethos-U files for the accelerators `npus`."""
+    registry = {**EXPORTERS, "ethos-u": ethos_u.variants(tuple(npus))}
+    wanted = set(registry) if "all" in formats else set(formats)
+    chosen = [v for name, variants in registry.items() if name in wanted for v in variants]
+    needed = {v.source for v in chosen if v.source}
+    for variant in reversed(_all(registry)):  # a file's source comes before it
+        if variant.filename in needed and variant.source:
+            needed.add(variant.source)  # a Vela file's C array: the Vela file, the int8 file
+    return [v for v in _all(registry) if v in chosen or v.filename in needed]
+
+
+def _all(registry: dict) -> list[ExportVariant]:
+    return [v for variants in registry.values() for v in variants]
 
 
 @dataclass(frozen=True)
@@ -270,10 +286,15 @@ def export_artifacts(
     mixed_precision: str = "auto",
     min_agreement: float | None = None,
     max_accuracy_drop: float | None = None,
+    batch: int | None = 1,
+    c_name: str | None = None,
+    npus: tuple[str, ...] = ethos_u.DEFAULT_NPUS,
 ) -> Manifest:
     """Writes the requested artifacts and the manifest into `out`. A variant that cannot be
     built or misses its tolerance is left out (listed in `manifest.left_out` with the reason);
-    the others are committed together, the manifest last."""
+    the others are committed together, the manifest last. `batch` is the TFLite files' fixed
+    batch (None: dynamic); `c_name` names the C arrays' symbols (default: the model's stem);
+    `npus` are the Ethos-U accelerators the int8 file is compiled for."""
     model_path = Path(model_path or out / "model.keras")
     model = load_keras_model(model_path)
     check_layer_names(model, model_path)
@@ -304,7 +325,7 @@ def export_artifacts(
         min_agreement,
         max_accuracy_drop,
     )
-    variants = selected_variants(list(formats))
+    variants = selected_variants(list(formats), npus)
 
     # A figure process draws the per-layer int8 plots beside the conversions. It starts now
     # when an int8 variant is selected, so that pyplot's import (0.35 s) runs beside the
@@ -313,30 +334,38 @@ def export_artifacts(
     drawing = any(variant.mixed_precision for variant in variants)
     with OutputLock(out), FigureProcess(lazy=not drawing) as figures:
         recover_staging(out)
-        rewritten = {v.filename for v in variants}
-        rewritten |= {v.mixed_precision.filename for v in variants if v.mixed_precision}
+        rewritten = committed_names(variants)
         kept = _kept_artifacts(out, source_sha256, rewritten)
         if not any(v.format == "keras" for v in [*kept, *variants]):
             variants = [*EXPORTERS["keras"], *variants]  # every manifest lists its reference
         with Staging(out) as staging:
             context = ExportContext(
-                model, model_path, calibration, opset, staging.dir / BUILD_DIR, serving
+                model,
+                model_path,
+                calibration,
+                opset,
+                staging.dir / BUILD_DIR,
+                serving,
+                batch,
+                c_identifier(c_name or model_path.stem),
             )
             export = _VariantExport(staging.dir, context, validator, mixed_precision, out, figures)
             artifacts, left_out = [], []
             for variant in variants:
                 interrupts.check()
                 try:
-                    artifact = export.run(variant)
+                    artifact = export.run(context.made_from_committed(variant))
                 except ToolkitError as exc:
                     if exc.code != ExitCode.CONVERSION or variant.format == "keras":
                         raise
                     left_out.append({"artifact": variant.filename, "reason": str(exc)})
                     continue
+                context.committed[variant.filename] = staging.dir / artifact.name
                 artifacts.append(artifact)
                 on_artifact(artifact)
             export.write_plots()
             written = [a.name for a in artifacts] + export.carry_quantization_records(out)
+            written += ethos_u.carry_tables(staging.dir, out)
             manifest = Manifest(
                 artifacts=kept + artifacts,
                 class_names=class_names_for(dataset, model, task),
@@ -515,7 +544,14 @@ class _VariantExport:
             validation=judged.figures,
             compatibility=_compatibility(path),
             quantization=quantization,
+            batch=_fixed_batch(judged.inputs) if judged.inputs else self._source_batch(variant),
+            made_from=self.context.committed_file(variant.source).name if variant.source else None,
+            npu=self.context.facts.get(variant.filename, {}).get("npu", {}),
         )
+
+    def _source_batch(self, variant) -> int | None:
+        """A file nothing runs (a C array) has the batch of the file it is made from."""
+        return self.context.batch if variant.source else None
 
     def carry_quantization_records(self, out: Path) -> list[str]:
         """The quantization/ folder to commit: this export's records plus the earlier ones of
@@ -540,6 +576,12 @@ def judged_metric(figures: dict) -> str:
     if figures.get("snr_db") is not None:
         return f"SNR {figures['snr_db']:.1f} dB"
     return "within its tolerance"
+
+
+def _fixed_batch(inputs: list[dict]) -> int | None:
+    """The batch fixed in the first input's shape; None when it is dynamic."""
+    shape = inputs[0].get("shape") or [None]
+    return shape[0] if isinstance(shape[0], int) else None
 
 
 def _compatibility(path: Path) -> dict:

@@ -209,6 +209,11 @@ class Artifact:
     # int8 variants: {per_layer: "quantization/<artifact>.json"}, and for a mixed model
     # {float_layers, replaces: {artifact, validation}} too
     quantization: dict = field(default_factory=dict)
+    batch: int | None = None  # the input's fixed batch (1 for the edge files); None: dynamic
+    made_from: str | None = None  # the validated artifact whose bytes it holds (a C array)
+    # Ethos-U files: accelerator, system_config, memory_mode, vela_version, source, per_layer
+    # ("npu/<source>.<accelerator>.csv") and Vela's estimate (labelled as such)
+    npu: dict = field(default_factory=dict)
 
 
 @dataclass

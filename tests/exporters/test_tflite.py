@@ -63,3 +63,82 @@ def test_tflite_structure_and_round_trip(tiny, variant):
     STRUCTURE[variant.variant](tiny_artifact(tiny, variant), kernels)
     figures = round_trip(tiny, variant)
     assert variant.tolerance.failures(figures) == [], figures
+
+
+def _op_names(path) -> list[str]:
+    from toolkit.formats.tflite import graph_nodes
+
+    return [node["op"] for node in graph_nodes(path)]
+
+
+@pytest.fixture(scope="module")
+def dynamic_batch_float32(tiny, tmp_path_factory):
+    """The tiny model's float32 file as `--batch dynamic` writes it."""
+    from toolkit.exporters.base import ExportContext
+
+    folder = tmp_path_factory.mktemp("dynamic_batch")
+    context = ExportContext(
+        tiny.model, tiny.context.source, tiny.context.calibration, 17, folder / ".build", batch=None
+    )
+    variant = next(v for v in EXPORTERS["tflite"] if v.variant == "float32")
+    variant.write(tiny.model, folder / variant.filename, context)
+    return folder / variant.filename
+
+
+def test_static_batch_leaves_only_the_model_ops(tiny, dynamic_batch_float32):
+    """A fixed batch of one removes the ops that computed the batch at run time, and with
+    them every op the GPU delegate could not take; `--batch dynamic` keeps them."""
+    from toolkit.formats.tflite import gpu_delegate_compatibility
+
+    dynamic = _op_names(dynamic_batch_float32)
+    assert {"SHAPE", "STRIDED_SLICE", "PACK"} <= set(dynamic)
+    assert not gpu_delegate_compatibility(dynamic_batch_float32)["whole_graph"]
+    for variant in EXPORTERS["tflite"]:
+        path = tiny_artifact(tiny, variant)
+        kernels = [op for op in _op_names(path) if op not in ("QUANTIZE", "DEQUANTIZE")]
+        assert kernels == ["RESHAPE", "FULLY_CONNECTED", "FULLY_CONNECTED", "SOFTMAX"], path
+        assert gpu_delegate_compatibility(path)["whole_graph"], path
+
+
+# OpenVINO 2026.4's CPU plugin computes this 64-feature static int8 graph wrongly on one
+# thread (right on two, with a dynamic batch, or without its low-precision transformations;
+# the tutorial's 784 features are right): a runtime bug, kept visible here.
+OPENVINO_STATIC_INT8 = pytest.mark.xfail(
+    reason="OpenVINO CPU: static-shape int8 FC with 64 inputs on 1 thread", strict=False
+)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "variant"),
+    [
+        ("litert", "float32"),
+        ("litert", "int8"),
+        ("tflite-micro", "float32"),
+        ("tflite-micro", "int8"),
+        ("openvino", "float32"),
+        pytest.param("openvino", "int8", marks=OPENVINO_STATIC_INT8),
+    ],
+)
+def test_batch_one_file_computes_every_item(tiny, runtime, variant):
+    """37 items (not a multiple of anything) through a file whose batch is fixed at one: one
+    row per item, each the model's, in every runtime that reads the file."""
+    from toolkit.metrics import compare_outputs
+    from toolkit.process import quiet_stderr
+    from toolkit.runners import RUNNERS
+
+    spec = next(v for v in EXPORTERS["tflite"] if v.variant == variant)
+    path = tiny_artifact(tiny, spec)
+    with quiet_stderr(), RUNNERS[runtime](path) as runner:
+        assert runner.io_details()[0][0]["shape"][0] == 1
+        outputs = runner.predict(tiny.inputs[:37])
+        if runtime != "tflite-micro":  # TFLM's bound call keeps the last item's outputs only
+            runner.bind(tiny.inputs[:37])()
+            np.testing.assert_allclose(runner.bound_outputs(), outputs, rtol=0, atol=1e-6)
+        assert runner.extras()["batching"] == "one call per item"
+    assert outputs.shape == (37, 4)
+    # Scores, not classes: 37 near-uniform scores of an untrained model may swap a class.
+    figures = compare_outputs(outputs, tiny.reference[:37], class_scores=False)
+    if spec.tolerance.max_abs_diff is not None:
+        assert figures.max_abs_diff <= spec.tolerance.max_abs_diff, figures
+    else:
+        assert figures.snr_db >= spec.tolerance.min_snr_db, figures

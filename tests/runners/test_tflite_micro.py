@@ -81,6 +81,7 @@ def test_extras_report_arena_and_flash_bytes(tiny_model_dir):
     assert extras == {
         "arena_bytes": measure_arena_bytes(path),
         "flash_bytes": path.stat().st_size,
+        "batching": "one call per item",
     }
 
 

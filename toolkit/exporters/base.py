@@ -5,11 +5,12 @@ TFLite file) is built once per export."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
+from toolkit.errors import ExitCode, ToolkitError
 from toolkit.formats.keras import serving_function
 from toolkit.metrics import Comparison
 
@@ -68,12 +69,18 @@ class ExportContext:
         opset: int,
         build_dir: Path,
         serving=None,
+        batch: int | None = 1,
+        c_name: str = "model",
     ) -> None:
         self.model = model
         self.source = source  # the reference .keras file
         self.calibration = calibration  # model-ready float32 inputs
         self.opset = opset
         self.build_dir = build_dir
+        self.batch = batch  # the TFLite files' fixed batch; None keeps it dynamic
+        self.c_name = c_name  # what C symbols are named after (the model file's stem)
+        self.committed: dict[str, Path] = {}  # declared file name -> the validated file for it
+        self.facts: dict[str, dict] = {}  # file name -> Artifact fields its writer found out
         self._shared: dict[str, object] = {} if serving is None else {"serving": serving}
 
     def serving(self):
@@ -96,6 +103,38 @@ class ExportContext:
             return path
 
         return self.shared(f"path:{name}", build)
+
+    def committed_file(self, name: str) -> Path:
+        """The validated file this export commits for `name`: the file itself, or the
+        mixed-precision file that replaced it. A file made from it must hold those bytes."""
+        if name not in self.committed:
+            raise ToolkitError(
+                f"{name} is not committed by this export (left out or not selected)",
+                ExitCode.CONVERSION,
+            )
+        return self.committed[name]
+
+    def made_from_committed(self, variant: ExportVariant) -> ExportVariant:
+        """`variant` named after the file its `source` was committed as: a C array of
+        model_int8.tflite becomes model_mixed_int8.cc when the mixed file replaced it."""
+        if variant.source is None:
+            return variant
+        try:
+            actual = self.committed_file(variant.source).stem
+        except ToolkitError as exc:
+            raise ToolkitError(f"{variant.filename}: not made: {exc}", exc.code) from None
+        declared = Path(variant.source).stem
+        if actual == declared:
+            return variant
+        return replace(
+            variant,
+            filename=variant.filename.replace(declared, actual, 1),
+            variant=variant.variant.replace(_variant_of(declared), _variant_of(actual), 1),
+        )
+
+
+def _variant_of(stem: str) -> str:
+    return stem.removeprefix("model_")
 
 
 @dataclass(frozen=True)
@@ -120,3 +159,15 @@ class ExportVariant:
     tolerance: Tolerance
     write: Callable[[object, Path, ExportContext], None]  # (keras model, target path, context)
     mixed_precision: MixedPrecision | None = None  # int8 variants: per-layer error and fallback
+    source: str | None = None  # the validated file it is made from (a C array's .tflite)
+
+
+def committed_names(variants: list[ExportVariant]) -> set[str]:
+    """Every file name the variants may be committed under: their own, a mixed model's, and
+    that of a file made from a mixed model (model_mixed_int8.cc)."""
+    mixed = {v.filename: v.mixed_precision.filename for v in variants if v.mixed_precision}
+    for variant in variants:  # in registry order: a file's source comes before it
+        if variant.source in mixed:
+            declared, actual = Path(variant.source).stem, Path(mixed[variant.source]).stem
+            mixed[variant.filename] = variant.filename.replace(declared, actual, 1)
+    return {v.filename for v in variants} | set(mixed.values())

@@ -22,10 +22,16 @@ def write_savedmodel(model, path, serve=None) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def shared_savedmodel(context) -> Path:
-    """The one SavedModel of an export, which every TF-based converter starts from."""
+def shared_savedmodel(context, batch: int | None = None) -> Path:
+    """The export's SavedModel every TF-based converter starts from: with a dynamic batch (the
+    savedmodel artifact), or with a fixed `batch` for the TFLite files, each written once."""
+    if batch is None:
+        return context.shared_path(
+            "savedmodel", lambda path: write_savedmodel(context.model, path, context.serving())
+        )
     return context.shared_path(
-        "savedmodel", lambda path: write_savedmodel(context.model, path, context.serving())
+        f"savedmodel_batch{batch}",
+        lambda path: write_savedmodel(context.model, path, serving_function(context.model, batch)),
     )
 
 

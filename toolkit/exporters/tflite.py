@@ -2,9 +2,16 @@
 
 import contextlib
 from functools import partial
+from pathlib import Path
 
 from toolkit.exporters.base import ExportVariant, MixedPrecision, Tolerance
 from toolkit.exporters.savedmodel import shared_savedmodel
+
+
+def tflite_savedmodel(context) -> Path:
+    """The SavedModel every TFLite file is converted from: its serving signature has the
+    export's batch (fixed at 1 unless `--batch dynamic`), so the file's shapes are static."""
+    return shared_savedmodel(context, context.batch)
 
 
 def tflite_bytes(context, variant: str) -> bytes:
@@ -17,12 +24,13 @@ def convert_tflite(context, variant: str) -> bytes:
     """One conversion from the export's shared SavedModel.
 
     From a SavedModel, not from_concrete_functions: on a Keras 3 model the latter gives a file
-    that runs but outputs NaN (variables not frozen), seen with TF 2.21.
+    that runs but outputs NaN (variables not frozen), seen with TF 2.21; frozen first, it loses
+    the serving signature (input and output names) the runners read.
     """
     import tensorflow as tf
 
     with savedmodel_loaded_once(context):
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(shared_savedmodel(context)))
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(tflite_savedmodel(context)))
         return _configured(converter, context, variant).convert()
 
 
@@ -57,12 +65,12 @@ def savedmodel_loaded_once(context):
     if original is None:
         yield
         return
-    path = str(shared_savedmodel(context))
+    path = str(tflite_savedmodel(context))
 
     def load(export_dir, tags=None, options=None):
         if str(export_dir) != path or options is not None:
             return original(export_dir, tags, options)
-        return context.shared("savedmodel:loaded", lambda: original(export_dir, tags))
+        return context.shared(f"loaded:{path}", lambda: original(export_dir, tags))
 
     lite._load = load
     try:
@@ -83,7 +91,7 @@ def int8_debugger(context):
     def build():
         with savedmodel_loaded_once(context):
             return TFLiteInt8Debugger(
-                shared_savedmodel(context), context.calibration, keras_layer_names(context.model)
+                tflite_savedmodel(context), context.calibration, keras_layer_names(context.model)
             )
 
     return context.shared("debugger:tflite", build)

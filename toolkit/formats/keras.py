@@ -25,14 +25,16 @@ def set_tf_threads(threads: int) -> None:
         pass
 
 
-def serving_function(model):
+def serving_function(model, batch: int | None = None):
     """A tf.function with an explicit signature: input `images`, output `probabilities`.
 
     Every TF-based converter starts from it, so all formats share the same names and layout.
+    A fixed `batch` makes every shape in the graph static: no ops computing the batch at run
+    time, which the GPU delegate, TFLM and NPU compilers would otherwise have to take.
     """
     import tensorflow as tf
 
-    spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name=INPUT_NAME)
+    spec = tf.TensorSpec((batch, *model.inputs[0].shape[1:]), tf.float32, name=INPUT_NAME)
 
     @tf.function(input_signature=[spec])
     def serve(images):
@@ -49,7 +51,7 @@ def load_keras_model(path: Path):
     """
     import zipfile
 
-    from toolkit.artifacts import check_artifact_file
+    from toolkit.fsio import check_artifact_file
 
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5"):

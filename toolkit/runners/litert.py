@@ -13,6 +13,7 @@ class LiteRTRunner(Runner):
     module = "ai_edge_litert.interpreter"
     package = "ai-edge-litert"
     suffixes = (".tflite",)
+    _looped: np.ndarray | None = None  # outputs of a bound call made one item at a time
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
@@ -32,6 +33,9 @@ class LiteRTRunner(Runner):
             if np.issubdtype(detail["dtype"], np.integer):
                 check_quantization(self.path, detail["quantization"][0], what)
         self._batch = int(self._input["shape"][0])
+        # A file exported with a static batch of one is run as a device runs it: one call per
+        # item (resizing it would fail on constants such as a Flatten's [1, K] shape).
+        self._one_per_call = int(self._input["shape_signature"][0]) == 1
 
     def _resize(self, batch: int) -> None:
         if batch != self._batch:
@@ -40,14 +44,19 @@ class LiteRTRunner(Runner):
             self.interpreter.allocate_tensors()
             self._batch = batch
 
-    def _set_input(self, images: np.ndarray) -> None:
+    def _prepared(self, images: np.ndarray) -> np.ndarray:
+        """`images` shaped and typed (quantized for an integer input) as the input tensor."""
         shaped = np.asarray(images, dtype=np.float32).reshape((-1, *self._input["shape"][1:]))
-        self._resize(len(shaped))
         dtype = self._input["dtype"]
         if np.issubdtype(dtype, np.integer):
             scale, zero_point = self._input["quantization"]
             shaped = quantize(shaped, scale, zero_point, dtype)
-        self.interpreter.set_tensor(self._input["index"], shaped.astype(dtype, copy=False))
+        return shaped.astype(dtype, copy=False)
+
+    def _set_input(self, images: np.ndarray) -> None:
+        prepared = self._prepared(images)
+        self._resize(len(prepared))
+        self.interpreter.set_tensor(self._input["index"], prepared)
 
     def _get_output(self) -> np.ndarray:
         values = self.interpreter.get_tensor(self._output["index"])
@@ -61,14 +70,36 @@ class LiteRTRunner(Runner):
         return self._get_output().copy()
 
     def predict(self, images):
-        return in_batches(self._predict_batch, images)
+        return in_batches(self._predict_batch, images, 1 if self._one_per_call else 256)
 
     def bind(self, images):
-        self._set_input(images)
-        return self.interpreter.invoke
+        self._looped = None
+        if not self._one_per_call or len(images) == 1:
+            self._set_input(images)
+            return self.interpreter.invoke
+        prepared = self._prepared(images)
+        inputs = [prepared[i : i + 1] for i in range(len(prepared))]
+        index, output = self._input["index"], self._output["index"]
+        self._looped = np.empty((len(inputs), *self._output["shape"][1:]), self._output["dtype"])
+
+        def run_each():  # each result read back, as an application would
+            for i, x in enumerate(inputs):
+                self.interpreter.set_tensor(index, x)
+                self.interpreter.invoke()
+                self._looped[i] = self.interpreter.get_tensor(output)[0]
+
+        return run_each
 
     def bound_outputs(self):
-        return self._get_output().copy()
+        if self._looped is None:
+            return self._get_output().copy()
+        if np.issubdtype(self._looped.dtype, np.integer):
+            return dequantize(self._looped, *self._output["quantization"])
+        return self._looped.astype(np.float32)
+
+    def extras(self):
+        """How a batch was run: one call for all items, or one call per item (static batch 1)."""
+        return {"batching": "one call per item" if self._one_per_call else "one call per batch"}
 
     def io_details(self):
         signature = self.interpreter.get_signature_list().get("serving_default", {})

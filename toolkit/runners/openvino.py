@@ -75,6 +75,10 @@ class OpenVINORunner(Runner):
         self._input, self._output = self.compiled.input(0), self.compiled.output(0)
         self._input_file, self._output_file = self._tflite_io()
         self._request = self.compiled.create_infer_request()
+        # A static batch of one (the edge TFLite files) runs one call per item, as on a device.
+        first = self._input.get_partial_shape()[0]
+        self._one_per_call = first.is_static and first.get_length() == 1
+        self._looped: np.ndarray | None = None
 
     def _tflite_io(self) -> tuple[dict, dict]:
         """Signature names and integer quantization of a TFLite file's input and output:
@@ -108,18 +112,32 @@ class OpenVINORunner(Runner):
             outputs = self._request.infer({0: self._feed(batch)})
             return self._probabilities(outputs[self._output]).copy()
 
-        return in_batches(run, images)
+        return in_batches(run, images, 1 if self._one_per_call else 256)
 
     def bind(self, images):
         import openvino as ov
 
         request = self.compiled.create_infer_request()
         self._bound = self._feed(images)  # the tensor shares this buffer: keep it alive
-        request.set_input_tensor(ov.Tensor(self._bound, shared_memory=True))
-        self._bound_request = request
-        return request.infer
+        self._bound_request, self._looped = request, None
+        if not self._one_per_call or len(self._bound) == 1:
+            request.set_input_tensor(ov.Tensor(self._bound, shared_memory=True))
+            return request.infer
+        items = [ov.Tensor(self._bound[i : i + 1], shared_memory=True) for i in range(len(images))]
+        output = request.get_output_tensor(0)
+        self._looped = np.empty((len(items), *output.shape[1:]), output.data.dtype)
+
+        def run_each():  # each result read back, as an application would
+            for i, item in enumerate(items):
+                request.set_input_tensor(item)
+                request.infer()
+                self._looped[i] = request.get_output_tensor(0).data[0]
+
+        return run_each
 
     def bound_outputs(self):
+        if self._looped is not None:
+            return self._probabilities(self._looped)
         return self._probabilities(self._bound_request.get_output_tensor(0).data).copy()
 
     def io_details(self):
@@ -141,7 +159,8 @@ class OpenVINORunner(Runner):
         """The settings OpenVINO actually compiled with (precision, threads, hint, streams)."""
         settings = {key: self.compiled.get_property(key) for key in REPORTED_SETTINGS}
         settings["INFERENCE_PRECISION_HINT"] = settings["INFERENCE_PRECISION_HINT"].to_string()
-        return {"openvino_settings": settings}
+        batching = "one call per item" if self._one_per_call else "one call per batch"
+        return {"openvino_settings": settings, "batching": batching}
 
     def close(self):
         self._request = None

@@ -120,7 +120,11 @@ class TFLiteMicroRunner(Runner):
         """Arena (RAM) and model (flash) bytes: what decides whether it fits a microcontroller."""
         if self._arena_bytes is None:
             self._arena_bytes = measure_arena_bytes(self.path)
-        return {"arena_bytes": self._arena_bytes, "flash_bytes": len(self.model)}
+        return {
+            "arena_bytes": self._arena_bytes,
+            "flash_bytes": len(self.model),
+            "batching": "one call per item",
+        }
 
     def close(self):
         self.interpreter = None

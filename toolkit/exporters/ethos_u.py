@@ -1,0 +1,255 @@
+"""Ethos-U NPU files: each validated int8 TFLite file compiled by Arm's Vela for an accelerator
+configuration, with its C array and Vela's performance estimate.
+
+Vela (`ethos-u-vela`) replaces the operators the NPU runs by one `ethos-u` custom operator
+and leaves the others to the Cortex-M CPU (TFLM kernels). It runs in a child process, so a
+crash in it costs one variant, never the export. Its figures are an estimate for the chosen
+system configuration, not a measurement: nothing here runs on an NPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from toolkit.errors import ExitCode, ToolkitError, first_line
+from toolkit.exporters.base import ExportVariant, Tolerance
+from toolkit.exporters.tflite_micro import c_source, c_symbol, write_header
+
+ACCELERATORS = (
+    "ethos-u55-32",
+    "ethos-u55-64",
+    "ethos-u55-128",
+    "ethos-u55-256",
+    "ethos-u65-256",
+    "ethos-u65-512",
+    "ethos-u85-128",
+    "ethos-u85-256",
+    "ethos-u85-512",
+    "ethos-u85-1024",
+    "ethos-u85-2048",
+)
+DEFAULT_NPUS = ("ethos-u55-128", "ethos-u85-256")
+# System and memory configuration of Vela's Arm/vela.ini per family: a microcontroller with
+# weights in flash and the tensor arena in SRAM shared with the CPU (U55, U85); the U65 sits
+# beside an application processor with its own SRAM.
+SYSTEMS = {
+    "ethos-u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
+    "ethos-u65": ("Ethos_U65_High_End", "Dedicated_Sram"),
+    "ethos-u85": ("Ethos_U85_SYS_Flash_High", "Shared_Sram"),
+}
+NPU_DIR = "npu"  # Vela's per-layer tables: npu/<source artifact>.<accelerator>.csv
+VELA_SECONDS = 600
+NPU_TYPES = {"INT8", "INT16"}  # tensor types the NPU computes on
+_WARNING = re.compile(
+    r"Warning \(supported operators\) operator: (\w+), ofm: '([^']*)'\nReason: ([^\n]*)"
+    r"(?:\n(?!Warning)([^\n]+))?"
+)
+_OPERATORS = re.compile(r"^(CPU|NPU) operators = (\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class VelaResult:
+    """What one Vela run wrote and reported."""
+
+    tflite: Path  # the compiled file
+    per_layer: Path  # its per-layer CSV
+    record: dict  # accelerator, system, memory mode, Vela version and the estimate
+
+
+def system_of(accelerator: str) -> tuple[str, str]:
+    """Vela's (system config, memory mode) for an accelerator such as ethos-u55-128."""
+    if accelerator not in ACCELERATORS:
+        raise ToolkitError(
+            f"--npu {accelerator}: expected one of {', '.join(ACCELERATORS)}", ExitCode.USAGE
+        )
+    return SYSTEMS[accelerator.rsplit("-", 1)[0]]
+
+
+def check_integer(tflite_path: Path) -> None:
+    """Refuses a file with no integer tensor computed at run time: the NPU runs int8 and
+    int16 operators only, so Vela would leave every operator of a float file to the CPU."""
+    from toolkit.formats.tflite import graph_nodes
+
+    nodes = graph_nodes(tflite_path)
+    computed = {t["type"] for n in nodes for t in n["inputs"] + n["outputs"] if not t["constant"]}
+    if not computed & NPU_TYPES:
+        kinds = "/".join(sorted(computed)) or "no"
+        raise ToolkitError(
+            f"{tflite_path.name}: not an integer model ({kinds} tensors): the Ethos-U NPU runs "
+            "int8/int16 operators only; compile the int8 file",
+            ExitCode.CONVERSION,
+        )
+
+
+def vela_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ethos-u-vela")
+    except PackageNotFoundError:
+        raise ToolkitError(
+            "Vela is not installed (pip install ethos-u-vela)", ExitCode.CONVERSION
+        ) from None
+
+
+def run_vela(tflite_path: Path, accelerator: str, folder: Path) -> VelaResult:
+    """Compiles `tflite_path` for `accelerator` with Vela in a child process, into `folder`."""
+    check_integer(tflite_path)
+    system, memory = system_of(accelerator)
+    version = vela_version()
+    command = [sys.executable, "-c", "import sys; from ethosu.vela.vela import main; "]
+    command[-1] += "sys.exit(main())"
+    command += [str(tflite_path), "--output-dir", str(folder), "--config", "Arm/vela.ini"]
+    command += ["--accelerator-config", accelerator, "--system-config", system]
+    command += ["--memory-mode", memory, "--verbose-performance", "--show-cpu-operations"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=VELA_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise ToolkitError(
+            f"{tflite_path.name}: Vela did not finish in {VELA_SECONDS} s", ExitCode.CONVERSION
+        ) from None
+    stem = tflite_path.stem
+    compiled, summary = folder / f"{stem}_vela.tflite", folder / f"{stem}_summary_{system}.csv"
+    if done.returncode != 0 or not compiled.is_file() or not summary.is_file():
+        reason = first_line(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+        raise ToolkitError(
+            f"{tflite_path.name}: Vela refused it for {accelerator}: "
+            f"{reason or f'exit code {done.returncode}'}",
+            ExitCode.CONVERSION,
+        )
+    record = {
+        "accelerator": accelerator,
+        "system_config": system,
+        "memory_mode": memory,
+        "vela_version": version,
+        "estimate": estimate(summary, done.stdout),
+    }
+    return VelaResult(compiled, folder / f"{stem}_per-layer.csv", record)
+
+
+def estimate(summary: Path, stdout: str) -> dict:
+    """Vela's figures: its summary CSV, the operator counts and the CPU fallbacks it printed."""
+    with summary.open(newline="") as handle:
+        row = next(csv.DictReader(handle))
+    counts = {kind: int(count) for kind, count in _OPERATORS.findall(stdout)}
+    fallbacks = [
+        {"op": op, "tensor": tensor, "reason": " ".join(filter(None, (reason, detail)))}
+        for op, tensor, reason, detail in _WARNING.findall(stdout)
+    ]
+    flash_kib = float(row["off_chip_flash_memory_used"]) + float(row["on_chip_flash_memory_used"])
+    return {
+        "label": "Vela's estimate, not a measurement",
+        "clock_hz": float(row["core_clock"]),
+        "inference_ms": 1000 * float(row["inference_time"]),
+        "inferences_per_second": float(row["inferences_per_second"]),
+        "cycles_total": int(float(row["cycles_total"])),
+        "cycles_npu": int(float(row["cycles_npu"])),
+        "macs": int(float(row["nn_macs"])),
+        "sram_bytes": round(1024 * float(row["sram_memory_used"])),
+        "dram_bytes": round(1024 * float(row["dram_memory_used"])),
+        "flash_bytes": round(1024 * flash_kib),
+        "npu_operators": counts.get("NPU", 0),
+        "cpu_operators": counts.get("CPU", 0),
+        "cpu_fallback": fallbacks,
+    }
+
+
+def export_vela(model, path: Path, context, source: str, accelerator: str) -> None:
+    """`path` = the committed `source` file compiled for `accelerator`; its per-layer table
+    goes to npu/ beside it and Vela's record to `context.facts` for the manifest."""
+    import shutil
+
+    tflite_path = context.committed_file(source)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        result = run_vela(tflite_path, accelerator, Path(tmp))
+        shutil.copyfile(result.tflite, path)
+        table = path.parent / NPU_DIR / f"{tflite_path.name}.{accelerator}.csv"
+        table.parent.mkdir(exist_ok=True)
+        if result.per_layer.is_file():
+            shutil.copyfile(result.per_layer, table)
+    record = {
+        **result.record,
+        "source": tflite_path.name,
+        "per_layer": table.relative_to(path.parent).as_posix(),
+    }
+    context.facts[path.name] = {"npu": record}
+
+
+def export_vela_source(model, path: Path, context, source: str) -> None:
+    """The .cc of a compiled file: the same layout as the TFLite Micro arrays."""
+    tflite_path = context.committed_file(source)
+    symbol = c_symbol(context.c_name, tflite_path.name)
+    path.write_text(c_source(tflite_path.read_bytes(), symbol, path.with_suffix(".h").name))
+
+
+def export_vela_header(model, path: Path, context, source: str) -> None:
+    """The .h of a compiled file. TFLM on this host has no Ethos-U driver to run it and
+    measure its arena: the arena define is Vela's SRAM figure, rounded up to 16 bytes."""
+    tflite_path = context.committed_file(source)
+    npu = context.facts.get(tflite_path.name, {}).get("npu", {})
+    sram = npu.get("estimate", {}).get("sram_bytes", 0)
+    arena = -(-sram // 16) * 16
+    write_header(path, tflite_path, c_symbol(context.c_name, tflite_path.name), arena)
+
+
+def variants(accelerators=DEFAULT_NPUS, sources=("model_int8.tflite",)) -> tuple:
+    """The compiled file and its C array per accelerator and integer source file."""
+    made = []
+    for source in sources:
+        stem = Path(source).stem
+        for accelerator in accelerators:
+            system_of(accelerator)
+            compiled = f"{stem}_vela_{accelerator}"
+            kind = compiled.removeprefix("model_")
+            made.append(
+                ExportVariant(
+                    "ethos-u",
+                    kind,
+                    f"{compiled}.tflite",
+                    None,
+                    ESTIMATE,
+                    partial(export_vela, source=source, accelerator=accelerator),
+                    source=source,
+                )
+            )
+            for suffix, write in (("cc", export_vela_source), ("h", export_vela_header)):
+                made.append(
+                    ExportVariant(
+                        "ethos-u",
+                        kind,
+                        f"{compiled}.{suffix}",
+                        None,
+                        ESTIMATE,
+                        partial(write, source=f"{compiled}.tflite"),
+                        source=f"{compiled}.tflite",
+                    )
+                )
+    return tuple(made)
+
+
+def carry_tables(staging: Path, out: Path) -> list[str]:
+    """The npu/ folder to commit: this export's tables plus the earlier ones it did not
+    rewrite (an export for other accelerators keeps theirs)."""
+    import shutil
+
+    staged, earlier = staging / NPU_DIR, out / NPU_DIR
+    if not staged.is_dir():
+        return []
+    if earlier.is_dir() and not earlier.is_symlink():
+        for table in earlier.iterdir():
+            if table.is_file() and not table.is_symlink() and not (staged / table.name).exists():
+                shutil.copyfile(table, staged / table.name)
+    return [NPU_DIR]
+
+
+# Nothing here runs the compiled file (no NPU): Vela checks what it compiles, and the file's
+# numbers are those of the int8 file it was made from, validated before it.
+ESTIMATE = Tolerance()
+VARIANTS = variants()
