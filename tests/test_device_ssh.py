@@ -339,3 +339,35 @@ def _parsed(text: str):
     from toolkit.compare.ssh import parse_device
 
     return parse_device(text)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_compare_leaves_nothing_on_the_device(
+    ssh_device, device_out, tmp_path, signal_name
+):
+    import os
+    import signal
+    import sys
+
+    import shutil
+
+    out = Path(shutil.copytree(device_out, tmp_path / "out"))  # compare writes OUT/report
+    device_tmp = tmp_path / "device"
+    device_tmp.mkdir()
+    command = [sys.executable, "-m", "toolkit", "compare", "--out", str(out)]
+    command += ["--runtime", "litert", "--runs", "10000000", "--max-seconds", "60"]
+    command += ["--device", ssh_device.url(tmpdir=str(device_tmp))]
+    command += ["--ssh-config", str(ssh_device.config)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(device_tmp.glob("toolkit-agent-*/worker.pid")):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.05)
+        time.sleep(0.5)  # the row is timing on the device
+        os.kill(process.pid, getattr(signal, signal_name))
+        assert process.wait(30) == ExitCode.INTERRUPTED
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _assert_emptied(device_tmp)

@@ -28,6 +28,11 @@ def finite_or_none(value):
     return value
 
 
+def device_host(name: str) -> str:
+    """A device's short name for tables: `pi@pi5.local` for `ssh://pi@pi5.local?python=...`."""
+    return name.removeprefix("ssh://").split("?", 1)[0]
+
+
 @dataclass(frozen=True)
 class Row:
     """One artifact measured in one runtime; every figure is None unless status is "ok"."""
@@ -125,6 +130,8 @@ class Report:
     baseline_new: list[list[str]] | None = None
     baseline_gone: list[dict] | None = None  # artifact, runtime, accuracy, p50 (ms) then
     warnings: tuple[str, ...] = ()
+    # Each ssh:// device's recommendation, [artifact, runtime] (`recommended` is the host's).
+    recommended_by_device: dict[str, list[str]] = field(default_factory=dict)
     # Per-call latencies in ms by row key, for API callers; not stored in report.json (the
     # latency plot draws each row's stored `latency_quantiles_ms`).
     latency_samples: dict[tuple[str, str], np.ndarray] = field(
@@ -136,11 +143,18 @@ class Report:
         return next(row for row in self.rows if row.artifact == self.reference)
 
     def label(self, row: Row) -> str:
-        """The row's name for people: the artifact, plus the runtime when it has several rows."""
-        several = sum(r.artifact == row.artifact for r in self.rows) > 1
-        return f"{row.artifact} [{row.runtime}]" if several else row.artifact
+        """The row's name for people: the artifact, plus the runtime when it has several rows
+        on its device, plus the device when it is not this machine."""
+        several = sum(
+            r.artifact == row.artifact and r.device_name == row.device_name for r in self.rows
+        )
+        name = f"{row.artifact} [{row.runtime}]" if several > 1 else row.artifact
+        return name if row.device_name == LOCAL else f"{name} @ {device_host(row.device_name)}"
 
     def is_recommended(self, row: Row) -> bool:
+        if row.device_name != LOCAL:
+            pick = self.recommended_by_device.get(row.device_name)
+            return pick == [row.artifact, row.runtime]
         return (row.artifact, row.runtime) == (self.recommended, self.recommended_runtime)
 
     def with_(self, **changes) -> Report:

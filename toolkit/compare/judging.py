@@ -7,7 +7,7 @@ from pathlib import Path
 
 from toolkit.artifacts import JSON_MAX_BYTES, read_json
 from toolkit.errors import ExitCode, ToolkitError, first_line
-from toolkit.results import UNSUPPORTED, Report, Row
+from toolkit.results import LOCAL, UNSUPPORTED, Report, Row
 from toolkit.schema import check_fields
 
 
@@ -80,9 +80,9 @@ def apply_baseline(report: Report, baseline: Report, source: str) -> Report:
     return report.with_(rows=tuple(rows), baseline=source, baseline_new=new, baseline_gone=gone)
 
 
-def recommend(report: Report, within_pts: float = 0.5) -> Row | None:
-    """The fastest (lowest p50) ok row whose accuracy is at most `within_pts` below the
-    reference's (agreement stands in when there are no labels); None when none qualifies."""
+def recommend(report: Report, within_pts: float = 0.5, device: str = LOCAL) -> Row | None:
+    """The fastest (lowest p50) ok row of `device` whose accuracy is at most `within_pts` below
+    the reference's (agreement stands in when there are no labels); None when none qualifies."""
 
     def quality(row: Row) -> float | None:
         return row.accuracy if row.accuracy is not None else row.agreement
@@ -92,6 +92,7 @@ def recommend(report: Report, within_pts: float = 0.5) -> Row | None:
         row
         for row in report.rows
         if row.ok
+        and row.device_name == device
         and row.p50 is not None
         and (best is None or quality(row) is not None)
         # 1e-9: accuracies are k/10000, so a drop of exactly `within_pts` must still count.
