@@ -346,10 +346,9 @@ def test_an_interrupted_compare_leaves_nothing_on_the_device(
     ssh_device, device_out, tmp_path, signal_name
 ):
     import os
+    import shutil
     import signal
     import sys
-
-    import shutil
 
     out = Path(shutil.copytree(device_out, tmp_path / "out"))  # compare writes OUT/report
     device_tmp = tmp_path / "device"
