@@ -114,3 +114,57 @@ def test_a_registered_format_and_runtime_go_through_export_compare_and_report(
         "numpy-dense" in report.environment["versions"]
         or "numpy" in (report.environment["versions"])
     )
+
+
+# --- arguments: checked where the options object is built --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "keywords", "named"),
+    [
+        ("export", {"out": 123}, "--out"),
+        ("compare", {"runtimes": "litert"}, "--runtime"),
+        ("compare", {"runtimes": ["no-such-runtime"]}, "--runtime"),
+        ("train", {"epochs": "3"}, "--epochs"),
+        ("train", {"arch": "rnn"}, "--arch"),
+        ("compare", {"baseline": {}}, "--baseline"),
+        ("export", {"formats": "tflite"}, "--format"),
+        ("export", {"formats": ["no-such-format"]}, "--format"),
+        ("compare", {"limit": -1}, "--limit"),
+        ("export", {"min_agreement": 2.0}, "--min-agreement"),
+        ("export", {"max_accuracy_drop": float("inf")}, "--max-accuracy-drop"),
+        ("compare", {"threads": 0}, "--threads"),
+        ("predict", {"index": [-1]}, "--index"),
+        ("report", {"colour": "red"}, "colour"),
+    ],
+)
+def test_a_wrong_argument_is_a_usage_error_naming_the_option(tmp_path, command, keywords, named):
+    import toolkit
+    from toolkit.errors import ExitCode, ToolkitError
+
+    with pytest.raises(ToolkitError) as raised:
+        getattr(toolkit, command)(**{"out": tmp_path / "out", **keywords})
+    assert raised.value.code == ExitCode.USAGE
+    assert named in str(raised.value)
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_api_calls_leave_nothing_in_the_temp_folder(
+    numpy_format, trained_dir, tmp_path, monkeypatch
+):
+    """TensorFlow's generated files and every scratch folder go into the call's private folder."""
+    import tempfile
+
+    import toolkit
+    from toolkit.errors import ToolkitError
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # what child processes read
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    out = tmp_path / "out"
+    toolkit.export(out, model=trained_dir / "model.keras", formats=["numpy"])
+    toolkit.compare(out, runs=5, max_seconds=0.1, runtimes=["numpy-dense"])
+    with pytest.raises(ToolkitError):
+        toolkit.report(tmp_path / "missing")
+    assert sorted(p.name for p in temp.iterdir()) == []

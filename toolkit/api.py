@@ -1,12 +1,17 @@
 """The Python API: one function per command, each doing all the command does except printing.
 
-`toolkit/__init__.py` re-exports these lazily, so `import toolkit` loads no TensorFlow. Every
-function raises `ToolkitError` (with the CLI's exit code) and returns typed results.
+`toolkit/__init__.py` re-exports these lazily, so `import toolkit` loads no TensorFlow. Each
+command's keyword arguments are the fields of its options class in `toolkit.options` (the CLI's
+options, same names and defaults); they are checked as the options object is built, and the
+`run_*` function the CLI calls too does the work. Every function raises `ToolkitError` (with the
+CLI's exit code) and returns typed results; scratch files live in a private temp folder that is
+removed when the call returns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -14,57 +19,67 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.errors import ExitCode, ToolkitError
-from toolkit.exporting import DEFAULT_CALIB_SAMPLES, DEFAULT_OPSET
+from toolkit.options import (
+    CompareOptions,
+    ExportOptions,
+    PredictOptions,
+    ReportOptions,
+    TrainOptions,
+    VerifyOptions,
+    check_choices,
+)
 
 
-def train(
-    out: str | Path = "exported",
-    *,
-    arch: str = "mlp",
-    epochs: int = 10,
-    batch_size: int = 32,
-    seed: int = 0,
-    limit: int | None = None,
-    resume: bool = False,
-    data: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    on_progress: Callable | None = None,
-):
+def _in_private_tempdir(function):
+    """Runs an API call with TMPDIR pointing at a private folder it removes afterwards, so
+    neither TensorFlow's generated files nor a converter's scratch outlive the call."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from toolkit.scratch import private_tempdir
+
+        with private_tempdir():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def train(out: str | Path = TrainOptions.out, *, on_progress: Callable | None = None, **options):
     """Trains the tutorial architectures (default: the tutorial model on Fashion-MNIST; with
     `data`, for that data's input shape and classes); writes OUT/model.keras, OUT/training/ and
-    OUT/plots/.
+    OUT/plots/. Options: `TrainOptions`' fields.
 
     Returns the `TrainResult` (model, history, test probabilities, metrics.json content).
     """
-    from toolkit.artifacts import OutputLock
-    from toolkit.model import TrainConfig, run_training
+    return run_train(TrainOptions.from_keywords(out=out, **options), on_progress)
 
-    out = Path(out)
-    config = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit)
-    with OutputLock(out):
-        result = run_training(
-            out, config, _path(data_dir), resume, on_progress=on_progress, data=data
+
+@_in_private_tempdir
+def run_train(options: TrainOptions, on_progress: Callable | None = None):
+    """`train` on an options object."""
+    from toolkit.model import ARCHITECTURES, TrainConfig, run_training
+    from toolkit.store import OutputLock
+
+    check_choices(options, "arch", ARCHITECTURES)
+    config = TrainConfig(
+        arch=options.arch,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        seed=options.seed,
+        limit=options.limit,
+    )
+    with OutputLock(options.out):
+        return run_training(
+            options.out,
+            config,
+            options.data_dir,
+            options.resume,
+            on_progress=on_progress,
+            data=options.data,
         )
-    return result
 
 
-def export(
-    out: str | Path = "exported",
-    *,
-    model: str | Path | None = None,
-    formats: Sequence[str] = ("all",),
-    calib_samples: int = DEFAULT_CALIB_SAMPLES,
-    opset: int = DEFAULT_OPSET,
-    validate: bool = True,
-    data: str | Path | None = None,
-    scale: float | None = None,
-    offset: float = 0.0,
-    mixed_precision: str = "auto",
-    min_agreement: float | None = None,
-    max_accuracy_drop: float | None = None,
-    data_dir: str | Path | None = None,
-    on_artifact: Callable | None = None,
-):
+def export(out: str | Path = ExportOptions.out, *, on_artifact: Callable | None = None, **options):
     """Exports `model` (default OUT/model.keras) to `formats`, validates each artifact on `data`
     (default Fashion-MNIST; an .npz file or an image folder) and writes OUT/manifest.json;
     returns the `Manifest` (`left_out` lists variants that could not be built or validated).
@@ -72,109 +87,129 @@ def export(
     Model input = x * `scale` + `offset` (default scale: 1/255 for 8-bit data, else 1). An int8
     variant that misses `min_agreement` (default 0.97) or `max_accuracy_drop` (points, with
     labels) is rebuilt with its most damaging layers in float when `mixed_precision` is "auto".
+    Options: `ExportOptions`' fields.
     """
-    if mixed_precision not in ("auto", "off"):
-        raise ToolkitError(f"--mixed-precision {mixed_precision}: expected auto or off")
+    return run_export(ExportOptions.from_keywords(out=out, **options), on_artifact)
+
+
+@_in_private_tempdir
+def run_export(options: ExportOptions, on_artifact: Callable | None = None):
+    """`export` on an options object."""
     from toolkit.data import Preprocessing
+    from toolkit.exporters import EXPORTERS
     from toolkit.exporting import export_artifacts
     from toolkit.process import import_tensorflow
 
+    check_choices(options, "formats", ["all", *EXPORTERS])
     import_tensorflow()
-    preprocessing = None if scale is None else Preprocessing(scale, offset)
+    preprocessing = None if options.scale is None else Preprocessing(options.scale, options.offset)
     return export_artifacts(
-        Path(out),
-        _path(model),
-        list(formats),
-        calib_samples,
-        opset,
-        validate=validate,
-        data_dir=_path(data_dir),
+        options.out,
+        options.model,
+        list(options.formats),
+        options.calib_samples,
+        options.opset,
+        validate=options.validate,
+        data_dir=options.data_dir,
         on_artifact=on_artifact or (lambda artifact: None),
-        data=data,
+        data=options.data,
         preprocessing=preprocessing,
-        mixed_precision=mixed_precision,
-        min_agreement=min_agreement,
-        max_accuracy_drop=max_accuracy_drop,
+        mixed_precision=options.mixed_precision,
+        min_agreement=options.min_agreement,
+        max_accuracy_drop=options.max_accuracy_drop,
     )
 
 
-def compare(
-    out: str | Path = "exported",
-    *,
-    threads: int = 1,
-    runs: int = 1000,
-    max_seconds: float = 5.0,
-    batch_size: int = 256,
-    max_accuracy_drop: float | None = None,
-    baseline: str | Path | None = None,
-    max_latency_regression: float | None = None,
-    timeout: float = 300.0,
-    max_memory: int | None = None,
-    verify: bool = True,
-    runtimes: Sequence[str] | None = None,
-    data: str | Path | None = None,
-    limit: int | None = None,
-    data_dir: str | Path | None = None,
-    on_row: Callable | None = None,
-):
+def compare(out: str | Path = CompareOptions.out, *, on_row: Callable | None = None, **options):
     """Measures every artifact of OUT/manifest.json in its runtime(s) on the data export used
     (or `data`; the first `limit` items), writes OUT/report/ and returns the `Report`;
     `report.gate["failures"]` lists what failed a gate. `max_memory` (MB, default half the RAM)
-    stops a worker that grows past it."""
-    from toolkit.artifacts import OutputLock, recover_staging
-    from toolkit.compare.judging import gate_failures, load_baseline, recommend
-    from toolkit.compare.measurement import MeasureSettings as MeasureConfig
-    from toolkit.compare.pipeline import measure_rows
-    from toolkit.figures import FigureProcess, pyplot
-    from toolkit.process import default_max_memory_mb
-    from toolkit.reporting import write_reports
+    stops a worker that grows past it. Options: `CompareOptions`' fields."""
+    return run_compare(CompareOptions.from_keywords(out=out, **options), on_row)
 
-    out = Path(out)
-    if max_latency_regression is not None and baseline is None:
-        raise ToolkitError("--max-latency-regression needs --baseline", ExitCode.USAGE)
-    earlier = load_baseline(Path(baseline)) if baseline is not None else None
+
+@_in_private_tempdir
+def run_compare(options: CompareOptions, on_row: Callable | None = None):
+    """`compare` on an options object."""
+    from toolkit.compare.judging import load_baseline
+    from toolkit.figures import FigureProcess, pyplot
+    from toolkit.reporting import write_reports
+    from toolkit.runners import RUNNERS
+    from toolkit.store import OutputLock, recover_staging
+
+    check_choices(options, "runtimes", RUNNERS)
+    out = options.out
+    earlier = load_baseline(options.baseline) if options.baseline is not None else None
     require_folder(out)
-    config = MeasureConfig(
-        threads=threads,
-        runs=runs,
-        max_seconds=max_seconds,
-        batch_size=batch_size,
-        timeout_seconds=timeout,
-        max_memory_mb=default_max_memory_mb() if max_memory is None else max_memory,
-    )
     with OutputLock(out):
         recover_staging(out)
-        manifest = checked_manifest(out, verify)
-        dataset = evaluation_data(manifest, data, _path(data_dir))
+        manifest = checked_manifest(out, options.verify)
+        dataset = evaluation_data(manifest, options.data, options.data_dir)
+        inputs = dataset.test_images[: options.limit]
         labels = dataset.test_labels if manifest.task == "classification" else None
-        measured = installed_runtimes(runtimes)
+        labels = None if labels is None else labels[: options.limit]
+        measured = installed_runtimes(options.runtimes)
         # A figure process and a thread of this one import pyplot beside the runtimes' imports;
         # the two then share the report's figures.
         with FigureProcess() as figures:
             threading.Thread(target=pyplot, name="import pyplot").start()
-            report = measure_rows(
-                out,
-                manifest,
-                dataset.test_images[:limit],
-                None if labels is None else labels[:limit],
-                config,
-                measured,
-                on_row or (lambda row: None),
-            )
+            report = _measured_report(options, manifest, inputs, labels, measured, on_row)
             if earlier is not None:
-                report = _with_baseline(report, earlier, baseline)
-            best = recommend(report)
-            report = report.with_(
-                recommended=best and best.artifact,
-                recommended_runtime=best and best.runtime,
-                gate={
-                    "max_accuracy_drop": max_accuracy_drop,
-                    "max_latency_regression": max_latency_regression,
-                    "failures": gate_failures(report, max_accuracy_drop, max_latency_regression),
-                },
-            )
-            write_reports(report, out / "report", dataset.test_images[:limit], figures)
+                report = _with_baseline(report, earlier, options.baseline)
+            report = _judged(report, options)
+            write_reports(report, out / "report", inputs, figures)
     return report
+
+
+def _measured_report(options: CompareOptions, manifest, inputs, labels, runtimes, on_row):
+    """Every (artifact, runtime) row measured as `options` says."""
+    from toolkit.compare.measurement import MeasureSettings as MeasureConfig
+    from toolkit.compare.pipeline import measure_rows
+    from toolkit.process import default_max_memory_mb
+
+    config = MeasureConfig(
+        threads=options.threads,
+        runs=options.runs,
+        max_seconds=options.max_seconds,
+        batch_size=options.batch_size,
+        timeout_seconds=options.timeout,
+        max_memory_mb=options.max_memory or default_max_memory_mb(),
+    )
+    return measure_rows(
+        options.out,
+        manifest,
+        inputs,
+        labels,
+        config,
+        runtimes,
+        on_row or (lambda row: None),
+        devices=options.devices,
+        ssh_config=options.ssh_config,
+        cluster=options.cluster,
+    )
+
+
+def _judged(report, options: CompareOptions):
+    """`report` with its recommendation and the gate's verdict."""
+    from toolkit.compare.judging import gate_failures, recommend
+
+    best = recommend(report)
+    by_device = {}
+    for device in dict.fromkeys(row.device_name for row in report.rows if row.device):
+        pick = recommend(report, device=device)
+        if device != "local" and pick is not None:
+            by_device[device] = [pick.artifact, pick.runtime]
+    drop, growth = options.max_accuracy_drop, options.max_latency_regression
+    return report.with_(
+        recommended=best and best.artifact,
+        recommended_runtime=best and best.runtime,
+        recommended_by_device=by_device,
+        gate={
+            "max_accuracy_drop": drop,
+            "max_latency_regression": growth,
+            "failures": gate_failures(report, drop, growth),
+        },
+    )
 
 
 def _with_baseline(report, earlier, baseline: str | Path):
@@ -191,26 +226,27 @@ def _with_baseline(report, earlier, baseline: str | Path):
     )
 
 
-def report(out: str | Path = "exported", *, baseline: str | Path | None = None):
+def report(out: str | Path = ReportOptions.out, **options):
     """Re-renders OUT/report/ (Markdown, CSV, HTML, plots) from its report.json without measuring
     again, against `baseline` when given, keeping the flip galleries in OUT/report/flips/;
     returns the `Report` with its gate re-checked."""
-    from toolkit.artifacts import OutputLock, recover_staging
-    from toolkit.compare.judging import gate_failures, load_baseline
-    from toolkit.reporting import write_reports
+    return run_report(ReportOptions.from_keywords(out=out, **options))
 
-    out = Path(out)
-    earlier = load_baseline(Path(baseline)) if baseline is not None else None
+
+@_in_private_tempdir
+def run_report(options: ReportOptions):
+    """`report` on an options object."""
+    from toolkit.compare.judging import gate_failures, load_baseline
+    from toolkit.report_schema import load_stored_report
+    from toolkit.reporting import write_reports
+    from toolkit.store import OutputLock, recover_staging
+
+    out, baseline = options.out, options.baseline
+    earlier = load_baseline(baseline) if baseline is not None else None
     require_folder(out)
     with OutputLock(out):
         recover_staging(out)
-        stored_path = out / "report" / "report.json"
-        if not stored_path.is_file():
-            raise ToolkitError(
-                f"{stored_path}: no such file; run `toolkit compare --out {out}` first",
-                ExitCode.ARTIFACT,
-            )
-        stored = load_baseline(stored_path)  # the same checks as for a baseline
+        stored = load_stored_report(out)
         if earlier is not None:
             stored = _with_baseline(stored, earlier, baseline)
         gate = stored.gate
@@ -236,77 +272,105 @@ class Predictions:
         return self.outputs
 
 
-def predict(
-    images: Sequence[str | Path] = (),
-    *,
-    out: str | Path = "exported",
-    artifact: str | Path | None = None,
-    index: Sequence[int] = (),
-    plot: str | Path | None = None,
-    threads: int = 1,
-    verify: bool = True,
-    data: str | Path | None = None,
-    data_dir: str | Path | None = None,
-) -> Predictions:
+def predict(images: Sequence[str | Path] = PredictOptions.images, **options) -> Predictions:
     """Runs any artifact (default OUT/model.keras) on image or .npy files and/or items of the
     evaluation data (`index`), preprocessed as the manifest says; writes the tutorial's
-    prediction figure to `plot` when given."""
-    import numpy as np
+    prediction figure to `plot` when given. Options: `PredictOptions`' fields."""
+    return run_predict(PredictOptions.from_keywords(images=images, **options))
 
-    from toolkit.artifacts import MANIFEST_NAME, check_replaceable, load_manifest
+
+@dataclass(frozen=True)
+class _Model:
+    """What predict needs to know about the artifact's model: from its manifest, or the
+    tutorial's conventions for a file on its own."""
+
+    manifest: object
+    shape: tuple
+    preprocessing: object
+    class_names: list[str]
+
+
+def _model_facts(path: Path) -> _Model:
     from toolkit.compare.plan import manifest_input_shape, manifest_preprocessing
     from toolkit.data import CLASS_NAMES, Preprocessing
+    from toolkit.store import MANIFEST_NAME, load_manifest
+
+    if not (path.parent / MANIFEST_NAME).is_file():
+        return _Model(None, (28, 28), Preprocessing(1 / 255), list(CLASS_NAMES))
+    manifest = load_manifest(path.parent)
+    classes = list(manifest.class_names) if manifest.task == "classification" else []
+    return _Model(
+        manifest, manifest_input_shape(manifest), manifest_preprocessing(manifest), classes
+    )
+
+
+@_in_private_tempdir
+def run_predict(options: PredictOptions) -> Predictions:
+    """`predict` on an options object."""
+    import numpy as np
+
     from toolkit.figures import plot_image_predictions
-    from toolkit.prediction import check_listed_checksum, load_image, predict_isolated, runtime_for
+    from toolkit.fsio import check_replaceable
+    from toolkit.prediction import check_listed_checksum, predict_isolated, runtime_for
     from toolkit.runners import RUNNERS
 
-    if not images and not index:
-        raise ToolkitError("give image files, or --index N for test-set images", ExitCode.USAGE)
-    path = Path(artifact) if artifact is not None else Path(out) / "model.keras"
-    manifest = load_manifest(path.parent) if (path.parent / MANIFEST_NAME).is_file() else None
-    if plot is not None:
-        check_replaceable(Path(plot))  # before the work, not after it
-    if verify:
-        check_listed_checksum(path, manifest)
-    runtime = runtime_for(path, manifest)
-    if manifest is not None:
-        shape, preprocessing = manifest_input_shape(manifest), manifest_preprocessing(manifest)
-        task, class_names = manifest.task, list(manifest.class_names)
-    else:  # a file on its own: the tutorial's conventions
-        shape, preprocessing = (28, 28), Preprocessing(1 / 255)
-        task, class_names = "classification", list(CLASS_NAMES)
+    path = options.artifact if options.artifact is not None else options.out / "model.keras"
+    model = _model_facts(path)
+    if options.plot is not None:
+        check_replaceable(options.plot)  # before the work, not after it
+    if options.verify:
+        check_listed_checksum(path, model.manifest)
+    runtime = runtime_for(path, model.manifest)
+    names, items, labels, warnings = _image_items(options.images, model)
+    for name, item, label in _indexed_items(options, model.manifest):
+        names.append(name)
+        items.append(item)
+        labels.append(label)
+    batch = np.stack([np.asarray(item, dtype=np.float32) for item in items])
+    inputs = model.preprocessing.apply(batch).reshape((-1, *model.shape))
+    outputs = predict_isolated(RUNNERS[runtime], path, inputs, options.threads)
+    if options.plot is not None and not model.class_names:
+        raise ToolkitError(
+            f"{options.plot}: --plot draws class scores; this model's outputs are not"
+        )
+    if options.plot is not None:
+        plot_image_predictions(batch, outputs, labels, model.class_names, options.plot)
+    return Predictions(names, labels, outputs, model.class_names, runtime, warnings)
+
+
+def _image_items(images: Sequence[Path], model: _Model):
+    """(names, items, labels, warnings) of the image or .npy files, in pixel units."""
+    from toolkit.prediction import load_image
+
     names, items, labels, warnings = [], [], [], []
-    for image_path in map(Path, images):
-        array, warning = load_image(image_path, shape, pixels=preprocessing.scale == 1 / 255)
+    for image_path in images:
+        pixels = model.preprocessing.scale == 1 / 255
+        array, warning = load_image(image_path, model.shape, pixels=pixels)
         warnings += [warning] if warning else []
         names.append(str(image_path))
-        items.append(_in_data_units(array, preprocessing))
+        items.append(_in_data_units(array, model.preprocessing))
         labels.append(None)
-    if index:
-        dataset = evaluation_data(manifest, data, _path(data_dir)) if manifest else None
-        if dataset is None:
-            from toolkit.data import load_data
+    return names, items, labels, warnings
 
-            dataset = load_data(data, _path(data_dir))
-        for i in index:
-            if i >= len(dataset.test_images):
-                raise ToolkitError(
-                    f"--index {i}: the evaluation data has {len(dataset.test_images)} items",
-                    ExitCode.USAGE,
-                )
-            names.append(f"test image {i}")
-            items.append(dataset.test_images[i])
-            labels.append(None if dataset.test_labels is None else int(dataset.test_labels[i]))
-    batch = np.stack([np.asarray(item, dtype=np.float32) for item in items])
-    inputs = preprocessing.apply(batch).reshape((-1, *shape))
-    outputs = predict_isolated(RUNNERS[runtime], path, inputs, threads)
-    if task != "classification":
-        class_names = []
-    if plot is not None and class_names:
-        plot_image_predictions(batch, outputs, labels, class_names, Path(plot))
-    elif plot is not None:
-        raise ToolkitError(f"{plot}: --plot draws class scores; this model's outputs are not")
-    return Predictions(names, labels, outputs, class_names, runtime, warnings)
+
+def _indexed_items(options: PredictOptions, manifest):
+    """(name, item, label) of each evaluation-data item `options.index` asks for."""
+    if not options.index:
+        return
+    if manifest is not None:
+        dataset = evaluation_data(manifest, options.data, options.data_dir)
+    else:
+        from toolkit.data import load_data
+
+        dataset = load_data(options.data, options.data_dir)
+    for i in options.index:
+        if i >= len(dataset.test_images):
+            raise ToolkitError(
+                f"--index {i}: the evaluation data has {len(dataset.test_images)} items",
+                ExitCode.USAGE,
+            )
+        label = None if dataset.test_labels is None else int(dataset.test_labels[i])
+        yield f"test image {i}", dataset.test_images[i], label
 
 
 def _in_data_units(array, preprocessing):
@@ -327,12 +391,18 @@ class Verification:
     problems: list[str]
 
 
-def verify(out: str | Path = "exported") -> Verification:
+def verify(out: str | Path = VerifyOptions.out) -> Verification:
     """Recomputes every checksum of OUT/manifest.json (a read-only folder is checked, not
     repaired)."""
-    from toolkit.artifacts import OutputLock, load_manifest, recover_staging, verify_manifest
+    return run_verify(VerifyOptions.from_keywords(out=out))
 
-    out = Path(out)
+
+@_in_private_tempdir
+def run_verify(options: VerifyOptions) -> Verification:
+    """`verify` on an options object."""
+    from toolkit.store import OutputLock, load_manifest, recover_staging, verify_manifest
+
+    out = options.out
     require_folder(out)
     writable = os.access(out, os.W_OK)
     with OutputLock(out) if writable else contextlib.nullcontext():
@@ -395,7 +465,7 @@ def require_folder(out: Path) -> None:
 
 def checked_manifest(out: Path, verify: bool = True):
     """The manifest, refusing (exit 4) when a listed file changed, unless verify is off."""
-    from toolkit.artifacts import load_manifest, verify_manifest
+    from toolkit.store import load_manifest, verify_manifest
 
     manifest = load_manifest(out)
     problems = verify_manifest(out, manifest) if verify else []
@@ -407,7 +477,3 @@ def checked_manifest(out: Path, verify: bool = True):
             ExitCode.ARTIFACT,
         )
     return manifest
-
-
-def _path(value: str | Path | None) -> Path | None:
-    return None if value is None else Path(value)
