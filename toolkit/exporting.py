@@ -470,12 +470,25 @@ class _VariantExport:
         record.write_text(json.dumps(finite_or_none(layer_errors_json(variant.filename, errors))))
         self.figures.draw(layer_errors_figure, errors, variant.filename)
         self.plots.append(record.with_suffix(".png"))
+        if variant.format == "tflite":
+            from toolkit.quantization.node_data import NODE_DATA_SUFFIX, write_node_data
+
+            node_data = folder / f"{variant.filename}{NODE_DATA_SUFFIX}"
+            write_node_data(errors, self.folder / variant.filename, node_data)
         return errors
 
     def _record(self, variant: ExportVariant, errors, **more) -> dict:
         if errors is None:
             return {}
-        return {"per_layer": f"{QUANTIZATION_DIR}/{variant.filename}.json", **more}
+        from toolkit.quantization.node_data import MISSING, NODE_DATA_SUFFIX
+
+        record = {"per_layer": f"{QUANTIZATION_DIR}/{variant.filename}.json", **more}
+        node_data = f"{QUANTIZATION_DIR}/{variant.filename}{NODE_DATA_SUFFIX}"
+        if (self.folder / node_data).is_file():
+            record["node_data"] = node_data  # Model Explorer: model-explorer FILE --node_data_paths
+        elif variant.format == "tflite":
+            record["node_data_skipped"] = MISSING
+        return record
 
     def _mixed(self, variant: ExportVariant, target: Path, judged: Judgement, errors) -> Artifact:
         """Keeps the most damaging layers in float, one more at a time, until the tolerance

@@ -142,3 +142,39 @@ def test_batch_one_file_computes_every_item(tiny, runtime, variant):
         assert figures.max_abs_diff <= spec.tolerance.max_abs_diff, figures
     else:
         assert figures.snr_db >= spec.tolerance.min_snr_db, figures
+
+
+def test_node_data_colours_every_quantized_op_of_the_int8_graph(tiny, tmp_path):
+    """The per-layer error as Model Explorer node data: read back into the package's own
+    classes, each value lands on an operator of the graph the package's TFLite adapter
+    builds from the same file."""
+    pytest.importorskip("model_explorer", reason="the 'explorer' extra is not installed")
+    import json
+
+    import dacite
+    from model_explorer import node_data_builder as ndb
+    from model_explorer.builtin_tflite_flatbuffer_adapter import BuiltinTfliteFlatbufferAdapter
+
+    from toolkit.exporters.tflite import int8_debugger
+    from toolkit.quantization.node_data import write_node_data
+
+    errors = int8_debugger(tiny.context).errors
+    path = tiny_artifact(tiny, next(v for v in EXPORTERS["tflite"] if v.variant == "int8"))
+    target = tmp_path / "model_int8.tflite.node_data.json"
+    assert write_node_data(errors, path, target)
+    written = json.loads(target.read_text())
+    collections = BuiltinTfliteFlatbufferAdapter().convert(str(path), {})["graphCollections"]
+    graph = collections[0].graphs[0]  # the main subgraph, as a dict of nodes
+    assert set(written) == {graph["id"]}
+    data = dacite.from_dict(ndb.GraphNodeData, written[graph["id"]])
+    outputs = {
+        attr["value"]
+        for node in graph["nodes"]
+        for meta in node.get("outputsMetadata") or []
+        for attr in meta["attrs"]
+        if attr["key"] == "tensor_name"
+    }
+    activations = [t for t in errors.tensors if t.kind == "activation"]
+    assert set(data.results) <= outputs and len(data.results) == len(activations)
+    values = sorted(result.value for result in data.results.values())
+    assert values == sorted(t.metrics[errors.plot_metric] for t in activations)
