@@ -97,10 +97,12 @@ def run_export(options: ExportOptions, on_artifact: Callable | None = None):
     """`export` on an options object."""
     from toolkit.data import Preprocessing
     from toolkit.exporters import EXPORTERS
+    from toolkit.exporters.ethos_u import ACCELERATORS
     from toolkit.exporting import export_artifacts
     from toolkit.process import import_tensorflow
 
     check_choices(options, "formats", ["all", *EXPORTERS])
+    check_choices(options, "npus", ACCELERATORS)
     import_tensorflow()
     preprocessing = None if options.scale is None else Preprocessing(options.scale, options.offset)
     return export_artifacts(
@@ -117,6 +119,9 @@ def run_export(options: ExportOptions, on_artifact: Callable | None = None):
         mixed_precision=options.mixed_precision,
         min_agreement=options.min_agreement,
         max_accuracy_drop=options.max_accuracy_drop,
+        batch=None if options.batch == "dynamic" else 1,
+        c_name=options.c_name,
+        npus=options.npus,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -185,6 +186,13 @@ class ExportOptions(CheckedOptions):
     min_agreement: float | None = option(None, 0, 1)
     max_accuracy_drop: float | None = option(None, 0)
     data_dir: Path | None = option(None)
+    batch: str = option("1", choices=("1", "dynamic"))  # the TFLite files' (and C arrays') batch
+    c_name: str | None = option(None)  # C array symbols; default: the model file's stem
+    npus: tuple[str, ...] = option(("ethos-u55-128", "ethos-u85-256"), flag="--npu", nonempty=True)
+
+    def check(self) -> None:
+        if self.c_name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.c_name):
+            raise usage_error(type(self), "c_name", self.c_name, "expected a C identifier")
 
 
 @dataclass(frozen=True)

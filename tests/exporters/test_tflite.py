@@ -178,3 +178,24 @@ def test_node_data_colours_every_quantized_op_of_the_int8_graph(tiny, tmp_path):
     assert set(data.results) <= outputs and len(data.results) == len(activations)
     values = sorted(result.value for result in data.results.values())
     assert values == sorted(t.metrics[errors.plot_metric] for t in activations)
+
+
+def test_cli_batch_dynamic_keeps_todays_graph_and_the_manifest_says_so(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+    from toolkit.store import load_manifest
+
+    data = tmp_path / "data.npz"
+    np.savez(data, x_test=tiny.inputs[:100], x_train=tiny.inputs[:100])
+    out = tmp_path / "out"
+    args = ["export", "--out", str(out), "--model", str(tiny.folder / "model.keras")]
+    args += ["--data", str(data), "--format", "tflite", "--calib-samples", "50"]
+    refused = CliRunner().invoke(app, [*args, "--c-name", "9-lives"])
+    assert refused.exit_code == 2 and "--c-name" in refused.output
+    done = CliRunner().invoke(app, [*args, "--batch", "dynamic"])
+    assert done.exit_code == 0, done.output
+    manifest = load_manifest(out)
+    for artifact in manifest.artifacts:
+        assert artifact.batch is None, artifact.name  # every file keeps its dynamic batch
+    assert "SHAPE" in _op_names(out / "model_float32.tflite")

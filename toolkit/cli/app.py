@@ -16,8 +16,11 @@ from toolkit.cli.options import (
     ArchChoice,
     Artifact,
     Baseline,
+    Batch,
+    BatchMode,
     CalibSamples,
     Cluster,
+    CName,
     CompareBatch,
     CompareLimit,
     Data,
@@ -39,6 +42,8 @@ from toolkit.cli.options import (
     Model,
     NoValidate,
     NoVerify,
+    Npu,
+    Npus,
     Offset,
     Opset,
     Out,
@@ -143,8 +148,12 @@ def export(
     min_agreement: MinAgreement = E.min_agreement,
     max_accuracy_drop: ExportAccuracyDrop = E.max_accuracy_drop,
     data_dir: DataDir = E.data_dir,
+    batch: Batch = E.batch,
+    c_name: CName = E.c_name,
+    npu: Npus = E.npus,
 ) -> None:
-    """Export to Keras, SavedModel, TFLite (x4) and ONNX (x2), validate each, write the manifest."""
+    """Export to Keras, SavedModel, TFLite (x4), ONNX (x2), TFLite Micro C arrays and Ethos-U,
+    validate each, write the manifest."""
     from toolkit import api
 
     options = ExportOptions(
@@ -161,6 +170,9 @@ def export(
         min_agreement=min_agreement,
         max_accuracy_drop=max_accuracy_drop,
         data_dir=data_dir,
+        batch=BatchMode(batch).value,
+        c_name=c_name,
+        npus=[Npu(n).value for n in npu],
     )
     plain(f"exporting {model or out / 'model.keras'} into {out}/")
     manifest = api.run_export(options, on_artifact=lambda artifact: plain(artifact_line(artifact)))

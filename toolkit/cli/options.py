@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from toolkit.exporters import EXPORTERS
+from toolkit.exporters.ethos_u import ACCELERATORS
 from toolkit.model import ARCHITECTURES
 from toolkit.options import CompareOptions, ExportOptions, PredictOptions, TrainOptions, limits
 from toolkit.runners import RUNNERS
@@ -19,6 +20,8 @@ Arch = Enum("Arch", {name: name for name in ARCHITECTURES}, type=str)
 Format = Enum("Format", {name: name for name in ["all", *EXPORTERS]}, type=str)
 Runtime = Enum("Runtime", {name: name for name in RUNNERS}, type=str)
 MixedPrecisionMode = Enum("MixedPrecisionMode", {name: name for name in ("auto", "off")}, type=str)
+BatchMode = Enum("BatchMode", {name: name for name in ("1", "dynamic")}, type=str)
+Npu = Enum("Npu", {name: name for name in ACCELERATORS}, type=str)
 
 
 def fits_path_limits(value):
@@ -119,6 +122,19 @@ ExportAccuracyDrop = Annotated[
         "max_accuracy_drop",
         "int8 variants, labelled data: accuracy points below the reference.",
     ),
+]
+Batch = Annotated[
+    BatchMode,
+    typer.Option(help="Batch of the TFLite files and C arrays: 1 (static, as devices run them)."),
+]
+CName = Annotated[
+    str | None,
+    typer.Option(
+        "--c-name", help="C arrays' symbols: g_NAME_int8_model_data (default: the model's name)."
+    ),
+]
+Npus = Annotated[
+    list[Npu], typer.Option("--npu", help="Ethos-U accelerator for --format ethos-u; repeatable.")
 ]
 
 # compare
