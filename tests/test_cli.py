@@ -82,13 +82,13 @@ def test_read_only_commands_do_not_create_a_missing_out_folder(tmp_path):
 
 
 def test_an_unexpected_exception_is_one_line_and_exit_70(tmp_path, monkeypatch):
-    import toolkit.artifacts
+    import toolkit.store
 
     def broken(out):
         raise RuntimeError("something a library got wrong\nsecond line")
 
     (tmp_path / "manifest.json").write_text("{}")
-    monkeypatch.setattr(toolkit.artifacts, "load_manifest", broken)
+    monkeypatch.setattr(toolkit.store, "load_manifest", broken)
     result = runner.invoke(app, ["verify", "--out", str(tmp_path)])
     assert result.exit_code == 70
     assert "internal error: RuntimeError: something a library got wrong" in result.output

@@ -6,14 +6,15 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from toolkit.artifacts import load_manifest, sha256_path, verify_manifest
 from toolkit.cli import app
 from toolkit.data import normalize
 from toolkit.exporters import EXPORTERS
 from toolkit.exporting import VALIDATION_IMAGES, selected_variants
 from toolkit.formats.keras import load_keras_model
+from toolkit.fsio import sha256_path
 from toolkit.metrics import compare_outputs
 from toolkit.runners import RUNNERS
+from toolkit.store import load_manifest, verify_manifest
 
 ALL_VARIANTS = selected_variants(["all"])
 # C sources are checked byte for byte when written; no runtime runs them.

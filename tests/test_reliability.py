@@ -33,8 +33,8 @@ from tests.test_robustness import (
     staging_folders,
     toolkit_command,
 )
-from toolkit.artifacts import COMMIT_NAME, STAGING_PREFIX
 from toolkit.errors import ExitCode, ToolkitError
+from toolkit.store import COMMIT_NAME, STAGING_PREFIX
 
 REPO = Path(__file__).resolve().parents[1]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
@@ -178,7 +178,7 @@ def test_predict_plot_refuses_to_replace_what_is_not_a_regular_file(exported_dir
 
 @pytest.mark.parametrize("kind", ["fifo", "link to a fifo"])
 def test_every_atomic_write_refuses_a_fifo_target(tmp_path, kind):
-    from toolkit.artifacts import write_json
+    from toolkit.fsio import write_json
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -272,7 +272,7 @@ def test_a_fifo_in_place_of_the_manifest_is_refused(exported_dir, tmp_path):
 
 @pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "oversized"])
 def test_an_unreadable_baseline_is_a_usage_error(tmp_path, kind, monkeypatch):
-    import toolkit.artifacts
+    import toolkit.fsio
 
     baseline = tmp_path / "report.json"
     if kind == "fifo":
@@ -280,7 +280,7 @@ def test_an_unreadable_baseline_is_a_usage_error(tmp_path, kind, monkeypatch):
     elif kind == "/dev/zero":
         baseline = Path("/dev/zero")
     else:  # valid JSON, just too much of it
-        monkeypatch.setattr(toolkit.artifacts, "JSON_MAX_BYTES", 1000)
+        monkeypatch.setattr(toolkit.fsio, "JSON_MAX_BYTES", 1000)
         monkeypatch.setattr("toolkit.compare.judging.JSON_MAX_BYTES", 1000)
         baseline.write_text(json.dumps({"rows": [], "pad": "x" * 2000}))
     result = invoke("compare", "--out", tmp_path / "missing", "--baseline", baseline)
@@ -608,7 +608,8 @@ CORRUPT_STATES = {
 def test_a_corrupt_checkpoint_is_a_usage_error(tmp_path, case):
     from dataclasses import asdict
 
-    from toolkit.model import TrainConfig, _Checkpoint
+    from toolkit.model import TrainConfig
+    from toolkit.model.checkpoint import Checkpoint as _Checkpoint
 
     config = TrainConfig()
     state = CORRUPT_STATES[case]
@@ -756,7 +757,7 @@ def test_commands_leave_nothing_in_the_system_temp_folder(exported_dir, tmp_path
 def test_a_lock_file_that_is_a_link_or_a_fifo_is_never_written_through(
     exported_dir, tmp_path, kind
 ):
-    from toolkit.artifacts import LOCK_NAME
+    from toolkit.store import LOCK_NAME
 
     out = copy_of(exported_dir, tmp_path)
     victim = _victim(tmp_path) / "precious.txt"
@@ -770,7 +771,7 @@ def test_a_lock_file_that_is_a_link_or_a_fifo_is_never_written_through(
 
 
 def test_an_atomic_write_never_writes_through_a_link_at_its_temporary_name(tmp_path):
-    from toolkit.artifacts import write_json
+    from toolkit.fsio import write_json
 
     victim = _victim(tmp_path) / "precious.txt"
     target = tmp_path / "out" / "history.json"

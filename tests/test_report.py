@@ -622,13 +622,13 @@ def test_toolkit_report_without_a_compare_says_what_to_run(tmp_path):
 def test_toolkit_report_refuses_a_locked_output(tmp_path, monkeypatch):
     import functools
 
-    import toolkit.artifacts
+    import toolkit.store
 
     write_reports(make_report(baseline=False), tmp_path / "report")
     before = (tmp_path / "report" / "report.html").read_bytes()
-    short_wait = functools.partial(toolkit.artifacts.OutputLock, wait_seconds=0.2)
-    with toolkit.artifacts.OutputLock(tmp_path):  # another command writing this folder
-        monkeypatch.setattr(toolkit.artifacts, "OutputLock", short_wait)
+    short_wait = functools.partial(toolkit.store.OutputLock, wait_seconds=0.2)
+    with toolkit.store.OutputLock(tmp_path):  # another command writing this folder
+        monkeypatch.setattr(toolkit.store, "OutputLock", short_wait)
         result = CliRunner().invoke(app, ["report", "--out", str(tmp_path)])
     assert result.exit_code == 6, result.output
     assert "in use by another toolkit command" in result.output

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from toolkit.artifacts import COMMIT_NAME, LOCK_NAME, STAGING_PREFIX
 from toolkit.cli import app
 from toolkit.errors import ExitCode, ToolkitError
+from toolkit.store import COMMIT_NAME, LOCK_NAME, STAGING_PREFIX
 
 runner = CliRunner()
 LFS_POINTER = f"version https://git-lfs.github.com/spec/v1\noid sha256:{'ab' * 32}\nsize 123\n"
@@ -391,8 +391,8 @@ def test_non_finite_outputs_are_a_failed_row_not_a_score(exported_dir, dataset, 
     import toolkit.compare.executors.local as local
     import toolkit.compare.judging as judging
     import toolkit.compare.pipeline as pipeline
-    from toolkit.artifacts import load_manifest
     from toolkit.compare.measurement import MeasureSettings
+    from toolkit.store import load_manifest
 
     monkeypatch.setattr(local, "IsolatedRun", _fake_measure({"model_int8.tflite": value}))
     report = pipeline.measure_rows(
@@ -640,12 +640,12 @@ def test_export_waits_then_refuses_a_locked_output_naming_the_holder(locked_out)
     ids=lambda args: args[0],
 )
 def test_every_writer_refuses_a_locked_output(locked_out, monkeypatch, args):
-    import toolkit.artifacts
+    import toolkit.store
 
     out, pid = locked_out
     before = snapshot(out)
-    short_wait = functools.partial(toolkit.artifacts.OutputLock, wait_seconds=0.2)
-    monkeypatch.setattr(toolkit.artifacts, "OutputLock", short_wait)
+    short_wait = functools.partial(toolkit.store.OutputLock, wait_seconds=0.2)
+    monkeypatch.setattr(toolkit.store, "OutputLock", short_wait)
     result = invoke(*args, "--out", out)
     assert_refused(result, 6, out, f"(pid {pid})")
     assert snapshot(out) == before
@@ -703,7 +703,7 @@ def test_export_on_a_full_disk_exits_6_and_keeps_earlier_outputs(
     ],
 )
 def test_disk_problems_are_told_apart_from_conversion_failures(error, reason):
-    from toolkit.artifacts import disk_problem
+    from toolkit.fsio import disk_problem
 
     assert disk_problem(error) == reason
 

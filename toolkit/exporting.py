@@ -11,21 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import interrupts
-from toolkit.artifacts import (
-    MANIFEST_NAME,
-    Artifact,
-    Manifest,
-    OutputLock,
-    Staging,
-    disk_problem,
-    io_errors,
-    load_manifest,
-    read_json,
-    recover_staging,
-    sha256_file,
-    sha256_path,
-    size_bytes,
-)
 from toolkit.data import Dataset, Preprocessing, calibration_sample, load_data
 from toolkit.data.checks import data_sha256, fit_to_model
 from toolkit.errors import ExitCode, ToolkitError, first_line, warn
@@ -34,12 +19,22 @@ from toolkit.exporters.base import committed_names
 from toolkit.exporters.tflite_micro import c_identifier
 from toolkit.figures import FigureProcess
 from toolkit.formats.keras import OUTPUT_NAME, load_keras_model, serving_function
+from toolkit.fsio import disk_problem, io_errors, read_json, sha256_file, sha256_path, size_bytes
 from toolkit.metrics import compare_outputs
 from toolkit.process import quiet_stderr, recorded_versions
 from toolkit.quantization.records import worst_layers_message
 from toolkit.results import finite_or_none
 from toolkit.runners import RUNNERS
 from toolkit.runners.base import in_batches
+from toolkit.store import (
+    MANIFEST_NAME,
+    Artifact,
+    Manifest,
+    OutputLock,
+    Staging,
+    load_manifest,
+    recover_staging,
+)
 
 VALIDATION_IMAGES = 1000
 DEFAULT_OPSET = 17

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts import atomic_path
+from toolkit.fsio import atomic_path
 
 
 def pyplot():

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts import Manifest, read_capped, sha256_path
 from toolkit.data import IMAGE_SIDE
 from toolkit.errors import ExitCode, ToolkitError, first_line
+from toolkit.fsio import read_capped, sha256_path
 from toolkit.process import default_max_memory_mb, run_isolated
+from toolkit.store import Manifest
 
 
 def runtime_for(path: Path, manifest: Manifest | None) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from toolkit.artifacts import JSON_MAX_BYTES, read_json
 from toolkit.errors import ExitCode, ToolkitError, first_line
+from toolkit.fsio import JSON_MAX_BYTES, read_json
 from toolkit.results import LOCAL, UNSUPPORTED, Report, Row
 from toolkit.schema import check_fields
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts import Manifest
 from toolkit.compare.data import EvalData
 from toolkit.compare.devices import LOCAL, measure_on_devices, parse_devices
 from toolkit.compare.executors import Executor, LocalExecutor
@@ -24,6 +23,7 @@ from toolkit.compare.plan import (
 from toolkit.compare.scoring import build_report
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.results import UNSUPPORTED, Report, Row
+from toolkit.store import Manifest
 
 
 def measure_rows(

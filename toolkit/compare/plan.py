@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from toolkit.artifacts import Artifact, Manifest
 from toolkit.compare.measurement import Job, MeasureSettings
 from toolkit.data import Preprocessing
 from toolkit.results import Row
+from toolkit.store import Artifact, Manifest
 
 REFERENCE = "model.keras"
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts import Manifest
 from toolkit.compare.machine import cpu_model
 from toolkit.compare.measurement import Measurement, MeasureSettings
 from toolkit.compare.plan import REFERENCE
@@ -23,6 +22,7 @@ from toolkit.metrics import (
 )
 from toolkit.process import recorded_versions
 from toolkit.results import FAILED, Report, Row
+from toolkit.store import Manifest
 
 
 def environment(versions: dict[str, str]) -> dict:

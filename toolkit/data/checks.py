@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts import open_regular
 from toolkit.errors import ExitCode, ToolkitError
+from toolkit.fsio import open_regular
 
 # Far past any real class count, and far below int64's range, where stored labels are cast to.
 MAX_CLASS_INDEX = 2**31 - 1

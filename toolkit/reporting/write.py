@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts import Staging, write_text
 from toolkit.figures import FigureProcess, save_figure, write_png
+from toolkit.fsio import write_text
 from toolkit.reporting import html
 from toolkit.reporting.cells import gallery_name
 from toolkit.reporting.galleries import flip_gallery_figure
@@ -23,6 +23,7 @@ from toolkit.reporting.plots import (
 )
 from toolkit.reporting.text import report_csv, report_markdown
 from toolkit.results import Report, Row
+from toolkit.store import Staging
 
 
 def write_reports(

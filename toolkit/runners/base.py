@@ -9,8 +9,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from toolkit.artifacts import check_artifact_file
 from toolkit.errors import ExitCode, ToolkitError
+from toolkit.fsio import check_artifact_file
 from toolkit.results import UNSUPPORTED
 
 

@@ -11,13 +11,13 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolkit.artifacts import check_artifact_file
 from toolkit.compare.data import EvalData
 from toolkit.compare.executors.base import OnResult, Outcome
 from toolkit.compare.frames import ChannelClosed, ProtocolError
 from toolkit.compare.measurement import Job, Measurement
 from toolkit.compare.ssh import AgentSession, DeviceUnreachable, SshDevice, parse_device
 from toolkit.errors import ToolkitError
+from toolkit.fsio import check_artifact_file
 from toolkit.results import FAILED, OK, UNSUPPORTED
 
 # A Measurement holds every item's outputs: its cap follows the data set's size.

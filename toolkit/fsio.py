@@ -1,0 +1,190 @@
+"""Files as toolkit reads and writes them: atomic writes, capped reads, digests, disk errors.
+
+Every file is treated as hostile: reads are bounded and refuse what is not a regular file, and a
+write never leaves a half-written file or writes through a link.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import stat
+from pathlib import Path, PurePosixPath
+
+from toolkit import interrupts
+from toolkit.errors import ExitCode, ToolkitError, first_line
+
+_CHUNK = 1 << 20
+
+
+LFS_POINTER_PREFIX = b"version https://git-lfs"
+
+
+JSON_MAX_BYTES = 64 << 20  # manifests, reports and checkpoint states are kilobytes
+
+
+# The form of every name toolkit writes into an output folder: one path component, not hidden.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
+# Disk full, file too large, read-only, over quota, not writable: exit 6, whoever reports it.
+DISK_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES)
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """The reason when `exc` is a disk problem, else None.
+
+    Converters report them as OSError, or (TensorFlow's C++ writers) as a status message that
+    only carries the strerror text, e.g. "...tempstate123; File too large [Op:SaveV2]".
+    """
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        return os.strerror(exc.errno)
+    return next((os.strerror(e) for e in DISK_ERRNOS if os.strerror(e) in str(exc)), None)
+
+
+@contextlib.contextmanager
+def io_errors(path: Path):
+    """Turns disk problems (full, read-only, too large) into the documented exit code 6."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        reason = exc.strerror or str(exc)
+        raise ToolkitError(f"{path}: cannot write: {reason}", ExitCode.IO) from None
+
+
+def check_replaceable(target: Path, folder: bool = False, code: ExitCode = ExitCode.IO) -> None:
+    """Refuses to replace an existing `target` that is not a regular file (or a folder where one
+    is expected): a rename would put our file in place of a device, a FIFO or a folder."""
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise ToolkitError(f"{target}: cannot write: {_reason(exc)}", code) from None
+    if stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode):
+        return
+    kind = "a folder" if folder else "a regular file"
+    raise ToolkitError(
+        f"{target}: cannot write: exists and is not {kind}; refusing to replace it", code
+    )
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yields a temporary name beside `path` (same suffix) and renames it into place on success,
+    unless an interrupt arrived meanwhile (then the previous file stays)."""
+    check_replaceable(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        with io_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)  # a link left at this name would be written through
+            yield tmp
+            interrupts.check()
+            check_replaceable(path)  # writing may have taken long: look again
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or first_line(exc)
+
+
+def open_regular(path: Path, code: ExitCode):
+    """`path` opened for binary reading when it is a regular file; anything else is refused with
+    `code` (a FIFO blocks the reader, a device reads without end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not block
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise ToolkitError(f"{path}: cannot read: {_reason(exc)}", code) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ToolkitError(f"{path}: not a regular file (a FIFO, device or folder)", code)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_capped(path: Path, code: ExitCode, max_bytes: int) -> bytes:
+    """The bytes of a regular file, refused with `code` when it holds more than `max_bytes`."""
+    with open_regular(path, code) as f:
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise ToolkitError(f"{path}: cannot read: {_reason(exc)}", code) from None
+    if len(data) > max_bytes:
+        raise ToolkitError(f"{path}: larger than {max_bytes} bytes; refusing to read it", code)
+    return data
+
+
+def read_json(path: Path, code: ExitCode, what: str, max_bytes: int = JSON_MAX_BYTES):
+    """A JSON document from a regular file of bounded size; `what` names it in a refusal."""
+    data = read_capped(path, code, max_bytes)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        raise ToolkitError(f"{path}: not a valid {what} ({reason})", code) from None
+
+
+def check_artifact_file(path: Path) -> None:
+    """What a runtime is about to load must be a folder or a regular file, and not a Git LFS
+    pointer checked out in place of a model (say so, not "invalid flatbuffer")."""
+    try:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            return
+    except (OSError, ValueError):
+        return  # missing: the runtime's own loader says so
+    with open_regular(path, ExitCode.ARTIFACT) as f:
+        if f.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX:
+            raise ToolkitError(
+                f"{path}: a Git LFS pointer, not the model; run `git lfs pull`",
+                ExitCode.ARTIFACT,
+            )
+
+
+def write_json(path: Path, data) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open_regular(path, ExitCode.ARTIFACT) as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tree(folder: Path) -> str:
+    """Digest of a folder: SHA-256 over "relpath NUL sha256(file) LF" per file, sorted by path."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if not p.is_dir()):
+        rel = file.relative_to(folder).as_posix()
+        digest.update(f"{rel}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    return sha256_tree(path) if path.is_dir() else sha256_file(path)
+
+
+def size_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
