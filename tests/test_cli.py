@@ -105,3 +105,14 @@ def test_processes_the_command_spawns_do_not_import_the_cli():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_infinite_number_is_a_usage_error_naming_the_option(tmp_path):
+    """The CLI builds the same options object as the API: `inf` passes typer's `min=0` but
+    would write a bare Infinity into manifest.json."""
+    for command in ("export", "compare"):
+        args = [command, "--out", str(tmp_path / "out"), "--max-accuracy-drop", "inf"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "--max-accuracy-drop" in result.output and "finite" in result.output
+    assert not (tmp_path / "out").exists()
