@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 OK, FAILED, UNSUPPORTED = "ok", "failed", "unsupported"
+ESTIMATED = "estimated"  # a file nothing here runs (an NPU's): its compiler's figures only
 LOCAL = "local"  # the device of rows measured on this machine
 DELTA_KEYS = ("delta_accuracy_pts", "delta_p50_pct")
 

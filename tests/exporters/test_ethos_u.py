@@ -136,3 +136,37 @@ def test_export_compiles_the_validated_int8_file_with_its_c_array(tiny, tmp_path
     header = (out / f"{compiled}.h").read_text()
     assert "  resolver.AddEthosU();" in header
     assert "tflite::MicroMutableOpResolver<1>" in header
+
+
+def test_estimated_rows_are_vela_figures_never_gated_or_recommended():
+    """A compare row for a compiled file: named after its accelerator, status `estimated`,
+    Vela's latency in extras and no measured figure; gates and the recommendation skip it."""
+    from toolkit.compare.estimates import estimated_rows
+    from toolkit.compare.judging import gate_failures, recommend
+    from toolkit.results import ESTIMATED, Report, Row
+    from toolkit.store import Artifact, Manifest
+
+    estimate = {
+        "inference_ms": 0.25,
+        "clock_hz": 5e8,
+        "npu_operators": 3,
+        "cpu_operators": 1,
+        "cpu_fallback": [{"op": "SQUARE", "tensor": "t", "reason": "Unsupported opType"}],
+    }
+    npu = {"accelerator": "ethos-u55-128", "system_config": "S", "vela_version": "5.2.0"}
+    compiled = Artifact(
+        "model_int8_vela_ethos-u55-128.tflite", "ethos-u", "int8_vela_ethos-u55-128",
+        "model_int8_vela_ethos-u55-128.tflite", None, "0" * 64, 100,
+        npu={**npu, "estimate": estimate},
+    )  # fmt: skip
+    other = Artifact("model_int8.tflite", "tflite", "int8", "model_int8.tflite", "litert", "0", 1)
+    (row,) = estimated_rows(Manifest([other, compiled], [], "0", {}))
+    assert (row.runtime, row.status) == ("ethos-u55-128", ESTIMATED)
+    assert row.extras["estimated_latency_ms"] == 0.25 and row.latency_ms is None
+    assert row.accuracy is None and row.agreement is None
+    assert "not measured" in row.error and "SQUARE (Unsupported opType)" in row.error
+    latency = {"p50": 1.0, "p90": 1.0, "p99": 1.0, "mean": 1.0, "std": 0.0, "min": 1.0}
+    reference = Row("model.keras", "keras", "float32", "keras", 9, accuracy=0.9, latency_ms=latency)
+    report = Report(1, "model.keras", "now", {}, [], 10, {}, (reference, row))
+    assert gate_failures(report, max_accuracy_drop=0.0, max_latency_regression=None) == []
+    assert recommend(report) is reference  # 0.25 ms estimated is not 1 ms measured

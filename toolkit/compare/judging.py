@@ -7,7 +7,7 @@ from pathlib import Path
 
 from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.fsio import JSON_MAX_BYTES, read_json
-from toolkit.results import LOCAL, UNSUPPORTED, Report, Row
+from toolkit.results import ESTIMATED, LOCAL, UNSUPPORTED, Report, Row
 from toolkit.schema import check_fields
 
 
@@ -114,7 +114,7 @@ def gate_failures(
     failures = []
     for row in report.rows:
         name = report.label(row)
-        if row.status == UNSUPPORTED:
+        if row.status in (UNSUPPORTED, ESTIMATED):  # an estimate is never gated
             continue
         if not row.ok:
             failures.append(f"{name}: could not be measured: {row.error}")

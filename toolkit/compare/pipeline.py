@@ -10,6 +10,7 @@ import numpy as np
 
 from toolkit.compare.data import EvalData
 from toolkit.compare.devices import LOCAL, measure_on_devices, parse_devices
+from toolkit.compare.estimates import estimated_rows
 from toolkit.compare.executors import Executor, LocalExecutor
 from toolkit.compare.measurement import MeasureSettings
 from toolkit.compare.plan import (
@@ -57,7 +58,8 @@ def measure_rows(
         results = measure_on_devices(
             out, plan, data, settings, on_row, executors, local, measure_plan
         )
-    return build_report(out, manifest, results, labels, len(items), settings)
+    report = build_report(out, manifest, results, labels, len(items), settings)
+    return report.with_(rows=(*report.rows, *estimated_rows(manifest)))
 
 
 def measure_plan(

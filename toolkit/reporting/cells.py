@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from toolkit.results import Report, Row
+from toolkit.results import ESTIMATED, Report, Row
 
 LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "min")
 LATENCY_UNITS = (("ms", 1.0), ("µs", 1e-3), ("ns", 1e-6))  # name, its size in ms; largest first
@@ -58,7 +58,9 @@ def human_size(size: int | None) -> str:
 
 
 def mark(report: Report, row: Row) -> str:
-    """✗ for a row that failed, ★ for the recommended one."""
+    """✗ for a row that failed, ≈ for an estimate, ★ for the recommended one."""
+    if row.status == ESTIMATED:
+        return "≈"
     if not row.ok:
         return FAILED
     return STAR if report.is_recommended(row) else ""
