@@ -42,6 +42,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # `make bench QUICK=1` (or BENCH_QUICK=1) for a short development run; the README quotes the full one.
 bench: setup

@@ -127,9 +127,7 @@ def ssh_command(device: SshDevice, ssh_config: Path | None, remote: str) -> list
 def agent_package() -> bytes:
     """toolkit's modules (.py files only) as a zip the device's Python imports from; the same
     bytes every time, so its sha256 names the version sent."""
-    import toolkit
-
-    root = Path(toolkit.__file__).parent
+    root = Path(__file__).resolve().parents[1]  # toolkit/ (`import toolkit` imports the CLI)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(root.rglob("*.py")):
