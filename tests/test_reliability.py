@@ -9,6 +9,7 @@ folders (scratch.private_tempdir). Every file is made here, under tmp_path.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -281,7 +282,8 @@ def test_an_unreadable_baseline_is_a_usage_error(tmp_path, kind, monkeypatch):
         baseline = Path("/dev/zero")
     else:  # valid JSON, just too much of it
         monkeypatch.setattr(toolkit.fsio, "JSON_MAX_BYTES", 1000)
-        monkeypatch.setattr("toolkit.compare.judging.JSON_MAX_BYTES", 1000)
+        schema = importlib.import_module("toolkit.report_schema")
+        monkeypatch.setattr(schema, "JSON_MAX_BYTES", 1000)
         baseline.write_text(json.dumps({"rows": [], "pad": "x" * 2000}))
     result = invoke("compare", "--out", tmp_path / "missing", "--baseline", baseline)
     says = "larger than 1000 bytes" if kind == "oversized" else "not a regular file"
@@ -359,7 +361,7 @@ GOOD_ROW = {
     "runtime": "keras",
     "size_bytes": 1,
     "accuracy": 0.5,
-    "latency_ms": {"p50": 1.0},
+    "latency_ms": dict.fromkeys(("p50", "p90", "p99", "mean", "std", "min"), 1.0),
 }
 
 MALFORMED_BASELINES = {

@@ -135,6 +135,61 @@ def read_json(path: Path, code: ExitCode, what: str, max_bytes: int = JSON_MAX_B
         raise ToolkitError(f"{path}: not a valid {what} ({reason})", code) from None
 
 
+# A file embedded in a page (a flip gallery, a per-layer plot): toolkit draws them far smaller.
+EMBED_MAX_BYTES = 32 << 20
+
+
+def plain_relative(text: object, what: str) -> PurePosixPath:
+    """`text` as a relative path of plain names (each one PLAIN_NAME, so no "..", no "/" at
+    either end); ValueError naming `what` for anything else, e.g. a path read from a file."""
+    parts = text.split("/") if isinstance(text, str) else []
+    if not parts or not all(PLAIN_NAME.fullmatch(part) for part in parts):
+        raise ValueError(f"{what} {text!r} is not a plain relative path inside the folder")
+    return PurePosixPath(*parts)
+
+
+def read_confined(root: Path, relative: object, code: ExitCode, max_bytes: int) -> bytes | None:
+    """The bytes of `root`/`relative`, None when it does not exist.
+
+    `relative` comes from a file someone else may have written: refused with `code` unless it is
+    plain names below `root`, every one a real folder (no link followed) down to a regular file
+    of at most `max_bytes`.
+    """
+    try:
+        parts = plain_relative(relative, "path").parts
+    except ValueError as exc:
+        raise ToolkitError(f"{root}: {exc}; refusing it", code) from None
+    path = root.joinpath(*parts)
+    fds: list[int] = []
+    try:
+        fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY))
+        for k, part in enumerate(parts):
+            # The file itself is opened without blocking: opening a FIFO would wait for a writer.
+            folder = os.O_DIRECTORY if k < len(parts) - 1 else os.O_NONBLOCK
+            fds.append(os.open(part, os.O_RDONLY | os.O_NOFOLLOW | folder, dir_fd=fds[-1]))
+        info = os.fstat(fds[-1])
+        if not stat.S_ISREG(info.st_mode):
+            raise ToolkitError(f"{path}: not a regular file (a FIFO, device or folder)", code)
+        if info.st_size > max_bytes:
+            raise ToolkitError(f"{path}: larger than {max_bytes} bytes; refusing to read it", code)
+        os.set_blocking(fds[-1], True)
+        with os.fdopen(os.dup(fds[-1]), "rb") as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            reason = "a symbolic link or not a folder on the way; toolkit follows no link there"
+            raise ToolkitError(f"{path}: {reason}", code) from None
+        raise ToolkitError(f"{path}: cannot read: {_reason(exc)}", code) from None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if len(data) > max_bytes:  # grew since fstat
+        raise ToolkitError(f"{path}: larger than {max_bytes} bytes; refusing to read it", code)
+    return data
+
+
 def check_artifact_file(path: Path) -> None:
     """What a runtime is about to load must be a folder or a regular file, and not a Git LFS
     pointer checked out in place of a model (say so, not "invalid flatbuffer")."""
@@ -154,6 +209,12 @@ def check_artifact_file(path: Path) -> None:
 def write_json(path: Path, data) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 

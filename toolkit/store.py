@@ -17,6 +17,7 @@ from toolkit.fsio import (
     PLAIN_NAME,
     check_replaceable,
     io_errors,
+    plain_relative,
     read_json,
     sha256_path,
     write_json,
@@ -79,6 +80,11 @@ class Manifest:
     data: dict = field(default_factory=dict)  # kind, path, sha256, items, labelled, calibration
     left_out: list[dict] = field(default_factory=list)  # {artifact, reason} per variant dropped
     tolerances: dict = field(default_factory=dict)  # min_agreement, max_accuracy_drop, mixed
+    # The model's inputs (name, shape, dtype, layout, preprocessing) and outputs (name, shape,
+    # dtype, kind: classifier/binary/values, class_names), in the Keras order, by the names
+    # every artifact uses; each artifact lists its own too, with its quantization.
+    inputs: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -97,6 +103,9 @@ class Manifest:
                         f"artifact {key} {entry[key]!r} leads outside the folder or is not a "
                         "plain file name"
                     )
+            for record in ("quantization", "npu"):  # reports open these paths
+                if "per_layer" in entry.get(record, {}):
+                    plain_relative(entry[record]["per_layer"], f"artifact {record}.per_layer")
         return cls(**{**data, "artifacts": [Artifact(**a) for a in data["artifacts"]]})
 
     def artifact(self, name: str) -> Artifact:

@@ -5,33 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from toolkit.errors import ExitCode, ToolkitError, first_line
-from toolkit.fsio import JSON_MAX_BYTES, read_json
+from toolkit.errors import ExitCode
+from toolkit.report_schema import load_report
 from toolkit.results import ESTIMATED, LOCAL, UNSUPPORTED, Report, Row
-from toolkit.schema import check_fields
 
 
 def load_baseline(path: Path) -> Report:
-    """An earlier report.json, checked field by field before anything is measured (exit 2)."""
-    data = read_json(path, ExitCode.USAGE, "toolkit report.json", JSON_MAX_BYTES)
-    try:
-        check_fields(data, Report, skip=("rows", "latency_samples"), strict=False)
-        if not isinstance(data["rows"], list):
-            raise ValueError("field 'rows' is not a list")
-        for row in data["rows"]:
-            check_fields(row, Row, strict=False)
-        baseline = Report.from_json(data)
-        for row in baseline.rows:
-            if row.ok:
-                name, accuracy, p50 = row.artifact, row.accuracy, row.p50
-                if not ((accuracy is None or 0 <= accuracy <= 1) and p50 is not None and p50 > 0):
-                    raise ValueError(f"row {name!r} has accuracy {accuracy}, p50 {p50}")
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ToolkitError(
-            f"{path}: not a usable toolkit report.json ({type(exc).__name__}: {first_line(exc)})",
-            ExitCode.USAGE,
-        ) from None
-    return baseline
+    """An earlier report.json, checked against its schema before anything is measured (exit 2)."""
+    return load_report(path, ExitCode.USAGE)
 
 
 def baseline_mismatches(report: Report, baseline: Report) -> list[str]:
@@ -119,7 +100,7 @@ def gate_failures(
         if not row.ok:
             failures.append(f"{name}: could not be measured: {row.error}")
             continue
-        if max_accuracy_drop is not None and row.accuracy is not None:
+        if max_accuracy_drop is not None and None not in (row.accuracy, reference.accuracy):
             drop = 100 * (reference.accuracy - row.accuracy)
             if drop > max_accuracy_drop:
                 failures.append(

@@ -4,14 +4,14 @@ so a failed or interrupted write leaves the previous report as it was."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from toolkit.errors import ExitCode, ToolkitError
 from toolkit.figures import FigureProcess, save_figure, write_png
-from toolkit.fsio import write_text
+from toolkit.fsio import EMBED_MAX_BYTES, plain_relative, read_confined, write_bytes, write_text
 from toolkit.reporting import html
 from toolkit.reporting.cells import gallery_name
 from toolkit.reporting.galleries import flip_gallery_figure
@@ -60,11 +60,9 @@ def _write_files(report: Report, staged: Path, inputs, folder: Path, figures) ->
     ]
     if inputs is None:  # a re-render without the data keeps the galleries drawn before
         for row in _galleries(report):
-            name = gallery_name(report, row)
-            if (folder / name).is_file():
-                (staged / name).parent.mkdir(exist_ok=True)
-                paths.append(Path(shutil.copy2(folder / name, staged / name)))
+            paths += _kept(staged, gallery_name(report, row), [folder])
     paths += _quantization_plots(report, staged, folder)
+    # Every file here was drawn now or read through read_confined, so each is bounded.
     images = {p.relative_to(staged).as_posix(): p.read_bytes() for p in paths if p.suffix == ".png"}
     paths.append(write_text(staged / "report.html", html.report_html(report, images)))
     return paths
@@ -101,9 +99,9 @@ def _draw_figures(jobs, staged: Path, figures: FigureProcess | None) -> list[Pat
             figures.draw(draw, *args, trim=trim)
             sent.append(name)
         else:
-            drawn[name] = save_figure(draw(*args), staged / name, trim)
+            drawn[name] = save_figure(draw(*args), _inside(staged, name), trim)
     for name, png in zip(sent, figures.pngs() if sent else [], strict=True):
-        drawn[name] = write_png(png, staged / name)
+        drawn[name] = write_png(png, _inside(staged, name))
     return [drawn[name] for name, *_ in jobs]
 
 
@@ -115,10 +113,25 @@ def _quantization_plots(report: Report, staged: Path, folder: Path) -> list[Path
         record = row.quantization.get("per_layer")
         if not record:
             continue
-        name = Path(record).with_suffix(".png")
-        target = staged / name
-        source = next((p for p in (folder.parent / name, folder / name) if p.is_file()), None)
-        if source is not None and not target.exists():
-            target.parent.mkdir(exist_ok=True)
-            paths.append(Path(shutil.copy2(source, target)))
+        name = f"{str(record).removesuffix('.json')}.png"
+        if not any(path == _inside(staged, name) for path in paths):
+            paths += _kept(staged, name, [folder.parent, folder])
     return paths
+
+
+def _inside(staged: Path, name: str) -> Path:
+    """staged/`name`, refused (exit 4) unless `name` is plain names: it may come from a file."""
+    try:
+        return staged.joinpath(*plain_relative(name, "file name").parts)
+    except ValueError as exc:
+        raise ToolkitError(f"{staged.name}/report.json: {exc}", ExitCode.ARTIFACT) from None
+
+
+def _kept(staged: Path, name: str, folders: list[Path]) -> list[Path]:
+    """staged/`name` copied from the first of `folders` holding `name`, through no link and
+    within the page's size bound; [] when none does."""
+    for folder in folders:
+        data = read_confined(folder, name, ExitCode.ARTIFACT, EMBED_MAX_BYTES)
+        if data is not None:
+            return [write_bytes(_inside(staged, name), data)]
+    return []
