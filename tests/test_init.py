@@ -7,32 +7,61 @@ import sys
 import pytest
 
 
-def run_python(code: str) -> str:
+def run_python(code: str) -> list[str]:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split()
 
 
-def test_tensorflow_imports_without_matplotlib_which_still_imports_afterwards():
-    seen = run_python(
-        "import sys, toolkit.process\n"
-        "toolkit.process.import_tensorflow()\n"
-        "print('matplotlib' in sys.modules)\n"
-        "import matplotlib.pyplot, keras\n"
-        "print(matplotlib.pyplot.__name__, keras.__name__)\n"
-    )
-    assert seen == ["False", "matplotlib.pyplot", "keras"]
+# TensorFlow's first import, then what the tests below look at, in one process: each import of
+# TensorFlow is the costly part, and each look leaves the next one's conditions as they were.
+TENSORFLOW_FIRST = (
+    "import gc, sys, toolkit.process\n"
+    "toolkit.process.import_tensorflow()\n"
+    "print('matplotlib' in sys.modules)\n"
+    "first = gc.get_freeze_count()\n"
+    "cycles = [[] for _ in range(10_000)]\n"
+    "for c in cycles:\n"
+    "    c.append(c)\n"
+    "del cycles\n"
+    "toolkit.process.import_tensorflow()\n"
+    "print(first, gc.get_freeze_count())\n"
+    "from keras.src.visualization import plot_image_gallery\n"
+    "print(plot_image_gallery.plt is not None)\n"
+    "import matplotlib.pyplot, keras\n"
+    "print(matplotlib.pyplot.__name__, keras.__name__)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def tensorflow_first() -> dict[str, list[str]]:
+    """What a process saw after importing TensorFlow through toolkit before anything else."""
+    seen = run_python(TENSORFLOW_FIRST)
+    return {
+        "matplotlib": seen[:1],
+        "freeze counts": seen[1:3],
+        "gallery plt": seen[3:4],
+        "imported after": seen[4:],
+    }
+
+
+def test_tensorflow_imports_without_matplotlib_which_still_imports_afterwards(tensorflow_first):
+    assert tensorflow_first["matplotlib"] == ["False"]
+    assert tensorflow_first["imported after"] == ["matplotlib.pyplot", "keras"]
 
 
 @pytest.mark.parametrize("first", ["import matplotlib.pyplot", ""])
-def test_keras_galleries_keep_pyplot_only_where_it_was_imported_first(first):
-    (gallery_plt,) = run_python(
-        f"{first}\n"
-        "import toolkit.process\n"
-        "toolkit.process.import_tensorflow()\n"
-        "from keras.src.visualization import plot_image_gallery\n"
-        "print(plot_image_gallery.plt is not None)\n"
-    )
+def test_keras_galleries_keep_pyplot_only_where_it_was_imported_first(first, tensorflow_first):
+    if first:
+        (gallery_plt,) = run_python(
+            f"{first}\n"
+            "import toolkit.process\n"
+            "toolkit.process.import_tensorflow()\n"
+            "from keras.src.visualization import plot_image_gallery\n"
+            "print(plot_image_gallery.plt is not None)\n"
+        )
+    else:
+        (gallery_plt,) = tensorflow_first["gallery plt"]
     assert gallery_plt == str(bool(first))
 
 
@@ -58,12 +87,9 @@ def test_import_frozen_pauses_collection_then_leaves_the_module_out_of_later_one
     )
 
 
-def test_tensorflow_import_is_frozen():
-    (frozen,) = run_python(
-        "import gc, toolkit.process\n"
-        "toolkit.process.import_tensorflow()\nprint(gc.get_freeze_count())\n"
-    )
-    assert int(frozen) > 100_000
+def test_tensorflow_import_is_frozen(tensorflow_first):
+    first, _ = tensorflow_first["freeze counts"]
+    assert int(first) > 100_000
 
 
 def test_a_worker_imports_its_runtime_frozen(monkeypatch):
@@ -93,17 +119,7 @@ def test_a_worker_imports_its_runtime_frozen(monkeypatch):
     assert imported == ["json"]
 
 
-def test_only_the_first_tensorflow_import_freezes():
+def test_only_the_first_tensorflow_import_freezes(tensorflow_first):
     """A later call must not freeze what is alive then: garbage cycles would never be freed."""
-    first, later = run_python(
-        "import gc, toolkit.process\n"
-        "toolkit.process.import_tensorflow()\n"
-        "first = gc.get_freeze_count()\n"
-        "cycles = [[] for _ in range(10_000)]\n"
-        "for c in cycles:\n"
-        "    c.append(c)\n"
-        "del cycles\n"
-        "toolkit.process.import_tensorflow()\n"
-        "print(first, gc.get_freeze_count())\n"
-    )
+    first, later = tensorflow_first["freeze counts"]
     assert first == later
