@@ -1,5 +1,7 @@
 """Runtime registry: one runner per runtime; adding a runtime is one file plus one line here."""
 
+from __future__ import annotations  # a device's Python may be 3.9 (the ssh agent imports this)
+
 import importlib.util
 from pathlib import PurePath
 
