@@ -323,9 +323,9 @@ def export_artifacts(
     variants = selected_variants(list(formats), npus)
 
     # A figure process draws the per-layer int8 plots beside the conversions. It starts now
-    # when an int8 variant is selected, so that pyplot's import (0.35 s) runs beside the
-    # conversions too: started by the first int8 variant, it made export wait 0.36 s at the end
-    # for its plots (tutorial, 8 desktop artifacts). An export without int8 starts none.
+    # when an int8 variant is selected, so that pyplot's import runs beside the conversions
+    # too: started by the first int8 variant, export waited for its plots at the end. An
+    # export without int8 starts none.
     drawing = any(variant.mixed_precision for variant in variants)
     with OutputLock(out), FigureProcess(lazy=not drawing) as figures:
         recover_staging(out)

@@ -85,7 +85,7 @@ class ExportContext:
 
     def serving(self):
         """The model's `serving_function`, traced once for the reference outputs, the SavedModel
-        and tf2onnx (each trace of the tutorial model: about 0.07 s)."""
+        and tf2onnx: every trace costs a graph construction."""
         return self.shared("serving", lambda: serving_function(self.model))
 
     def shared(self, key: str, build: Callable[[], object]):

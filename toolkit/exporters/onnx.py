@@ -43,8 +43,8 @@ def shared_float_onnx(context) -> Path:
 
 def shared_prepared_onnx(context) -> Path:
     """The float graph after ORT's quantization pre-processing, which fuses MatMul+Add into Gemm
-    before quantizing: fewer Quantize/Dequantize pairs per call (measured: batch-1 p50 9.1 ->
-    7.5 us, below float32). No symbolic shape inference: it needs sympy, and tf2onnx's shapes
+    before quantizing: fewer Quantize/Dequantize pairs per call (README, Performance). No
+    symbolic shape inference: it needs sympy, and tf2onnx's shapes
     are already known. Fused nodes are renamed (.../MatMulAddFusion) by this step."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -55,9 +55,10 @@ def savedmodel_loaded_once(context):
     """Within it, TF's converter gets the export's SavedModel loaded once for all conversions.
 
     A conversion loads the SavedModel twice (for its signatures, then for debug info) and the
-    int8 debugger's converter twice more: ten loads per export, 0.8 s each for MobileNetV1 0.25
-    (TF 2.21). The object is only read by the converter. `tensorflow.lite.python.lite._load` is
-    TF's private name: where it is missing, conversions load as before.
+    int8 debugger's converter twice more: ten loads per export, each as slow as the model is
+    large (TF 2.21). The object is only read by the converter.
+    `tensorflow.lite.python.lite._load` is TF's private name: where it is missing, conversions
+    load as before.
     """
     from tensorflow.lite.python import lite
 

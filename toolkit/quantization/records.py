@@ -11,7 +11,7 @@ ROUNDING_NOISE = 12**-0.5
 
 
 # Calibration samples the per-layer error is measured on. Both debuggers keep every tensor of
-# every sample: at 200, MobileNetV2 (96x96x3) took export to 4.2 GB; 64 samples rank the layers
+# every sample, so memory grows with the count (README, Performance); 64 samples rank the layers
 # the same way on the test models and the tutorial.
 DEBUG_SAMPLES = 64
 

@@ -6,7 +6,7 @@ recipe entry per name regex), but its int8 is another quantizer than the convert
 writes model_int8.tflite (0.86 vs 0.92 agreement on the same outlier model), so the debugger's
 per-tensor figures would not describe it; and it pins ai-edge-litert==2.3.0 exactly and
 brings scipy and litert-lm-builder. The debugger needs nothing new, builds each candidate from
-one calibration in ~20 ms, and names in its figures the very tensors the denylist takes.
+one calibration quickly, and names in its figures the very tensors the denylist takes.
 """
 
 from __future__ import annotations
