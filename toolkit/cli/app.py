@@ -90,7 +90,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-T, E, C, P = TrainOptions, ExportOptions, CompareOptions, PredictOptions  # defaults, once
 
 
 @app.callback()
@@ -103,15 +102,15 @@ def main(
 @app.command()
 @handles_errors
 def train(
-    out: Out = T.out,
-    data: Data = T.data,
-    data_dir: DataDir = T.data_dir,
-    arch: ArchChoice = T.arch,
-    epochs: Epochs = T.epochs,
-    batch_size: TrainBatch = T.batch_size,
-    seed: Seed = T.seed,
-    limit: TrainLimit = T.limit,
-    resume: Resume = T.resume,
+    out: Out = TrainOptions.out,
+    data: Data = TrainOptions.data,
+    data_dir: DataDir = TrainOptions.data_dir,
+    arch: ArchChoice = TrainOptions.arch,
+    epochs: Epochs = TrainOptions.epochs,
+    batch_size: TrainBatch = TrainOptions.batch_size,
+    seed: Seed = TrainOptions.seed,
+    limit: TrainLimit = TrainOptions.limit,
+    resume: Resume = TrainOptions.resume,
 ) -> None:
     """Train the tutorial model on Fashion-MNIST; writes model.keras, training/ and plots/."""
     from toolkit import api
@@ -135,22 +134,22 @@ def train(
 @app.command()
 @handles_errors
 def export(
-    out: Out = E.out,
-    model: Model = E.model,
-    format: Formats = E.formats,
-    calib_samples: CalibSamples = E.calib_samples,
-    opset: Opset = E.opset,
-    no_validate: NoValidate = not E.validate,
-    data: Data = E.data,
-    scale: Scale = E.scale,
-    offset: Offset = E.offset,
-    mixed_precision: MixedPrecision = E.mixed_precision,
-    min_agreement: MinAgreement = E.min_agreement,
-    max_accuracy_drop: ExportAccuracyDrop = E.max_accuracy_drop,
-    data_dir: DataDir = E.data_dir,
-    batch: Batch = E.batch,
-    c_name: CName = E.c_name,
-    npu: Npus = E.npus,
+    out: Out = ExportOptions.out,
+    model: Model = ExportOptions.model,
+    format: Formats = ExportOptions.formats,
+    calib_samples: CalibSamples = ExportOptions.calib_samples,
+    opset: Opset = ExportOptions.opset,
+    no_validate: NoValidate = not ExportOptions.validate,
+    data: Data = ExportOptions.data,
+    scale: Scale = ExportOptions.scale,
+    offset: Offset = ExportOptions.offset,
+    mixed_precision: MixedPrecision = ExportOptions.mixed_precision,
+    min_agreement: MinAgreement = ExportOptions.min_agreement,
+    max_accuracy_drop: ExportAccuracyDrop = ExportOptions.max_accuracy_drop,
+    data_dir: DataDir = ExportOptions.data_dir,
+    batch: Batch = ExportOptions.batch,
+    c_name: CName = ExportOptions.c_name,
+    npu: Npus = ExportOptions.npus,
 ) -> None:
     """Export to Keras, SavedModel, TFLite (x4), ONNX (x2), TFLite Micro C arrays and Ethos-U,
     validate each, write the manifest."""
@@ -182,24 +181,24 @@ def export(
 @app.command()
 @handles_errors
 def compare(
-    out: Out = C.out,
-    threads: Threads = C.threads,
-    runs: Runs = C.runs,
-    max_seconds: MaxSeconds = C.max_seconds,
-    batch_size: CompareBatch = C.batch_size,
-    max_accuracy_drop: GateAccuracyDrop = C.max_accuracy_drop,
-    baseline: Baseline = C.baseline,
-    max_latency_regression: LatencyRegression = C.max_latency_regression,
-    timeout: Timeout = C.timeout,
-    max_memory: MaxMemory = C.max_memory,
-    no_verify: NoVerify = not C.verify,
-    runtime: Runtimes = C.runtimes,
-    data: Data = C.data,
-    limit: CompareLimit = C.limit,
-    data_dir: DataDir = C.data_dir,
+    out: Out = CompareOptions.out,
+    threads: Threads = CompareOptions.threads,
+    runs: Runs = CompareOptions.runs,
+    max_seconds: MaxSeconds = CompareOptions.max_seconds,
+    batch_size: CompareBatch = CompareOptions.batch_size,
+    max_accuracy_drop: GateAccuracyDrop = CompareOptions.max_accuracy_drop,
+    baseline: Baseline = CompareOptions.baseline,
+    max_latency_regression: LatencyRegression = CompareOptions.max_latency_regression,
+    timeout: Timeout = CompareOptions.timeout,
+    max_memory: MaxMemory = CompareOptions.max_memory,
+    no_verify: NoVerify = not CompareOptions.verify,
+    runtime: Runtimes = CompareOptions.runtimes,
+    data: Data = CompareOptions.data,
+    limit: CompareLimit = CompareOptions.limit,
+    data_dir: DataDir = CompareOptions.data_dir,
     device: Devices = None,
-    ssh_config: SshConfig = C.ssh_config,
-    cluster: Cluster = C.cluster,
+    ssh_config: SshConfig = CompareOptions.ssh_config,
+    cluster: Cluster = CompareOptions.cluster,
 ) -> None:
     """Run every artifact in its runtime: accuracy, agreement, latency, throughput, size, memory."""
     from toolkit import api
@@ -220,7 +219,7 @@ def compare(
         data=data,
         limit=limit,
         data_dir=data_dir,
-        devices=device or C.devices,
+        devices=device or CompareOptions.devices,
         ssh_config=ssh_config,
         cluster=cluster,
     )
@@ -242,15 +241,15 @@ def report(out: Out = ReportOptions.out, baseline: Baseline = ReportOptions.base
 @handles_errors
 def predict(
     images: Images = None,
-    out: Out = P.out,
-    artifact: Artifact = P.artifact,
+    out: Out = PredictOptions.out,
+    artifact: Artifact = PredictOptions.artifact,
     index: Index = None,
     top: Top = 3,
-    plot: Plot = P.plot,
-    threads: PredictThreads = P.threads,
-    no_verify: NoVerify = not P.verify,
-    data: Data = P.data,
-    data_dir: DataDir = P.data_dir,
+    plot: Plot = PredictOptions.plot,
+    threads: PredictThreads = PredictOptions.threads,
+    no_verify: NoVerify = not PredictOptions.verify,
+    data: Data = PredictOptions.data,
+    data_dir: DataDir = PredictOptions.data_dir,
 ) -> None:
     """Run any artifact on inputs: the top classes of a classifier, a summary of other outputs."""
     from toolkit import api
