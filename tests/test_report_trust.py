@@ -267,3 +267,31 @@ def test_failed_rows_only_report_renders(tmp_path):
     data["rows"] = [failed_row("model.keras", "keras", "boom")]
     report = load_report(_write(tmp_path / "report.json", data), ExitCode.USAGE)
     assert not report.rows[0].ok
+
+
+# --- nothing measured -----------------------------------------------------------------------------
+
+
+def test_measured_nothing_counts_rows_other_than_the_reference():
+    from tests.test_report import report_of
+    from toolkit.compare.judging import measured_nothing
+
+    reference = ok_row("model.keras", "keras", 0.9, 1.0, 1)
+    failed = failed_row("m.tflite", "litert", "boom")
+    unsupported = failed_row("m.cc", "tflite_micro", "no") | {"status": "unsupported"}
+    assert measured_nothing(report_of([reference, failed, unsupported]))
+    assert not measured_nothing(
+        report_of([reference, failed, ok_row("m.onnx", "onnxruntime", 0.9, 1, 1)])
+    )
+    assert not measured_nothing(report_of([reference]))  # only the reference was asked for
+    assert measured_nothing(report_of([failed_row("model.keras", "keras", "boom")]))
+
+
+def test_report_of_rows_that_all_failed_exits_4(tmp_path):
+    """Re-rendered, a report in which nothing but the reference ran is not a success either."""
+    data = make_report(baseline=False).to_json()
+    data["rows"] = [data["rows"][0], failed_row("model_int8.tflite", "litert", "boom")]
+    out = _stored(tmp_path, data)
+    result = CliRunner().invoke(app, ["report", "--out", str(out)])
+    assert_refused(result, ExitCode.ARTIFACT, out / "report" / "report.json", "no artifact could")
+    assert (out / "report" / "report.html").is_file()  # the reasons are written all the same

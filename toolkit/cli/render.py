@@ -206,6 +206,7 @@ def print_export(manifest, out: Path) -> None:
 def print_report(report, out: Path) -> None:
     """Warnings, the table fitted to the terminal, where the files are, and the gate's verdict
     (exit 1 when it failed)."""
+    from toolkit.compare.judging import measured_nothing
     from toolkit.reporting import report_table
 
     warnings_of(report.warnings)
@@ -214,6 +215,12 @@ def print_report(report, out: Path) -> None:
     failures = report.gate["failures"]
     for failure in failures:
         labelled("[bold red]gate:[/]", failure)
+    if measured_nothing(report):  # before the gate's exit: nothing to judge is worse
+        raise ToolkitError(
+            f"{out / 'report' / 'report.json'}: no artifact could be measured (each row "
+            "failed or is unsupported; the table gives the reasons)",
+            ExitCode.ARTIFACT,
+        )
     if failures:
         raise typer.Exit(int(ExitCode.GATE))
 

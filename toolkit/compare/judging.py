@@ -84,6 +84,15 @@ def recommend(report: Report, within_pts: float = 0.5, device: str = LOCAL) -> R
     return min(candidates, key=lambda row: (row.p50, row.artifact, row.runtime))
 
 
+def measured_nothing(report: Report) -> bool:
+    """Whether no artifact could be measured: the reference failed, or every other row failed or
+    is unsupported (an estimate is no measurement and does not count)."""
+    others = [
+        row for row in report.rows if row.artifact != report.reference and row.status != ESTIMATED
+    ]
+    return not report.reference_row.ok or (bool(others) and not any(row.ok for row in others))
+
+
 def gate_failures(
     report: Report, max_accuracy_drop: float | None, max_latency_regression: float | None
 ) -> list[str]:
