@@ -33,7 +33,7 @@ def exported_dir(tmp_path_factory, trained_dir) -> Path:
     """The tiny model exported to every registered format, with its manifest."""
     import shutil
 
-    from toolkit.exporting import export_artifacts
+    from toolkit.export.pipeline import export_artifacts
 
     out = tmp_path_factory.mktemp("exported") / "out"
     shutil.copytree(trained_dir, out)

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from toolkit.cli import app
 from toolkit.data import normalize
 from toolkit.exporters import EXPORTERS
-from toolkit.exporting import VALIDATION_IMAGES, selected_variants
+from toolkit.export.pipeline import selected_variants
+from toolkit.export.validation import VALIDATION_IMAGES
 from toolkit.formats.keras import load_keras_model
 from toolkit.fsio import sha256_path
 from toolkit.metrics import compare_outputs

@@ -98,7 +98,7 @@ def run_export(options: ExportOptions, on_artifact: Callable | None = None):
     from toolkit.data import Preprocessing
     from toolkit.exporters import EXPORTERS
     from toolkit.exporters.ethos_u import ACCELERATORS
-    from toolkit.exporting import export_artifacts
+    from toolkit.export.pipeline import export_artifacts
     from toolkit.process import import_tensorflow
 
     check_choices(options, "formats", ["all", *EXPORTERS])

@@ -117,7 +117,7 @@ def test_a_float_file_is_refused_with_the_reason(tiny_model_dir, tmp_path):
 def test_export_compiles_the_validated_int8_file_with_its_c_array(tiny, tmp_path):
     """The pipeline: `--format ethos-u` brings the int8 file it is made from, validates it,
     and commits the compiled file, its C array and Vela's table, all in the manifest."""
-    from toolkit.exporting import export_artifacts
+    from toolkit.export.pipeline import export_artifacts
 
     data = tmp_path / "data.npz"
     np.savez(data, x_test=tiny.inputs, x_train=tiny.inputs)

@@ -1,0 +1,1 @@
+"""`toolkit export`: validation, one variant's life, the pipeline that commits them."""

@@ -1,0 +1,121 @@
+"""Validation: every artifact's outputs judged against the Keras reference's, by its
+tolerance, before anything is committed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.errors import ExitCode, ToolkitError
+from toolkit.exporters import ExportVariant, Tolerance
+from toolkit.metrics import compare_outputs
+from toolkit.process import quiet_stderr
+from toolkit.results import finite_or_none
+from toolkit.runners import RUNNERS
+
+VALIDATION_IMAGES = 1000
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """An artifact loaded in its runtime: its I/O, the comparator's figures and what missed."""
+
+    figures: dict
+    problems: list[str]
+    inputs: list[dict]
+    outputs: list[dict]
+
+
+@dataclass(frozen=True)
+class Validator:
+    """Judges artifacts against the reference on the validation inputs, with the comparator
+    compare uses; `min_agreement` and `max_accuracy_drop` are the user's bounds for the
+    variants judged by class agreement (the int8 ones)."""
+
+    inputs: np.ndarray
+    reference: np.ndarray
+    labels: np.ndarray | None
+    class_scores: bool
+    enabled: bool = True
+    min_agreement: float | None = None
+    max_accuracy_drop: float | None = None
+
+    def tolerance(self, variant: ExportVariant) -> Tolerance:
+        bounds = variant.tolerance
+        if bounds.min_agreement is None:
+            return bounds
+        if self.min_agreement is not None:
+            bounds = replace(bounds, min_agreement=self.min_agreement)
+        return replace(bounds, max_accuracy_drop=self.max_accuracy_drop)
+
+    @property
+    def reference_accuracy(self) -> float | None:
+        if self.labels is None or not self.class_scores:
+            return None
+        return float(np.mean(np.argmax(self.reference, axis=1) == self.labels))
+
+    def judge(self, variant: ExportVariant, path: Path) -> Judgement:
+        if variant.runtime is None:
+            return Judgement({}, [], [], [])
+        with quiet_stderr(), RUNNERS[variant.runtime](path) as runner:
+            inputs_detail, outputs_detail = runner.io_details()
+            if not self.enabled:
+                return Judgement({}, [], inputs_detail, outputs_detail)
+            outputs = runner.predict(self.inputs)
+        tolerance = self.tolerance(variant)
+        labels = self.labels if self.class_scores else None
+        try:
+            comparison = compare_outputs(outputs, self.reference, labels, self.class_scores)
+        except ValueError as exc:  # NaN, infinity or a wrong shape
+            return Judgement({}, [str(exc)], inputs_detail, outputs_detail)
+        figures = {
+            "images": len(self.inputs),
+            **{k: v for k, v in comparison.to_json().items() if v is not None},
+            "tolerance": tolerance.to_json(),
+        }
+        problems = tolerance.failures(comparison, self.reference_accuracy)
+        return Judgement(finite_or_none(figures), problems, inputs_detail, outputs_detail)
+
+
+def validation_failure(variant_filename: str, count: int, problems: list[str]) -> ToolkitError:
+    return ToolkitError(
+        f"{variant_filename}: validation against the Keras reference failed on {count} inputs: "
+        f"{'; '.join(problems)} (use --no-validate to keep it)",
+        ExitCode.CONVERSION,
+    )
+
+
+# TensorFlow's own patterns (tensorflow/python/framework/ops.py): the model's name opens a root
+# name scope when traced, each layer's a nested one.
+_ROOT_SCOPE = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
+
+
+_NESTED_SCOPE = re.compile(r"[A-Za-z0-9_.\\/>-]*")
+
+
+def check_layer_names(model, path: Path) -> None:
+    """Names TensorFlow cannot trace ("$", "<", a space) are refused naming the layer. Renaming
+    them for the trace would not do: the Keras copy, loaded as it is, fails the same way."""
+    pending = [(model, _ROOT_SCOPE)]
+    while pending:
+        layer, pattern = pending.pop()
+        if not pattern.fullmatch(layer.name):
+            raise ToolkitError(
+                f"{path}: layer {layer.name!r} has a name TensorFlow refuses (letters, digits and "
+                "_ . - / > \\ only): rename it and save the model again",
+                ExitCode.ARTIFACT,
+            )
+        pending += [(inner, _NESTED_SCOPE) for inner in getattr(layer, "layers", ())]
+
+
+def judged_metric(figures: dict) -> str:
+    """The figure the tolerance judged a mixed model by: class agreement for a classifier, SNR
+    for any other output."""
+    if figures.get("agreement") is not None:
+        return f"agreement {figures['agreement']:.4f}"
+    if figures.get("snr_db") is not None:
+        return f"SNR {figures['snr_db']:.1f} dB"
+    return "within its tolerance"
