@@ -251,14 +251,27 @@ def _kill_worker(device_tmp: Path) -> None:
         time.sleep(0.05)
 
 
-def test_a_device_python_without_the_runtime_names_the_package(ssh_device, tmp_path):
+def test_a_device_python_without_the_runtime_names_the_package(ssh_device, device_out, tmp_path):
     from tests.ssh_device import venv_without
+    from toolkit.compare.data import EvalData
+    from toolkit.compare.executors.ssh import SshExecutor
+    from toolkit.data import Preprocessing
 
     python = venv_without(ssh_device.python, tmp_path / "no_ort", "onnxruntime")
-    with _session(ssh_device, tmp_path, python=python) as session:
-        assert session.python == str(python)
-        assert session.missing_package("onnxruntime") == "onnxruntime"
-        assert session.missing_package("litert") is None
+    device = ssh_device.url(python, tmpdir=str(tmp_path))
+    data = EvalData(_items(tmp_path), Preprocessing(1 / 255), SHAPE)
+    jobs = [_request(device_out, ONNX, "onnxruntime")[1]]
+    jobs.append(_request(device_out, "model_float32.tflite", "litert")[1])
+    heard = []
+    outcomes = SshExecutor(device, ssh_device.config).run(
+        jobs, device_out, data, lambda i, status, result: heard.append(status)
+    )
+    (status, reason), (litert_status, measurement) = outcomes
+    assert status == "unsupported" and "onnxruntime is not installed" in reason
+    assert str(python) in reason and "pip install onnxruntime" in reason
+    assert litert_status == "ok" and isinstance(measurement, Measurement)
+    assert heard == ["unsupported", "ok"]
+    assert list(tmp_path.glob("toolkit-agent-*")) == []
 
 
 def test_stale_folders_of_dead_agents_go_at_the_next_connection(ssh_device, tmp_path):
