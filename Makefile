@@ -34,10 +34,12 @@ run: setup
 	$(VENV)/bin/toolkit export --out $(OUT)
 	$(VENV)/bin/toolkit compare --out $(OUT)
 
-# One pytest worker per core (pytest-xdist), a module per worker at a time: module fixtures
-# (a compare of every artifact) are built once, not once per worker.
+# One pytest worker per logical CPU (pytest-xdist; `auto` counts physical cores, one on a
+# 2-vCPU VM with SMT), a module per worker at a time: module fixtures (a compare of every
+# artifact, an sshd, a Ray cluster) are built once, not once per worker. The session's trained
+# and exported folders are built by one worker for all (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadscope
+	$(PY) -m pytest -q -n logical --maxprocesses 4 --dist loadscope
 
 lint: setup
 	$(VENV)/bin/ruff check .
