@@ -127,6 +127,82 @@ def compared_dir(exported_dir, tmp_path_factory):
     return out
 
 
+def test_every_measured_row_says_whether_it_holds_its_validated_tolerance(compared_dir):
+    """Export validates a file in one runtime; compare judges every row of it by the same
+    comparator against the tolerance the manifest records (null for the reference)."""
+    report = json.loads((compared_dir / "report" / "report.json").read_text())
+    manifest = json.loads((compared_dir / "manifest.json").read_text())
+    validated = {a["name"] for a in manifest["artifacts"] if a["validation"].get("tolerance")}
+    judged = 0
+    for row in report["rows"]:
+        verdict = row["within_tolerance"]
+        if row["artifact"] == "model.keras" or row["status"] != "ok":
+            assert verdict is None, row
+        elif row["artifact"] in validated:
+            assert verdict in (True, False) and (row["tolerance_misses"] is None) == verdict
+            judged += 1
+    assert judged >= len(validated) - 1  # every validated file but the reference, at least once
+    rows = {(r["artifact"], r["runtime"]): r for r in report["rows"]}
+    assert rows[("model_float32.tflite", "litert")]["within_tolerance"] is True
+
+
+def test_tolerance_verdict_is_the_validators_per_runtime():
+    """The AVX2 case of issue 26 by hand: int8 fine in LiteRT (identical outputs: a null SNR),
+    12.9 dB in OpenVINO against the 20 dB it was validated to."""
+    from tests.test_report import ok_row, report_of
+    from toolkit.compare.judging import recommend, with_tolerances
+    from toolkit.store import Artifact, Manifest
+
+    rows = [ok_row("model.keras", "keras", 0.9, 1.0, 1)]
+    rows += [ok_row("m.tflite", runtime, 0.9, p50, 1) for runtime, p50 in [("litert", 0.1)]]
+    rows += [ok_row("m.tflite", "openvino", 0.9, 0.05, 1)]
+    for row, snr in zip(rows[1:], [None, 12.9], strict=True):
+        row.update(agreement=None, snr_db=snr, max_abs_diff=0.0 if snr is None else 0.3)
+    tolerance = {"min_agreement": 0.97, "min_snr_db": 20.0}
+    artifact = Artifact("m.tflite", "tflite", "int8", "m.tflite", "litert", "0" * 64, 1)
+    artifact.validation = {"tolerance": tolerance}
+    report = with_tolerances(report_of(rows), Manifest([artifact], [], "0" * 64, {}))
+    verdicts = [(r.within_tolerance, r.tolerance_misses) for r in report.rows]
+    assert verdicts == [(None, None), (True, None), (False, ["snr_db 12.9 < 20"])]
+    assert recommend(report).key == ("m.tflite", "litert")  # the faster row is outside
+    assert gate_failures(report, None, None) == []  # only with the option
+    assert gate_failures(report, None, None, outside_tolerance=True) == [
+        "m.tflite [openvino]: outside the tolerance it was validated to (snr_db 12.9 < 20)"
+    ]
+
+
+def test_a_row_outside_its_tolerance_is_marked_never_recommended_and_can_fail_the_gate(
+    exported_dir, tmp_path
+):
+    """A tolerance int8 cannot meet (recorded in the manifest as if export had validated to it):
+    the row is flagged in report.json, the table, report.md and the page, the recommendation
+    skips it, and --fail-outside-tolerance fails the gate, again when re-rendered."""
+    out = tmp_path / "out"
+    shutil.copytree(exported_dir, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for artifact in manifest["artifacts"]:
+        if artifact["name"] == "model_int8.tflite":
+            artifact["validation"]["tolerance"] = {"max_abs_diff": 1e-9}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    args = ["--out", str(out), *QUICK, "--runtime", "litert", "--limit", "500"]
+    result = runner.invoke(app, ["compare", *args, "--fail-outside-tolerance"])
+    assert result.exit_code == 1, result.output
+    assert "gate: model_int8.tflite: outside the tolerance it was validated to" in result.output
+    assert "⚠ model_int8.tflite: outside the tolerance" in result.output
+    report = json.loads((out / "report" / "report.json").read_text())
+    rows = {(r["artifact"], r["runtime"]): r for r in report["rows"]}
+    flagged = rows[("model_int8.tflite", "litert")]
+    assert flagged["within_tolerance"] is False
+    assert flagged["tolerance_misses"][0].startswith("max_abs_diff")
+    assert rows[("model_float32.tflite", "litert")]["within_tolerance"] is True
+    assert report["recommended"] != "model_int8.tflite"
+    assert report["gate"]["fail_outside_tolerance"] is True
+    assert '<tr class="outside">' in (out / "report" / "report.html").read_text()
+    assert "Outside the tolerance" in (out / "report" / "report.md").read_text()
+    result = runner.invoke(app, ["report", "--out", str(out)])  # the stored gate, re-checked
+    assert result.exit_code == 1 and "outside the tolerance" in result.output
+
+
 def test_compare_writes_parseable_reports(compared_dir):
     report = json.loads((compared_dir / "report" / "report.json").read_text())
     assert report["reference"] == "model.keras" and report["threads"] == 1

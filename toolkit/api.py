@@ -205,6 +205,7 @@ def _judged(report, options: CompareOptions):
         if device != "local" and pick is not None:
             by_device[device] = [pick.artifact, pick.runtime]
     drop, growth = options.max_accuracy_drop, options.max_latency_regression
+    outside = options.fail_outside_tolerance
     return report.with_(
         recommended=best and best.artifact,
         recommended_runtime=best and best.runtime,
@@ -212,7 +213,8 @@ def _judged(report, options: CompareOptions):
         gate={
             "max_accuracy_drop": drop,
             "max_latency_regression": growth,
-            "failures": gate_failures(report, drop, growth),
+            "fail_outside_tolerance": outside,
+            "failures": gate_failures(report, drop, growth, outside),
         },
     )
 
@@ -256,7 +258,8 @@ def run_report(options: ReportOptions):
             stored = _with_baseline(stored, earlier, baseline)
         gate = stored.gate
         limits = gate.get("max_accuracy_drop"), gate.get("max_latency_regression")
-        stored = stored.with_(gate={**gate, "failures": gate_failures(stored, *limits)})
+        outside = gate.get("fail_outside_tolerance", False)
+        stored = stored.with_(gate={**gate, "failures": gate_failures(stored, *limits, outside)})
         write_reports(stored, out / "report")
     return stored
 

@@ -207,6 +207,8 @@ class CompareOptions(CheckedOptions):
     max_accuracy_drop: float | None = option(None, 0)
     baseline: Path | None = option(None)
     max_latency_regression: float | None = option(None, 0)
+    # Gate: a row outside the tolerance its artifact was validated to at export fails it.
+    fail_outside_tolerance: bool = option(False)
     timeout: float = option(300.0, 1, 86400)
     max_memory: int | None = option(None, 64)  # MB; default half the RAM
     verify: bool = option(True, flag="--no-verify")

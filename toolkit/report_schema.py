@@ -29,6 +29,7 @@ class Gate:
     max_accuracy_drop: float | None = None
     max_latency_regression: float | None = None
     failures: list[str] | None = None
+    fail_outside_tolerance: bool = False
 
 
 @dataclass

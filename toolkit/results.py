@@ -62,6 +62,10 @@ class Row:
     extras: dict = field(default_factory=dict)  # runtime-specific: arena bytes, settings
     compatibility: dict = field(default_factory=dict)  # .tflite: GPU delegate, TFLite Micro
     quantization: dict = field(default_factory=dict)  # int8: per-layer record, float layers
+    # Whether the figures stay within the tolerance the artifact was validated to at export, by
+    # the same comparator; None for the reference and for an artifact exported unvalidated.
+    within_tolerance: bool | None = None
+    tolerance_misses: list[str] | None = None  # each bound missed, e.g. "snr_db 12.9 < 20"
     delta_accuracy_pts: float | None = None  # with a baseline only
     delta_p50_pct: float | None = None
     # Where the top-1 class differs from the reference's (see metrics.flip_details).

@@ -70,6 +70,13 @@ Data = Annotated[
 ]
 Baseline = Annotated[Path | None, _path_option("An earlier report.json to report changes against.")]
 NoVerify = Annotated[bool, typer.Option("--no-verify", help="Skip the manifest checksum check.")]
+FailOutsideTolerance = Annotated[
+    bool,
+    typer.Option(
+        "--fail-outside-tolerance",
+        help="Gate: fail (exit 1) when a row misses the tolerance its file was validated to.",
+    ),
+]
 
 # train
 ArchChoice = Annotated[Arch, typer.Option(help="mlp: the tutorial model; cnn: a small conv net.")]

@@ -12,6 +12,7 @@ from toolkit.compare.data import EvalData
 from toolkit.compare.devices import LOCAL, measure_on_devices, parse_devices
 from toolkit.compare.estimates import estimated_rows
 from toolkit.compare.executors import Executor, LocalExecutor
+from toolkit.compare.judging import with_tolerances
 from toolkit.compare.measurement import MeasureSettings
 from toolkit.compare.plan import (
     REFERENCE,
@@ -58,7 +59,9 @@ def measure_rows(
         results = measure_on_devices(
             out, plan, data, settings, on_row, executors, local, measure_plan
         )
-    report = build_report(out, manifest, results, labels, len(items), settings)
+    report = with_tolerances(
+        build_report(out, manifest, results, labels, len(items), settings), manifest
+    )
     return report.with_(rows=(*report.rows, *estimated_rows(manifest)))
 
 

@@ -11,6 +11,7 @@ LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "min")
 LATENCY_UNITS = (("ms", 1.0), ("µs", 1e-3), ("ns", 1e-6))  # name, its size in ms; largest first
 STAR = "★"
 FAILED = "✗"
+OUTSIDE = "⚠"  # measured, but outside the tolerance its file was validated to
 
 
 class Column(NamedTuple):
@@ -58,11 +59,14 @@ def human_size(size: int | None) -> str:
 
 
 def mark(report: Report, row: Row) -> str:
-    """✗ for a row that failed, ≈ for an estimate, ★ for the recommended one."""
+    """✗ for a row that failed, ≈ for an estimate, ⚠ for one outside its tolerance, ★ for the
+    recommended one."""
     if row.status == ESTIMATED:
         return "≈"
     if not row.ok:
         return FAILED
+    if row.within_tolerance is False:
+        return OUTSIDE
     return STAR if report.is_recommended(row) else ""
 
 
@@ -157,6 +161,17 @@ def failed_rows(report: Report) -> list[Row]:
     return [row for row in sorted_rows(report.rows) if not row.ok]
 
 
+def outside_rows(report: Report) -> list[Row]:
+    """The measured rows outside the tolerance their file was validated to, in table order."""
+    return [row for row in sorted_rows(report.rows) if row.ok and row.within_tolerance is False]
+
+
+def outside_reason(row: Row) -> str:
+    """Which bounds of its validated tolerance a row misses, in one line."""
+    misses = "; ".join(row.tolerance_misses or []) or "no reason given"
+    return f"outside the tolerance it was validated to: {misses}"
+
+
 def ok_rows(rows) -> list[Row]:
     """The measured rows with an accuracy, in table order."""
     return [r for r in sorted_rows(rows) if r.ok and r.accuracy is not None]
@@ -196,6 +211,8 @@ def gate_limits(report: Report) -> list[str]:
         limits.append(f"at most {gate['max_accuracy_drop']:g} pt below the reference's accuracy")
     if gate.get("max_latency_regression") is not None:
         limits.append(f"p50 at most {gate['max_latency_regression']:g}% above the baseline's")
+    if gate.get("fail_outside_tolerance"):
+        limits.append("within the tolerance its file was validated to")
     return limits
 
 

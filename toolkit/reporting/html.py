@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from toolkit.reporting.cells import (
+    OUTSIDE,
     STAR,
     Column,
     class_name,
@@ -20,6 +21,8 @@ from toolkit.reporting.cells import (
     latency_text,
     latency_unit,
     num,
+    outside_reason,
+    outside_rows,
     reason,
     recommended_label,
     sorted_rows,
@@ -98,6 +101,7 @@ def _results_table(report: Report) -> str:
     body = []
     for row in sorted_rows(report.rows):
         kind = "failed" if not row.ok else "recommended" if report.is_recommended(row) else ""
+        kind = "outside" if row.ok and row.within_tolerance is False else kind
         regressions = _gate_cells(report, row)
         cells = "".join(_cell(report, row, column, regressions, new) for column in shown)
         body.append(f'<tr class="{kind}">{cells}</tr>')
@@ -290,6 +294,13 @@ def report_html(report: Report, images: dict[str, bytes]) -> str:
     if failed := failed_rows(report):
         parts.append("<h2>Not measured</h2><ul>")
         parts += [f"<li><code>{esc(report.label(r))}</code>: {esc(reason(r))}</li>" for r in failed]
+        parts.append("</ul>")
+    if outside := outside_rows(report):
+        parts.append(f"<h2>{OUTSIDE} Outside the tolerance validated at export</h2><ul>")
+        parts += [
+            f"<li><code>{esc(report.label(r))}</code>: {esc(outside_reason(r))}</li>"
+            for r in outside
+        ]
         parts.append("</ul>")
     parts += _flips_section(report, images)
     parts += _quantization_section(report, images)

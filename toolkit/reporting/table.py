@@ -11,10 +11,13 @@ from rich.text import Text
 
 from toolkit.reporting.cells import (
     FAILED,
+    OUTSIDE,
     STAR,
     Column,
     columns,
     failed_rows,
+    outside_reason,
+    outside_rows,
     reason,
     recommended_label,
     sorted_rows,
@@ -25,6 +28,7 @@ from toolkit.results import Report
 
 def _table(report: Report, shown: list[Column], notes: list[str]) -> Table:
     caption = [f"{FAILED} {report.label(row)}: {reason(row)}" for row in failed_rows(report)]
+    caption += [f"{OUTSIDE} {report.label(r)}: {outside_reason(r)}" for r in outside_rows(report)]
     if recommended := recommended_label(report):
         caption.insert(0, f"{STAR} recommended: {recommended}")
     caption += notes
@@ -39,6 +43,7 @@ def _table(report: Report, shown: list[Column], notes: list[str]) -> Table:
         table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=True)
     for row in sorted_rows(report.rows):
         style = "red" if not row.ok else "bold" if report.is_recommended(row) else None
+        style = "yellow" if row.ok and row.within_tolerance is False else style
         table.add_row(*(Text(column.cell(row)) for column in shown), style=style)
     return table
 

@@ -16,12 +16,15 @@ import io
 
 from toolkit.reporting.cells import (
     LATENCY_KEYS,
+    OUTSIDE,
     STAR,
     class_name,
     columns,
     failed_rows,
     gallery_name,
     gate_limits,
+    outside_reason,
+    outside_rows,
     reason,
     recommended_label,
     sorted_rows,
@@ -76,6 +79,9 @@ def report_markdown(report: Report) -> str:
     if failed := failed_rows(report):
         lines += ["", "## Not measured", ""]
         lines += [f"- `{report.label(row)}`: {reason(row)}" for row in failed]
+    if outside := outside_rows(report):
+        lines += ["", f"## {OUTSIDE} Outside the tolerance validated at export", ""]
+        lines += [f"- `{report.label(row)}`: {outside_reason(row)}" for row in outside]
     if flipped := [row for row in sorted_rows(report.rows) if row.ok and row.flipped]:
         lines += ["", "## What flipped", ""]
         for row in flipped:
