@@ -4,9 +4,11 @@ full int8 misses its tolerance, and described for the manifest."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
+from toolkit.cpu import int8_host
 from toolkit.errors import ExitCode, ToolkitError, first_line, warn
 from toolkit.export.validation import Judgement, Validator, judged_metric, validation_failure
 from toolkit.exporters import ExportVariant
@@ -42,18 +44,45 @@ class VariantExport:
             self._write(variant, target)
             errors = self._layer_errors(variant)
             judged = self.validator.judge(variant, target)
+            judged, retried = self._retry(variant, target, judged)
             if not judged.problems:
-                return self._artifact(variant, target, judged, self._record(variant, errors))
+                record = {**self._record(variant, errors), **retried}
+                return self._artifact(variant, target, judged, record)
             count = len(self.validator.inputs)
             if errors is None or self.mixed == "off":
                 worst = [worst_layers_message(errors)] if errors is not None else []
                 raise validation_failure(variant.filename, count, [*judged.problems, *worst])
             artifact = self._mixed(variant, target, judged, errors)
+            artifact.quantization.update(retried)
         except ToolkitError:
             _remove(target)
             raise
         _remove(target)  # replaced by the mixed model
         return artifact
+
+    def _retry(self, variant: ExportVariant, target: Path, judged: Judgement):
+        """(verdict, manifest record) after the variant's second way of writing (ONNX int8:
+        7-bit weights) when the first missed its tolerance: the second file is kept when it
+        passes, else the first is put back for the mixed-precision search. Both are recorded."""
+        retry = variant.retry
+        if retry is None or not judged.problems:
+            return judged, ({retry.name: False} if retry else {})
+        first = target.with_name(f".first-{target.name}")
+        os.replace(target, first)
+        try:
+            self._write(replace(variant, write=retry.write), target)
+            again = self.validator.judge(variant, target)
+        except ToolkitError as exc:
+            if exc.code != ExitCode.CONVERSION:
+                raise
+            again = Judgement({}, [str(exc)], [], [])
+        if not again.problems:
+            first.unlink()
+            return again, {retry.name: True, f"without_{retry.name}": judged.figures}
+        _remove(target)
+        os.replace(first, target)
+        missed = {"validation": again.figures, "problems": again.problems}
+        return judged, {retry.name: False, f"{retry.name}_missed": missed}
 
     def _write(self, variant: ExportVariant, target: Path) -> None:
         """Runs the converter; its own error becomes a one-line exit-5 reason."""
@@ -173,7 +202,8 @@ class VariantExport:
             size_bytes=size_bytes(path),
             inputs=judged.inputs,
             outputs=judged.outputs,
-            validation=judged.figures,
+            # Where it was validated: int8 verdicts depend on the CPU's instruction sets.
+            validation={**judged.figures, "host": int8_host()} if judged.figures else {},
             compatibility=_compatibility(path),
             quantization=quantization,
             batch=_fixed_batch(judged.inputs) if judged.inputs else self._source_batch(variant),

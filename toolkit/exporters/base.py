@@ -149,6 +149,16 @@ class MixedPrecision:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """A second way to write a variant, tried when the first misses its tolerance and before any
+    layer is kept in float: the same file name, still full integer. `name` is the manifest's
+    record of it (`quantization.<name>`: true when the second way was kept)."""
+
+    name: str
+    write: Callable[[object, Path, ExportContext], None]
+
+
+@dataclass(frozen=True)
 class ExportVariant:
     """One artifact a format produces."""
 
@@ -160,6 +170,7 @@ class ExportVariant:
     write: Callable[[object, Path, ExportContext], None]  # (keras model, target path, context)
     mixed_precision: MixedPrecision | None = None  # int8 variants: per-layer error and fallback
     source: str | None = None  # the validated file it is made from (a C array's .tflite)
+    retry: Retry | None = None  # ONNX int8: 7-bit weights (reduce_range) for CPUs without VNNI
 
 
 def committed_names(variants: list[ExportVariant]) -> set[str]:

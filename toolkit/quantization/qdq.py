@@ -19,8 +19,11 @@ class CalibrationReader:
         return next(self._batches, None)
 
 
-def quantize_qdq(prepared_path: Path, path: Path, calibration, nodes_to_exclude=()) -> None:
-    """Static int8 QDQ of a pre-processed float graph; `nodes_to_exclude` stay in float.
+def quantize_qdq(
+    prepared_path: Path, path: Path, calibration, nodes_to_exclude=(), reduce_range=False
+) -> None:
+    """Static int8 QDQ of a pre-processed float graph; `nodes_to_exclude` stay in float, and
+    `reduce_range` quantizes weights to 7 bits (for CPUs without VNNI).
 
     One definition for the int8 export and the mixed-precision builds, so they differ only
     in the excluded nodes. `calibration` is shaped like the model input.
@@ -36,4 +39,5 @@ def quantize_qdq(prepared_path: Path, path: Path, calibration, nodes_to_exclude=
         weight_type=QuantType.QInt8,
         per_channel=True,
         nodes_to_exclude=list(nodes_to_exclude),
+        reduce_range=reduce_range,
     )
