@@ -140,7 +140,8 @@ def test_batch_one_file_computes_every_item(tiny, runtime, variant):
             runner.bind(tiny.inputs[:37])()
             bound = only_output(runner.bound_outputs())
             np.testing.assert_allclose(bound, outputs, rtol=0, atol=1e-6)
-        assert runner.extras()["batching"] == "one call per item"
+            # (TFLM's extras measure its arena in subprocesses; its runner's test checks them.)
+            assert runner.extras()["batching"] == "one call per item"
     assert outputs.shape == (37, 4)
     # Scores, not classes: 37 near-uniform scores of an untrained model may swap a class.
     figures = compare_outputs(outputs, tiny.reference[:37], class_scores=False)
