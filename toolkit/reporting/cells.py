@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from toolkit.results import ESTIMATED, Report, Row
+from toolkit.results import ESTIMATED, LOCAL, Report, Row, device_host
 
 LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "min")
 LATENCY_UNITS = (("ms", 1.0), ("µs", 1e-3), ("ns", 1e-6))  # name, its size in ms; largest first
@@ -101,6 +101,7 @@ def columns(report: Report) -> list[Column]:
         Column("", lambda r: mark(report, r), numeric=False),
         Column("artifact", lambda r: r.artifact, numeric=False),
         Column("runtime", lambda r: r.runtime, numeric=False),
+        *_device_column(report),
         numeric("acc %", "accuracy", "{:.2f}", 100),
         *([numeric("Δacc pt", "delta_accuracy_pts", "{:+.2f}", drop_rank=2)] if deltas else []),
         numeric("agree %", "agreement", "{:.2f}", 100, drop_rank=6),
@@ -146,12 +147,23 @@ def _target_columns(report: Report) -> list[Column]:
     return columns
 
 
+def _device_column(report: Report) -> list[Column]:
+    """Where each row ran, when rows ran on more than this machine (`--device`)."""
+    if all(row.device_name == LOCAL for row in report.rows):
+        return []
+    return [Column("device", lambda r: device_host(r.device_name), numeric=False)]
+
+
 def sorted_rows(rows) -> list[Row]:
-    """Fastest first by p50; rows that did not run (no latency) last."""
+    """Grouped by device (this machine first), then fastest first by p50; rows that did not
+    run (no latency) last in their device's group."""
+    rows = list(rows)
+    devices = list(dict.fromkeys([LOCAL, *(row.device_name for row in rows)]))
 
     def key(row: Row):
         failed = not row.ok or row.p50 is None
-        return (failed, 0.0 if failed else row.p50, row.artifact, row.runtime)
+        group = devices.index(row.device_name)
+        return (group, failed, 0.0 if failed else row.p50, row.artifact, row.runtime)
 
     return sorted(rows, key=key)
 
