@@ -18,13 +18,15 @@ $(VENV)/.installed: pyproject.toml
 # without the packages they merely recommend (chromium's pull in systemd and cups):
 # the Fashion-MNIST files, g++ (the tflite-micro tests compile the generated C arrays),
 # chromium (the report page's test loads report.html in a real browser) and openssh-server
-# (the `--device ssh://` tests start a real sshd on loopback).
+# (the `--device ssh://` tests start a real sshd on loopback) and iproute2 (the `--cluster` tests
+# bring up loopback in the network namespace their Ray cluster runs in).
 system:
 	@missing=""; \
 	[ -d $(DATASET_DIR) ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
 		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi

@@ -85,6 +85,31 @@ def class_images(count: int, shape: tuple[int, ...], classes: int, seed: int = 0
     return images.clip(0, 255).astype(np.uint8), labels.astype(np.int64)
 
 
+def export_tiny_classifier(folder: Path, shape=(12, 12), count: int = 64, seed: int = 1) -> Path:
+    """A tiny seeded classifier on `class_images`, exported as .keras, .tflite and .onnx into
+    folder/out (returned): the artifacts the device and cluster tests measure."""
+    import keras
+
+    import toolkit
+
+    x, y = class_images(count, shape, 4, seed=seed)
+    names = np.array([f"class {i}" for i in range(4)])
+    np.savez(folder / "data.npz", x_train=x, y_train=y, x_test=x, y_test=y, class_names=names)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape)
+    hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(hidden))
+    model.save(folder / "model.keras")
+    toolkit.export(
+        folder / "out",
+        model=folder / "model.keras",
+        data=folder / "data.npz",
+        formats=["keras", "tflite", "onnx"],
+        calib_samples=32,
+    )
+    return folder / "out"
+
+
 def write_image_folder(folder: Path, images: np.ndarray, labels: np.ndarray, names, split: str):
     """The keras image_dataset_from_directory layout: folder/split/<class>/<i>.png."""
     from PIL import Image

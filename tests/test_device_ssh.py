@@ -27,33 +27,7 @@ HEAVY = ("tensorflow", "keras", "typer", "rich", "matplotlib")
 @pytest.fixture(scope="module")
 def device_out(tmp_path_factory) -> Path:
     """A tiny classifier exported as .keras, .tflite and .onnx on synthetic .npz data."""
-    import keras
-
-    import toolkit
-
-    folder = tmp_path_factory.mktemp("device_out")
-    x, y = models.class_images(COUNT, SHAPE, 4, seed=1)
-    names = np.array([f"class {i}" for i in range(4)])
-    np.savez(folder / "data.npz", x_train=x, y_train=y, x_test=x, y_test=y, class_names=names)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input(SHAPE),
-            keras.layers.Flatten(),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(4, activation="softmax"),
-        ]
-    )
-    model.save(folder / "model.keras")
-    out = folder / "out"
-    toolkit.export(
-        out,
-        model=folder / "model.keras",
-        data=folder / "data.npz",
-        formats=["keras", "tflite", "onnx"],
-        calib_samples=32,
-    )
-    return out
+    return models.export_tiny_classifier(tmp_path_factory.mktemp("device_out"), SHAPE, COUNT)
 
 
 def _sha256(path: Path) -> str:

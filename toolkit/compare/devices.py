@@ -25,10 +25,15 @@ HOST_ONLY = ("keras", "tensorflow")  # the reference runtimes: TensorFlow stays 
 WAIT_SECONDS = 0.1
 
 
-def parse_devices(devices: Sequence[str], ssh_config: Path | None = None) -> list:
-    """One executor per distinct device, in order: LOCAL, or an SshExecutor (exit 2 for a
-    device string that is neither)."""
+def parse_devices(
+    devices: Sequence[str], ssh_config: Path | None = None, cluster: str | None = None
+) -> list:
+    """One executor per distinct device, in order: LOCAL, an SshExecutor, or with `cluster` a
+    RayExecutor per device label (exit 2 for a device string that is none of these)."""
     from toolkit.compare.executors.ssh import SshExecutor
+
+    if cluster is not None:
+        return _with_cluster(devices, ssh_config, cluster)
 
     if ssh_config is not None and not Path(ssh_config).is_file():
         raise ToolkitError(f"--ssh-config {ssh_config}: not a regular file", ExitCode.USAGE)
@@ -47,6 +52,17 @@ def parse_devices(devices: Sequence[str], ssh_config: Path | None = None) -> lis
             seen.add(name)
             executors.append(executor)
     return executors
+
+
+def _with_cluster(devices: Sequence[str], ssh_config: Path | None, cluster: str) -> list:
+    """The devices with `--cluster`: local and ssh:// as without it, every other string a
+    device label of the cluster (connected to now, so an unknown label stops everything)."""
+    from toolkit.compare.executors.ray import cluster_executors
+
+    given = [d for d in devices if d == LOCAL or (isinstance(d, str) and d.startswith("ssh://"))]
+    labels = list(dict.fromkeys(d for d in devices if d not in given))
+    others = parse_devices(given, ssh_config) if given else []
+    return others + cluster_executors(cluster, labels)
 
 
 def open_all(remote: list) -> None:

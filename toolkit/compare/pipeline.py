@@ -39,13 +39,15 @@ def measure_rows(
     executor: Executor | None = None,
     devices: Sequence[str] = (LOCAL,),
     ssh_config: Path | None = None,
+    cluster: str | None = None,
 ) -> Report:
     """Measures every planned (artifact, runtime) pair, then compares each with the reference.
 
     `items` are the evaluation data as stored; the manifest says how they become inputs.
-    `devices`: "local" (this machine, through `executor`) and `ssh://` devices.
+    `devices`: "local" (this machine, through `executor`) and `ssh://` devices; with a Ray
+    `cluster` address, device labels of that cluster.
     """
-    executors = parse_devices(devices, ssh_config)
+    executors = parse_devices(devices, ssh_config, cluster)
     plan = row_plan(manifest, runtimes)
     if not plan or plan[0][0].name != REFERENCE:
         raise ToolkitError(

@@ -33,6 +33,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checked_artifact(out: Path, job: Job) -> Path:
+    """The job's artifact file, checked before it leaves for a device; a folder stays home."""
+    path = out / job.artifact
+    if path.is_dir():
+        raise ToolkitError(f"{job.artifact}: a folder artifact is measured on the host only")
+    check_artifact_file(path)
+    if file_sha256(path) != job.sha256:
+        raise ToolkitError(f"{path}: changed since export (sha256 differs from the manifest)")
+    if path.suffix == ".onnx":  # the device may lack the onnx package that checks this
+        from toolkit.formats.onnx import check_external_data
+
+        check_external_data(path)
+    return path
+
+
 class SshExecutor:
     """The jobs of one `ssh://` device; `open()` connects (compare opens every device before
     anything runs, so a refused host key stops the command first)."""
@@ -111,16 +126,7 @@ class SshExecutor:
             self.sent.add("items.npy")
         if job.artifact in self.sent:
             return
-        path = out / job.artifact
-        if path.is_dir():
-            raise ToolkitError(f"{job.artifact}: a folder artifact is measured on the host only")
-        check_artifact_file(path)
-        if file_sha256(path) != job.sha256:
-            raise ToolkitError(f"{path}: changed since export (sha256 differs from the manifest)")
-        if path.suffix == ".onnx":  # the device may lack the onnx package that checks this
-            from toolkit.formats.onnx import check_external_data
-
-            check_external_data(path)
+        path = checked_artifact(out, job)
         self.session.put(job.artifact, path, job.sha256)
         self.sent.add(job.artifact)
 

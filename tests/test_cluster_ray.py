@@ -1,0 +1,188 @@
+"""`compare --cluster`: rows measured on a real local Ray cluster (a head and a second node with
+two device labels) started inside a network namespace, so its traffic stays on loopback.
+
+One cluster serves the module: tests/cluster_scenarios.py runs every scenario in the namespace
+and the tests assert on what it wrote. Deselect them with `-m "not ray"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests import models
+
+COUNT = 64
+SHAPE = (12, 12)
+LABELS = ("sim-a", "sim-b")
+SCENARIO_SECONDS = 240  # a bound on the wait only
+
+
+def _namespaces_work() -> bool:
+    return bool(shutil.which("unshare") and shutil.which("ip")) and (
+        subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster_out(tmp_path_factory) -> Path:
+    """A tiny classifier exported as .keras, .tflite and .onnx on synthetic .npz data."""
+    return models.export_tiny_classifier(tmp_path_factory.mktemp("cluster_out"), SHAPE, COUNT, 2)
+
+
+@pytest.fixture(scope="module")
+def scenarios(cluster_out, tmp_path_factory) -> dict:
+    """What every scenario of tests/cluster_scenarios.py saw on the namespace's cluster."""
+    pytest.importorskip("ray")
+    if not _namespaces_work():
+        pytest.fail("the Ray tests need unshare -n and ip (util-linux, iproute2) and root")
+    folder = tmp_path_factory.mktemp("cluster")
+    results = folder / "results.json"
+    # Ray's unix sockets live under RAY_TMPDIR: a path short enough for them (108 bytes).
+    ray_tmp = tempfile.mkdtemp(prefix="tk-ray-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "TMPDIR": str(folder)}
+    script = f"{sys.executable} -m tests.cluster_scenarios {cluster_out} {results}"
+    try:
+        done = subprocess.run(
+            ["unshare", "-n", "--", "sh", "-c", f"ip link set lo up && exec {script}"],
+            cwd=Path(__file__).parent.parent,
+            env=env,
+            capture_output=True,
+            timeout=SCENARIO_SECONDS,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    if not results.is_file():
+        pytest.fail(f"the scenarios wrote nothing: {done.stderr.decode(errors='replace')[-3000:]}")
+    return json.loads(results.read_text())
+
+
+def _by_device(rows: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault(row["device"]["name"], []).append(row)
+    return grouped
+
+
+@pytest.mark.ray
+def test_rows_land_on_the_node_carrying_their_label(scenarios):
+    two = scenarios["two"]
+    assert "rows" in two, two
+    grouped = _by_device(two["rows"])
+    assert set(grouped) == {"local", *LABELS}
+    assert [row["runtime"] for row in grouped["local"]] == ["keras"]  # the reference stays home
+    for label in LABELS:
+        rows = grouped[label]
+        assert len(rows) >= 3 and all(row["status"] == "ok" for row in rows), rows
+        for row in rows:
+            device = row["device"]
+            assert device["node_id"] == scenarios["nodes"][label]
+            assert device["label"] == label
+            assert device["cores"] >= 1 and device["os"] and device["cpu"]
+            assert device["versions"]  # the runtime's version on that node
+    pairs = {label: {(r["artifact"], r["runtime"]) for r in grouped[label]} for label in LABELS}
+    assert pairs[LABELS[0]] == pairs[LABELS[1]]  # every row on each label
+    assert {runtime for _, runtime in pairs[LABELS[0]]} == {"litert", "onnxruntime"}
+    assert not scenarios["connected_after"]  # compare closed its Ray connection
+
+
+@pytest.mark.ray
+def test_an_unknown_label_stops_before_anything_runs(scenarios):
+    unknown = scenarios["unknown"]
+    assert unknown["code"] == 2, unknown
+    assert "sim-x" in unknown["error"] and all(label in unknown["error"] for label in LABELS)
+    assert unknown["report_kept"]
+    no_label = scenarios["no_label"]
+    assert no_label["code"] == 2 and "--device LABEL" in no_label["error"], no_label
+
+
+@pytest.mark.ray
+def test_sigterm_cancels_the_rows_and_keeps_the_previous_report(scenarios):
+    stopped = scenarios["sigterm"]
+    assert stopped["code"] not in (0, None), stopped
+    assert stopped["report_kept"], stopped
+    assert "Traceback" not in stopped["stderr"], stopped["stderr"]
+    # Each row asked for 20 s of timing: a stop that waited for the running rows takes longer.
+    assert stopped["stop_seconds"] < 20, stopped
+    assert scenarios["after_sigterm"]["cpus"] == 2  # every node's hold released
+
+
+@pytest.mark.ray
+def test_a_killed_node_fails_its_rows_and_the_others_complete(scenarios):
+    killed = scenarios["killed"]
+    assert killed["killed"] and "rows" in killed, killed
+    grouped = _by_device(killed["rows"])
+    assert all(row["status"] == "ok" for row in grouped[LABELS[0]])
+    after = grouped[LABELS[1]][1:]  # the first sim-b row ended before the kill
+    assert after and all(row["status"] == "failed" for row in after), after
+    for row in after:
+        assert scenarios["nodes"][LABELS[1]][:12] in row["error"] or "node" in row["error"]
+
+
+def _toolkit(*args: str, block_ray: bool = False, timeout: float = 60):
+    """`toolkit ARGS` in a fresh Python; with `block_ray`, as if Ray were not installed."""
+    prelude = "import sys\n" + ("sys.modules['ray'] = None\n" if block_ray else "")
+    code = prelude + "from toolkit import main\nsys.argv = ['toolkit', *sys.argv[1:]]\nmain()\n"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_import_and_help_never_import_ray():
+    code = (
+        "import sys, toolkit, toolkit.api, toolkit.compare.executors\n"
+        "from typer.testing import CliRunner\n"
+        "from toolkit.cli.app import app\n"
+        "result = CliRunner().invoke(app, ['compare', '--help'])\n"
+        "assert '--cluster' in result.output, result.output\n"
+        "print('ray' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_cluster_without_ray_says_how_to_install_it(cluster_out):
+    done = _toolkit(
+        "compare",
+        "--out",
+        str(cluster_out),
+        "--cluster",
+        "127.0.0.1:1",
+        "--device",
+        "sim-a",
+        block_ray=True,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'toolkit[cluster]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("address", ["", "host:port", "ray://", "a b:1", "host:0", "x/y:1"])
+def test_odd_cluster_addresses_are_refused(address):
+    from toolkit.compare.executors.ray import split_address
+    from toolkit.errors import ToolkitError
+
+    with pytest.raises(ToolkitError) as caught:
+        split_address(address)
+    assert caught.value.code == 2
+
+
+def test_an_unreachable_cluster_is_one_line_naming_it(cluster_out):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    done = _toolkit("compare", "--out", str(cluster_out), "--cluster", address, "--device", "sim-a")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert address in lines[0] and "cannot reach" in lines[0]
