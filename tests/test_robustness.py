@@ -429,6 +429,19 @@ def test_compare_command_reports_non_finite_outputs_as_failed(exported_dir, tmp_
     assert report["recommended"] != "model_int8.tflite"
 
 
+def test_compare_in_which_no_artifact_runs_exits_4(exported_dir, tmp_path):
+    """Every .tflite file replaced by bytes no runtime loads: each litert row fails for real, and
+    the command says so with exit 4 (it was 0) after writing the report with the reasons."""
+    out = copy_of(exported_dir, tmp_path)
+    for path in out.glob("*.tflite"):
+        path.write_bytes(b"not a flatbuffer" * 8)
+    result = invoke("compare", "--out", out, "--no-verify", "--runtime", "litert", "--runs", "3")
+    assert_refused(result, 4, out / "report" / "report.json", "no artifact could be measured")
+    rows = json.loads((out / "report" / "report.json").read_text())["rows"]
+    litert = [row["status"] for row in rows if row["runtime"] == "litert"]
+    assert litert and set(litert) == {"failed"}
+
+
 def test_compare_refuses_a_reference_with_non_finite_outputs(exported_dir, tmp_path, monkeypatch):
     import toolkit.compare.executors.local as local
 
