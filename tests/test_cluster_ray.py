@@ -122,8 +122,10 @@ def test_a_killed_node_fails_its_rows_and_the_others_complete(scenarios):
     assert all(row["status"] == "ok" for row in grouped[LABELS[0]])
     after = grouped[LABELS[1]][1:]  # the first sim-b row ended before the kill
     assert after and all(row["status"] == "failed" for row in after), after
-    for row in after:
-        assert scenarios["nodes"][LABELS[1]][:12] in row["error"] or "node" in row["error"]
+    node = scenarios["nodes"][LABELS[1]]
+    for row in after:  # Ray's reason, naming the node that died
+        assert f"node {node[:12]} ({LABELS[1]}):" in row["error"], row
+        assert row["device"]["node_id"] == node
 
 
 def _toolkit(*args: str, block_ray: bool = False, timeout: float = 60):
@@ -186,3 +188,24 @@ def test_an_unreachable_cluster_is_one_line_naming_it(cluster_out):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert address in lines[0] and "cannot reach" in lines[0]
+
+
+def test_a_runtime_version_that_differs_between_nodes_shows_in_its_rows():
+    from toolkit.reporting.cells import columns
+    from toolkit.results import Report, Row
+
+    def row(device: str, version: str, status: str = "ok") -> Row:
+        described = {"name": device, "label": device, "versions": {"ai-edge-litert": version}}
+        return Row("m.tflite", "tflite", "float32", "litert", 10, status=status, device=described)
+
+    rows = (row("local", "2.1.0"), row("rpi5", "2.1.0"), row("jetson", "2.0.3"))
+    report = Report(1, "model.keras", "", {}, [], 1, {}, rows)
+    device = next(column for column in columns(report) if column.header == "device")
+    assert [device.cell(r) for r in rows] == [
+        "local (ai-edge-litert 2.1.0)",
+        "rpi5 (ai-edge-litert 2.1.0)",
+        "jetson (ai-edge-litert 2.0.3)",
+    ]
+    same = report.with_(rows=rows[:2] + (row("jetson", "2.1.0", "failed"),))
+    device = next(column for column in columns(same) if column.header == "device")
+    assert [device.cell(r) for r in same.rows] == ["local", "rpi5", "jetson"]

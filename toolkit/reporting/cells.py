@@ -148,10 +148,28 @@ def _target_columns(report: Report) -> list[Column]:
 
 
 def _device_column(report: Report) -> list[Column]:
-    """Where each row ran, when rows ran on more than this machine (`--device`)."""
+    """Where each row ran, when rows ran on more than this machine (`--device`); with the
+    runtime's version wherever that runtime ran in more than one version."""
     if all(row.device_name == LOCAL for row in report.rows):
         return []
-    return [Column("device", lambda r: device_host(r.device_name), numeric=False)]
+    seen: dict[str, set] = {}
+    for row in report.rows:
+        seen.setdefault(row.runtime, set()).add(_runtime_versions(row))
+
+    def cell(row: Row) -> str:
+        name = device_host(row.device_name)
+        if len(seen[row.runtime] - {()}) < 2 or not _runtime_versions(row):
+            return name
+        return f"{name} ({', '.join(f'{p} {v}' for p, v in _runtime_versions(row))})"
+
+    return [Column("device", cell, numeric=False)]
+
+
+def _runtime_versions(row: Row) -> tuple:
+    """The (package, version) pairs of the row's runtime on its device, as its measurement
+    reported them (a row that did not run reports none)."""
+    versions = row.device.get("versions") if isinstance(row.device, dict) and row.ok else None
+    return tuple(sorted(versions.items())) if isinstance(versions, dict) else ()
 
 
 def sorted_rows(rows) -> list[Row]:
