@@ -10,12 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from toolkit.reporting.cells import (
-    FAILED,
     OUTSIDE,
     STAR,
     Column,
     columns,
     failed_rows,
+    mark,
     outside_reason,
     outside_rows,
     reason,
@@ -27,7 +27,7 @@ from toolkit.results import Report
 
 
 def _table(report: Report, shown: list[Column], notes: list[str]) -> Table:
-    caption = [f"{FAILED} {report.label(row)}: {reason(row)}" for row in failed_rows(report)]
+    caption = [f"{mark(report, r)} {report.label(r)}: {reason(r)}" for r in failed_rows(report)]
     caption += [f"{OUTSIDE} {report.label(r)}: {outside_reason(r)}" for r in outside_rows(report)]
     if recommended := recommended_label(report):
         caption.insert(0, f"{STAR} recommended: {recommended}")
