@@ -170,3 +170,9 @@ def test_estimated_rows_are_vela_figures_never_gated_or_recommended():
     report = Report(1, "model.keras", "now", {}, [], 10, {}, (reference, row))
     assert gate_failures(report, max_accuracy_drop=0.0, max_latency_regression=None) == []
     assert recommend(report) is reference  # 0.25 ms estimated is not 1 ms measured
+    from toolkit.reporting.html import report_html
+
+    page = report_html(report, {})
+    section = page[page.index("<h2>NPU estimates</h2>") :]
+    assert "<th>inference_ms</th><td>0.25</td>" in section
+    assert "<th>on the CPU: SQUARE</th><td>Unsupported opType</td>" in section

@@ -28,7 +28,7 @@ from toolkit.reporting.cells import (
     sorted_rows,
     title,
 )
-from toolkit.results import Report, Row
+from toolkit.results import ESTIMATED, Report, Row
 
 PLOTS = {  # file name -> caption, in the order the HTML page shows them
     "accuracy_vs_latency.png": "Accuracy vs p50 latency; the Pareto front is blue and connected",
@@ -36,6 +36,17 @@ PLOTS = {  # file name -> caption, in the order the HTML page shows them
     "size.png": "File size",
     "per_class_accuracy.png": "Accuracy per class (%); beyond 20 classes, those that lost most",
 }
+NPU_FIGURES = (  # Vela's estimate, in the order the page lists it
+    "inference_ms",
+    "inferences_per_second",
+    "clock_hz",
+    "cycles_total",
+    "macs",
+    "sram_bytes",
+    "flash_bytes",
+    "npu_operators",
+    "cpu_operators",
+)
 # Nothing on the page may reach the network: only inline styles, inline scripts, data: images.
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 esc = html.escape
@@ -252,6 +263,36 @@ def _quantization_section(report: Report, images: dict[str, bytes]) -> list[str]
     return ["<h2>Per-layer int8 error</h2>", *parts] if parts else []
 
 
+def _npu_section(report: Report) -> list[str]:
+    """Vela's estimate for every compiled NPU file: not measured, so apart from the results."""
+    parts = []
+    for row in report.rows:
+        vela = row.extras.get("vela") if row.status == ESTIMATED else None
+        figures = vela.get("estimate") if isinstance(vela, dict) else None
+        if not isinstance(figures, dict):
+            continue
+        shown = [(key, figures.get(key)) for key in NPU_FIGURES]
+        shown += [(key, vela.get(key)) for key in ("system_config", "memory_mode", "per_layer")]
+        fallback = (
+            figures.get("cpu_fallback") if isinstance(figures.get("cpu_fallback"), list) else []
+        )
+        shown += [
+            (f"on the CPU: {entry.get('op')}", entry.get("reason"))
+            for entry in fallback
+            if isinstance(entry, dict)
+        ]
+        cells = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in shown)
+        summary = f"{report.label(row)}: Vela {vela.get('vela_version', '?')}'s estimate"
+        parts.append(
+            f"<details open><summary>{esc(summary)}</summary><table><tbody>{cells}"
+            "</tbody></table></details>"
+        )
+    if not parts:
+        return []
+    note = "Estimated by Arm's Vela compiler, not measured: no NPU ran these files."
+    return ["<h2>NPU estimates</h2>", f'<p class="hint">{esc(note)}</p>', *parts]
+
+
 def _environment(report: Report) -> list[str]:
     parts = ["<details><summary>Environment</summary><table><tbody>"]
     for key, value in report.environment.items():
@@ -304,6 +345,7 @@ def report_html(report: Report, images: dict[str, bytes]) -> str:
         parts.append("</ul>")
     parts += _flips_section(report, images)
     parts += _quantization_section(report, images)
+    parts += _npu_section(report)
     parts += _plots_section(images)
     parts += _environment(report)
     parts.append(f"<script>\n{_package_text('page.js')}</script></body></html>\n")
