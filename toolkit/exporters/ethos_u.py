@@ -13,7 +13,6 @@ import csv
 import re
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -99,39 +98,74 @@ def vela_version() -> str:
         ) from None
 
 
-def run_vela(tflite_path: Path, accelerator: str, folder: Path) -> VelaResult:
-    """Compiles `tflite_path` for `accelerator` with Vela in a child process, into `folder`."""
+def start_vela(tflite_path: Path, accelerator: str, folder: Path) -> subprocess.Popen:
+    """Starts Vela on `tflite_path` for `accelerator` in a child process writing into `folder`
+    (its output to files there, so several can run at once without filling a pipe)."""
     check_integer(tflite_path)
     system, memory = system_of(accelerator)
-    version = vela_version()
+    folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-c", "import sys; from ethosu.vela.vela import main; "]
     command[-1] += "sys.exit(main())"
     command += [str(tflite_path), "--output-dir", str(folder), "--config", "Arm/vela.ini"]
     command += ["--accelerator-config", accelerator, "--system-config", system]
     command += ["--memory-mode", memory, "--verbose-performance", "--show-cpu-operations"]
+    with (folder / "stdout.txt").open("w") as out, (folder / "stderr.txt").open("w") as err:
+        return subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+
+
+def finish_vela(process, tflite_path: Path, accelerator: str, folder: Path) -> VelaResult:
+    """Waits for a started Vela and reads what it wrote: the compiled file and its estimate."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=VELA_SECONDS)
+        process.wait(timeout=VELA_SECONDS)
     except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
         raise ToolkitError(
             f"{tflite_path.name}: Vela did not finish in {VELA_SECONDS} s", ExitCode.CONVERSION
         ) from None
-    stem = tflite_path.stem
+    system, memory = system_of(accelerator)
+    stem, stderr = tflite_path.stem, (folder / "stderr.txt").read_text(errors="replace").strip()
     compiled, summary = folder / f"{stem}_vela.tflite", folder / f"{stem}_summary_{system}.csv"
-    if done.returncode != 0 or not compiled.is_file() or not summary.is_file():
-        reason = first_line(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+    if process.returncode != 0 or not compiled.is_file() or not summary.is_file():
+        reason = first_line(stderr.splitlines()[-1]) if stderr else ""
         raise ToolkitError(
             f"{tflite_path.name}: Vela refused it for {accelerator}: "
-            f"{reason or f'exit code {done.returncode}'}",
+            f"{reason or f'exit code {process.returncode}'}",
             ExitCode.CONVERSION,
         )
     record = {
         "accelerator": accelerator,
         "system_config": system,
         "memory_mode": memory,
-        "vela_version": version,
-        "estimate": estimate(summary, done.stdout),
+        "vela_version": vela_version(),
+        "estimate": estimate(summary, (folder / "stdout.txt").read_text(errors="replace")),
     }
     return VelaResult(compiled, folder / f"{stem}_per-layer.csv", record)
+
+
+def run_vela(tflite_path: Path, accelerator: str, folder: Path) -> VelaResult:
+    """Compiles `tflite_path` for `accelerator` with Vela in a child process, into `folder`."""
+    vela_version()
+    return finish_vela(
+        start_vela(tflite_path, accelerator, folder), tflite_path, accelerator, folder
+    )
+
+
+def run_vela_each(tflite_path: Path, accelerators, folder: Path) -> dict:
+    """accelerator -> VelaResult, or the ToolkitError that left it out: one child process
+    each, all running at once."""
+    vela_version()
+    check_integer(tflite_path)
+    started = {a: start_vela(tflite_path, a, folder / a) for a in accelerators}
+    results = {}
+    for accelerator, process in started.items():
+        try:
+            results[accelerator] = finish_vela(
+                process, tflite_path, accelerator, folder / accelerator
+            )
+        except ToolkitError as exc:
+            results[accelerator] = exc
+    return results
 
 
 def estimate(summary: Path, stdout: str) -> dict:
@@ -161,25 +195,31 @@ def estimate(summary: Path, stdout: str) -> dict:
     }
 
 
-def export_vela(model, path: Path, context, source: str, accelerator: str) -> None:
+def export_vela(model, path: Path, context, source: str, accelerator: str, together=()) -> None:
     """`path` = the committed `source` file compiled for `accelerator`; its per-layer table
-    goes to npu/ beside it and Vela's record to `context.facts` for the manifest."""
+    goes to npu/ beside it and Vela's record to `context.facts` for the manifest. The first
+    call compiles for every accelerator in `together` at once."""
     import shutil
 
     tflite_path = context.committed_file(source)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        result = run_vela(tflite_path, accelerator, Path(tmp))
-        shutil.copyfile(result.tflite, path)
-        table = path.parent / NPU_DIR / f"{tflite_path.name}.{accelerator}.csv"
-        table.parent.mkdir(exist_ok=True)
-        if result.per_layer.is_file():
-            shutil.copyfile(result.per_layer, table)
-    record = {
-        **result.record,
-        "source": tflite_path.name,
-        "per_layer": table.relative_to(path.parent).as_posix(),
+    results = context.shared(
+        f"vela:{tflite_path.name}",
+        lambda: run_vela_each(tflite_path, together or (accelerator,), context.build_dir / "vela"),
+    )
+    result = results.get(accelerator) or run_vela(
+        tflite_path, accelerator, context.build_dir / "vela" / accelerator
+    )
+    if isinstance(result, ToolkitError):
+        raise result
+    shutil.copyfile(result.tflite, path)
+    table = path.parent / NPU_DIR / f"{tflite_path.name}.{accelerator}.csv"
+    table.parent.mkdir(exist_ok=True)
+    if result.per_layer.is_file():
+        shutil.copyfile(result.per_layer, table)
+    per_layer = f"{NPU_DIR}/{table.name}"
+    context.facts[path.name] = {
+        "npu": {**result.record, "source": tflite_path.name, "per_layer": per_layer}
     }
-    context.facts[path.name] = {"npu": record}
 
 
 def export_vela_source(model, path: Path, context, source: str) -> None:
@@ -215,7 +255,12 @@ def variants(accelerators=DEFAULT_NPUS, sources=("model_int8.tflite",)) -> tuple
                     f"{compiled}.tflite",
                     None,
                     ESTIMATE,
-                    partial(export_vela, source=source, accelerator=accelerator),
+                    partial(
+                        export_vela,
+                        source=source,
+                        accelerator=accelerator,
+                        together=tuple(accelerators),
+                    ),
                     source=source,
                 )
             )
