@@ -206,3 +206,31 @@ def test_cli_batch_dynamic_keeps_todays_graph_and_the_manifest_says_so(tiny, tmp
     for artifact in manifest.artifacts:
         assert artifact.batch is None, artifact.name  # every file keeps its dynamic batch
     assert "SHAPE" in _op_names(out / "model_float32.tflite")
+
+
+def test_node_data_is_written_by_a_child_and_a_failed_one_says_why(tiny, tmp_path):
+    """Export writes node data in child processes beside the conversions: a file that came
+    is in the record; one that did not leaves its reason there instead."""
+    pytest.importorskip("model_explorer", reason="the 'explorer' extra is not installed")
+    import json
+
+    from toolkit.exporters.tflite import int8_debugger
+    from toolkit.quantization.node_data import NodeDataJobs
+    from toolkit.quantization.records import layer_errors_json
+
+    errors = int8_debugger(tiny.context).errors
+    path = tiny_artifact(tiny, next(v for v in EXPORTERS["tflite"] if v.variant == "int8"))
+    record = tmp_path / "model_int8.tflite.json"
+    record.write_text(json.dumps(layer_errors_json("model_int8.tflite", errors)))
+    jobs, good, bad = NodeDataJobs(), {}, {}
+    jobs.start(record, path, tmp_path / "good.node_data.json", errors.plot_metric)
+    jobs.start(record, tmp_path / "missing.tflite", tmp_path / "bad.node_data.json", "rmse")
+    jobs.describe("quantization/good.node_data.json", good)
+    jobs.describe("quantization/bad.node_data.json", bad)
+    problems = jobs.finish()
+    assert good == {"node_data": "quantization/good.node_data.json"}
+    written = json.loads((tmp_path / "good.node_data.json").read_text())
+    (graph,) = written.values()
+    assert len(graph["results"]) == sum(t.kind == "activation" for t in errors.tensors)
+    assert "node_data" not in bad and bad["node_data_skipped"].startswith("not written")
+    assert len(problems) == 1 and problems[0].startswith("bad.node_data.json: not written")

@@ -14,6 +14,7 @@ from toolkit.export.validation import Judgement, Validator, judged_metric, valid
 from toolkit.exporters import ExportVariant
 from toolkit.fsio import disk_problem, sha256_path, size_bytes
 from toolkit.process import quiet_stderr
+from toolkit.quantization.node_data import NODE_DATA_SUFFIX, NodeDataJobs
 from toolkit.quantization.records import worst_layers_message
 from toolkit.results import finite_or_none
 from toolkit.store import Artifact
@@ -30,6 +31,7 @@ class VariantExport:
         self.folder, self.context, self.validator = folder, context, validator
         self.mixed, self.out = mixed, out
         self.figures, self.plots = figures, []  # per-layer plots, drawn in a figure process
+        self.node_data = NodeDataJobs()  # Model Explorer files, written by child processes
 
     def write_plots(self) -> None:
         """Waits for the per-layer plots and writes them beside their records."""
@@ -37,6 +39,8 @@ class VariantExport:
 
         for path, png in zip(self.plots, self.figures.pngs(), strict=True):
             write_png(png, path)
+        for problem in self.node_data.finish():
+            warn(problem)
 
     def run(self, variant: ExportVariant) -> Artifact:
         target = self.folder / variant.filename
@@ -119,23 +123,17 @@ class VariantExport:
         self.figures.draw(layer_errors_figure, errors, variant.filename)
         self.plots.append(record.with_suffix(".png"))
         if variant.format == "tflite":
-            from toolkit.quantization.node_data import NODE_DATA_SUFFIX, write_node_data
-
-            node_data = folder / f"{variant.filename}{NODE_DATA_SUFFIX}"
-            write_node_data(errors, self.folder / variant.filename, node_data)
+            target = folder / f"{variant.filename}{NODE_DATA_SUFFIX}"
+            self.node_data.start(record, self.folder / variant.filename, target, errors.plot_metric)
         return errors
 
     def _record(self, variant: ExportVariant, errors, **more) -> dict:
         if errors is None:
             return {}
-        from toolkit.quantization.node_data import MISSING, NODE_DATA_SUFFIX
-
         record = {"per_layer": f"{QUANTIZATION_DIR}/{variant.filename}.json", **more}
-        node_data = f"{QUANTIZATION_DIR}/{variant.filename}{NODE_DATA_SUFFIX}"
-        if (self.folder / node_data).is_file():
-            record["node_data"] = node_data  # Model Explorer: model-explorer FILE --node_data_paths
-        elif variant.format == "tflite":
-            record["node_data_skipped"] = MISSING
+        if variant.format == "tflite":
+            node_data = f"{QUANTIZATION_DIR}/{variant.filename}{NODE_DATA_SUFFIX}"
+            self.node_data.describe(node_data, record)
         return record
 
     def _mixed(self, variant: ExportVariant, target: Path, judged: Judgement, errors) -> Artifact:
