@@ -94,12 +94,13 @@ def tiny_artifact(tiny, variant) -> Path:
 def round_trip(tiny, variant):
     """The variant's file reloaded in its runtime and judged against the Keras outputs by the
     comparator export and compare use."""
+    from toolkit.arrays import only
     from toolkit.metrics import compare_outputs
     from toolkit.process import quiet_stderr
     from toolkit.runners import RUNNERS
 
     with quiet_stderr(), RUNNERS[variant.runtime](tiny_artifact(tiny, variant)) as runner:
-        outputs = runner.predict(tiny.inputs)
+        outputs = only(runner.predict(tiny.inputs))
     assert outputs.shape == tiny.reference.shape and outputs.dtype == "float32"
     return compare_outputs(outputs, tiny.reference)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from toolkit.exporters.base import ExportVariant, Tolerance
-from toolkit.runners.base import Runner, in_batches
+from toolkit.runners.base import Runner
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -60,11 +60,13 @@ class NumpyDenseRunner(Runner):
         e = np.exp(x - x.max(axis=1, keepdims=True))
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def predict(self, images):
-        return in_batches(self._forward, images)
+    input_names, output_names = ["images"], ["probabilities"]
 
-    def bind(self, images):
-        self._bound_input = images
+    def _predict_batch(self, inputs):
+        return {"probabilities": self._forward(inputs["images"])}
+
+    def _bind(self, inputs):
+        self._bound_input = inputs["images"]
 
         def call():
             self._bound = self._forward(self._bound_input)
@@ -72,7 +74,7 @@ class NumpyDenseRunner(Runner):
         return call
 
     def bound_outputs(self):
-        return self._bound
+        return {"probabilities": self._bound}
 
 
 @pytest.fixture

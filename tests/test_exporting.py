@@ -6,11 +6,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from toolkit.arrays import only
 from toolkit.cli import app
 from toolkit.data import normalize
-from toolkit.exporters import EXPORTERS
 from toolkit.export.pipeline import selected_variants
 from toolkit.export.validation import VALIDATION_IMAGES
+from toolkit.exporters import EXPORTERS
 from toolkit.formats.keras import load_keras_model
 from toolkit.fsio import sha256_path
 from toolkit.metrics import compare_outputs
@@ -28,9 +29,9 @@ def test_variant_round_trip_within_tolerance(exported_dir, dataset, variant):
     """Reload in the device runtime and compare with the Keras reference independently."""
     images = normalize(dataset.test_images[:VALIDATION_IMAGES])
     with RUNNERS["keras"](exported_dir / "model.keras") as reference_runner:
-        reference = reference_runner.predict(images)
+        reference = only(reference_runner.predict(images))
     with RUNNERS[variant.runtime](exported_dir / variant.filename) as artifact_runner:
-        probabilities = artifact_runner.predict(images)
+        probabilities = only(artifact_runner.predict(images))
     assert probabilities.shape == (VALIDATION_IMAGES, 10)
     figures = compare_outputs(probabilities, reference)
     assert variant.tolerance.failures(figures) == []

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from toolkit.arrays import only
 from toolkit.figures import save_figure
 from toolkit.metrics import compare_outputs
 from toolkit.quantization.layers import layer_of, traced_scopes
@@ -142,7 +143,7 @@ def _tflite_validator(tmp_path, images, reference):
         path = tmp_path / "candidate.tflite"
         path.write_bytes(flatbuffer)
         with LiteRTRunner(path) as runner:
-            figures = compare_outputs(runner.predict(images), reference).to_json()
+            figures = compare_outputs(only(runner.predict(images)), reference).to_json()
         return figures, figures["agreement"] >= MIN_AGREEMENT
 
     return validate
@@ -153,7 +154,7 @@ def _onnx_validator(images, reference):
 
     def validate(path):
         with OnnxRuntimeRunner(path) as runner:
-            figures = compare_outputs(runner.predict(images), reference).to_json()
+            figures = compare_outputs(only(runner.predict(images)), reference).to_json()
         return figures, figures["agreement"] >= MIN_AGREEMENT
 
     return validate

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from toolkit.arrays import only
 from toolkit.cli import app
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.store import COMMIT_NAME, LOCK_NAME, STAGING_PREFIX
@@ -291,7 +292,7 @@ def test_onnx_external_data_inside_the_folder_runs(tmp_path, dataset, location):
     assert result.output.startswith("test image 0:")
     images = normalize(dataset.test_images[:5])
     with OnnxRuntimeRunner(path) as onnx_runner:
-        probabilities = onnx_runner.predict(images)
+        probabilities = only(onnx_runner.predict(images))
     logits = images.reshape(5, 784) @ WEIGHTS
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
@@ -511,7 +512,7 @@ def toolkit_command(*args) -> list[str]:
 # milliseconds, so without this no poll ever sees the folder mid-commit. Nothing else changes.
 SLOW_COMMIT = """
 import os, sys, time
-from toolkit.artifacts import STAGING_PREFIX
+from toolkit.store import STAGING_PREFIX
 from toolkit.cli import app
 
 def replace(src, dst, _replace=os.replace):
@@ -613,7 +614,7 @@ def test_verify_drops_an_uncommitted_staging_folder(exported_dir, tmp_path):
 LOCK_HOLDER = """
 import sys
 from pathlib import Path
-from toolkit.artifacts import OutputLock
+from toolkit.store import OutputLock
 with OutputLock(Path(sys.argv[1])):
     print("locked", flush=True)
     sys.stdin.read()

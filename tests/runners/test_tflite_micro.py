@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tests.runners.contract import predict_with as _predict
+from toolkit.arrays import only
 from toolkit.runners import RUNNERS
 from toolkit.runners.base import Unsupported
 
@@ -19,7 +20,7 @@ def test_float32_matches_litert(tiny_model_dir, images):
 def test_int8_matches_litert_within_one_output_step(tiny_model_dir, images):
     path = tiny_model_dir / "model_int8.tflite"
     with RUNNERS["tflite-micro"](path) as runner:
-        micro = runner.predict(images)
+        micro = only(runner.predict(images))
         step = runner.io_details()[1][0]["quantization"]["scale"]
     # Integer kernels may round a requantization differently from XNNPACK's: one output step.
     np.testing.assert_allclose(micro, _predict("litert", path, images), atol=step * 1.01)
@@ -29,7 +30,7 @@ def test_int8_matches_litert_within_one_output_step(tiny_model_dir, images):
 @pytest.mark.parametrize("variant", ["float32", "int8"])
 def test_bound_call_gives_the_predicted_output(tiny_model_dir, images, variant):
     with RUNNERS["tflite-micro"](tiny_model_dir / f"model_{variant}.tflite") as runner:
-        expected = runner.predict(images[:1])
+        expected = only(runner.predict(images[:1]))
         call = runner.bind(images[:1])
         call()
         raw = runner.interpreter.get_output(0)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.arrays import Named, concatenated, is_structured, packed
 from toolkit.data import Preprocessing
 
 ITEMS_NAME = "items.npy"
@@ -24,7 +25,14 @@ class EvalData:
     input_shape: tuple[int, ...]
 
     @classmethod
-    def write(cls, items: np.ndarray, folder: Path, preprocessing, input_shape) -> EvalData:
+    def write(
+        cls, items: np.ndarray, folder: Path, preprocessing, input_shape, inputs: list = ()
+    ) -> EvalData:
+        """`items` saved for the workers. Items of several inputs are saved preprocessed (each
+        input's own preprocessing from `inputs`, the manifest's entries) and shaped as the
+        model's, so a worker only reads them: one preprocessing cannot serve them all."""
+        if is_structured(items):
+            items, preprocessing = model_ready(items, inputs), Preprocessing(1.0)
         path = folder / ITEMS_NAME
         np.save(path, np.ascontiguousarray(items), allow_pickle=False)
         return cls(path, preprocessing, tuple(input_shape))
@@ -35,14 +43,34 @@ class EvalData:
     def __len__(self) -> int:
         return len(self.items())
 
-    def inputs(self, start: int, stop: int) -> np.ndarray:
-        """Model inputs for items[start:stop]."""
-        batch = self.preprocessing.apply(self.items()[start:stop])
-        return batch.reshape((-1, *self.input_shape))
+    def inputs(self, start: int, stop: int):
+        """Model inputs for items[start:stop]: one array, or arrays by input name for items of
+        several inputs (stored preprocessed, a field per input, already in the model's shapes)."""
+        items = self.items()[start:stop]
+        if is_structured(items):
+            return {name: self.preprocessing.apply(items[name]) for name in items.dtype.names}
+        return self.preprocessing.apply(items).reshape((-1, *self.input_shape))
 
-    def outputs(self, predict: Callable[[np.ndarray], np.ndarray], batch: int = 1024) -> np.ndarray:
-        """`predict` over every item, a batch at a time, outputs stacked as float32."""
-        count = len(self)
-        return np.concatenate(
-            [predict(self.inputs(i, i + batch)).astype(np.float32) for i in range(0, count, batch)]
-        )
+    def outputs(self, predict: Callable[[object], Named], batch: int = 1024) -> Named:
+        """`predict` over every item, a batch at a time, outputs stacked by name as float32."""
+        parts = [
+            {
+                name: array.astype(np.float32)
+                for name, array in predict(self.inputs(i, i + batch)).items()
+            }
+            for i in range(0, len(self), batch)
+        ]
+        return concatenated(parts)
+
+
+def model_ready(items: np.ndarray, inputs: list) -> np.ndarray:
+    """Structured items as float32 model inputs, field by field, per the manifest's inputs."""
+    from toolkit.data.checks import fit_to_model
+
+    ready = {}
+    for entry in inputs:
+        name, spec = entry["name"], entry.get("preprocessing", {})
+        preprocessing = Preprocessing(float(spec.get("scale", 1.0)), float(spec.get("offset", 0.0)))
+        shape = tuple(int(d) for d in entry["shape"][1:])
+        ready[name] = fit_to_model(preprocessing.apply(items[name]), shape, Path(name))
+    return packed(ready)

@@ -22,9 +22,6 @@ from toolkit.compare.machine import describe_machine
 from toolkit.compare.measurement import Job, Measurement
 from toolkit.errors import ExitCode, ToolkitError
 
-# The key of a runner's one output until runners name their outputs.
-OUTPUT_KEY = "output"
-
 
 def time_calls(
     call: Callable[[], object], runs: int, max_seconds: float, warmup: int
@@ -112,7 +109,7 @@ def measure_job(
         )
         extras = runner.extras()
     return Measurement(
-        outputs={OUTPUT_KEY: outputs},
+        outputs=outputs,
         latencies_ns=latencies,
         throughput_ips=len(batch) * len(batch_calls) / (batch_calls.sum() / 1e9),
         load_ms=load_ms,

@@ -25,8 +25,35 @@ def set_tf_threads(threads: int) -> None:
         pass
 
 
+def keras_output_names(model) -> list[str]:
+    """The Keras names of the outputs (the layers that produce them), in the model's order."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    return [tensor._keras_history.operation.name for tensor in model.outputs]
+
+
+def io_names(model) -> tuple[list[str], list[str]]:
+    """The input and output names every format gives the model: `images` and `probabilities`
+    for one input and one output (the names files have always had), else the Keras names."""
+    if len(model.inputs) == 1 and len(model.outputs) == 1:
+        return [INPUT_NAME], [OUTPUT_NAME]
+    return [tensor.name for tensor in model.inputs], keras_output_names(model)
+
+
+def call_model(model, inputs: dict, training: bool = False) -> dict:
+    """The model on inputs by name (`io_names`), its outputs by name in the Keras order."""
+    import keras
+
+    in_names, out_names = io_names(model)
+    # Keras matches a dict to the Input layers' names, however the model was built.
+    given = inputs[in_names[0]] if len(in_names) == 1 else {n: inputs[n] for n in in_names}
+    flat = keras.tree.flatten(model(given, training=training))
+    return dict(zip(out_names, flat, strict=True))
+
+
 def serving_function(model, batch: int | None = None):
-    """A tf.function with an explicit signature: input `images`, output `probabilities`.
+    """A tf.function with an explicit signature: inputs and outputs named by `io_names`.
 
     Every TF-based converter starts from it, so all formats share the same names and layout.
     A fixed `batch` makes every shape in the graph static: no ops computing the batch at run
@@ -34,13 +61,69 @@ def serving_function(model, batch: int | None = None):
     """
     import tensorflow as tf
 
-    spec = tf.TensorSpec((batch, *model.inputs[0].shape[1:]), tf.float32, name=INPUT_NAME)
+    in_names, _ = io_names(model)
+    specs = {
+        name: tf.TensorSpec((batch, *tensor.shape[1:]), tf.float32, name=name)
+        for name, tensor in zip(in_names, model.inputs, strict=True)
+    }
+    if len(specs) == 1:  # one positional argument: the signature TF tools expect of one input
 
-    @tf.function(input_signature=[spec])
-    def serve(images):
-        return {OUTPUT_NAME: model(images, training=False)}
+        @tf.function(input_signature=list(specs.values()))
+        def serve(images):
+            return call_model(model, {in_names[0]: images})
 
-    return serve
+        return serve
+
+    @tf.function(input_signature=[specs])
+    def serve_named(inputs):
+        return call_model(model, inputs)
+
+    return serve_named
+
+
+def free_input_dims(model) -> dict[str, tuple]:
+    """Inputs whose dimensions other than the batch are not fixed, by Keras input name."""
+    return {t.name: tuple(t.shape[1:]) for t in model.inputs if None in tuple(t.shape[1:])}
+
+
+def with_input_shapes(model, shapes: dict[str, tuple[int, ...]], path: Path):
+    """The model rebuilt with its free input dimensions fixed (`--input-shape`), same weights:
+    converters need static shapes. `shapes` by Keras input name, or "" for a one-input model."""
+    import keras
+
+    if "" in shapes and len(model.inputs) == 1:
+        shapes = {model.inputs[0].name: shapes[""]}
+    unknown = sorted(set(shapes) - {t.name for t in model.inputs})
+    if unknown:
+        names = ", ".join(t.name for t in model.inputs)
+        raise ToolkitError(
+            f"--input-shape {unknown[0]}: the model has no such input (inputs: {names})",
+            ExitCode.USAGE,
+        )
+    new_inputs = []
+    for tensor in model.inputs:
+        old = tuple(tensor.shape[1:])
+        shape = tuple(shapes.get(tensor.name, old))
+        fits = len(shape) == len(old) and all(
+            o in (None, s) for o, s in zip(old, shape, strict=True)
+        )
+        if not fits:
+            raise ToolkitError(
+                f"--input-shape {tensor.name}={','.join(map(str, shape))}: does not fit the "
+                f"input's shape {old}",
+                ExitCode.USAGE,
+            )
+        new_inputs.append(keras.Input(shape, dtype=tensor.dtype, name=tensor.name))
+    try:
+        structure = keras.tree.pack_sequence_as(model.input, new_inputs)
+        fixed = keras.models.clone_model(model, input_tensors=structure)
+        fixed.set_weights(model.get_weights())
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a model it cannot clone
+        raise ToolkitError(
+            f"{path}: cannot fix its input shapes ({first_line(exc)})", ExitCode.ARTIFACT
+        ) from None
+    check_model_io(fixed, path)
+    return fixed
 
 
 def load_keras_model(path: Path):
@@ -79,7 +162,7 @@ def load_keras_model(path: Path):
         raise ToolkitError(
             f"{path}: cannot load as a Keras model: {reason}", ExitCode.ARTIFACT
         ) from None
-    check_model_io(model, path)
+    check_model_io(model, path, free_inputs_ok=True)
     return model
 
 
@@ -111,25 +194,43 @@ def check_unpacked_size(path: Path) -> None:
         )
 
 
-def check_model_io(model, path: Path) -> None:
-    """Any model with one float input of fixed shape (batch aside) and one output can be
-    exported and compared; say what was found otherwise."""
+def check_model_io(model, path: Path, free_inputs_ok: bool = False) -> None:
+    """Any model with float inputs of fixed shape (batch aside) and one or more outputs can be
+    exported and compared; say what was found otherwise. `free_inputs_ok`: inputs with free
+    dimensions are accepted (to be fixed by --input-shape before anything is converted)."""
     inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
-    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+    if not inputs or not outputs:
         found = f"{len(inputs or [])} inputs and {len(outputs or [])} outputs"
         raise ToolkitError(
-            f"{path}: expected one input and one output, found {found}", ExitCode.ARTIFACT
-        )
-    input_shape, output_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
-    if any(d is None for d in input_shape[1:]) or any(d is None for d in output_shape[1:]):
-        raise ToolkitError(
-            f"{path}: dimensions other than the batch must be fixed, found input "
-            f"{input_shape} and output {output_shape}",
+            f"{path}: expected at least one input and one output, found {found}",
             ExitCode.ARTIFACT,
         )
-    dtype = str(inputs[0].dtype)
-    if not dtype.startswith(("float", "bfloat")):
+    names = [t.name for t in inputs] + keras_output_names(model)
+    if len(set(names)) != len(names):
         raise ToolkitError(
-            f"{path}: expected a float input, found {dtype}; feed the model float features",
+            f"{path}: input and output names repeat ({', '.join(names)}); give each a name",
             ExitCode.ARTIFACT,
         )
+    for tensor in inputs:
+        shape = tuple(tensor.shape)
+        if any(d is None for d in shape[1:]) and not free_inputs_ok:
+            option = f"{tensor.name}=" if len(inputs) > 1 else ""
+            example = ",".join("H" if d is None else str(d) for d in shape[1:])
+            raise ToolkitError(
+                f"{path}: input {tensor.name!r} has free dimensions {shape}; fix them with "
+                f"--input-shape {option}{example.replace('H,H', 'H,W')}",
+                ExitCode.ARTIFACT,
+            )
+        dtype = str(tensor.dtype)
+        if not dtype.startswith(("float", "bfloat")):
+            raise ToolkitError(
+                f"{path}: input {tensor.name!r} is {dtype}; expected a float input (feed the "
+                "model float features)",
+                ExitCode.ARTIFACT,
+            )
+    for name, tensor in zip(keras_output_names(model), outputs, strict=True):
+        if any(d is None for d in tuple(tensor.shape)[1:]) and not free_inputs_ok:
+            raise ToolkitError(
+                f"{path}: output {name!r} has free dimensions {tuple(tensor.shape)}",
+                ExitCode.ARTIFACT,
+            )

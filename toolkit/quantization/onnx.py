@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.arrays import as_float32, count, feeds, taken
 from toolkit.formats.keras import INPUT_NAME
 from toolkit.process import quiet_stderr
 from toolkit.quantization.layers import assign_layers
@@ -45,8 +46,9 @@ class OnnxInt8Debugger:
         import onnx
 
         self.prepared = Path(prepared)
-        self.calibration = np.asarray(calibration, dtype=np.float32)
+        self.calibration = as_float32(calibration)
         graph = onnx.load(str(self.prepared)).graph
+        self._input_name = graph.input[0].name if graph.input else INPUT_NAME
         self._nodes = list(graph.node)
         self._layers = dict(
             zip(
@@ -71,16 +73,14 @@ class OnnxInt8Debugger:
         from onnxruntime.quantization import qdq_loss_debug
 
         qdq_loss_debug.modify_model_output_intermediate_tensors(str(model), str(augmented))
-        batches = [
-            {INPUT_NAME: images[i : i + DEBUG_BATCH]} for i in range(0, len(images), DEBUG_BATCH)
-        ]
+        batches = feeds(images, self._input_name, DEBUG_BATCH)
         with quiet_stderr():
             return qdq_loss_debug.collect_activations(str(augmented), batches)
 
     def _layer_errors(self, qdq: Path, scratch: Path, samples: int) -> LayerErrors:
         from onnxruntime.quantization import qdq_loss_debug as debug
 
-        images = self.calibration[:samples]
+        images = taken(self.calibration, slice(0, samples))
         float_acts = self._activations(self.prepared, scratch / "float_augmented.onnx", images)
         qdq_acts = self._activations(qdq, scratch / "qdq_augmented.onnx", images)
         # Cross-model error only: inside the QDQ graph, a tensor whose Relu was folded into its
@@ -100,7 +100,7 @@ class OnnxInt8Debugger:
             method="onnxruntime.quantization.qdq_loss_debug (cross-model SQNR)",
             rank_metric="sqnr_loss_db",
             plot_metric="sqnr_db",
-            samples=len(images),
+            samples=count(images),
             tensors=ranked(self._records(activation_sqnr, weight_sqnr), "sqnr_loss_db"),
         )
 

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from toolkit.arrays import feeds
 from toolkit.formats.keras import INPUT_NAME
 
 
+def first_input_name(path: Path) -> str:
+    """The graph's first input name, which a one-input model's calibration array is fed as
+    (`images`, or the Keras name of a model with several outputs)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return graph.input[0].name if graph.input else INPUT_NAME
+
+
 class CalibrationReader:
-    """Feeds the calibration sample to ONNX Runtime's quantizer in batches of 32."""
+    """Feeds the calibration sample to ONNX Runtime's quantizer in batches of 32, by input name
+    (one array is the `images` input)."""
 
     def __init__(self, input_name: str, images, batch: int = 32):
-        self._batches = iter(
-            {input_name: images[i : i + batch]} for i in range(0, len(images), batch)
-        )
+        self._batches = iter(feeds(images, input_name, batch))
 
     def get_next(self):
         return next(self._batches, None)
@@ -33,7 +42,7 @@ def quantize_qdq(
     quantize_static(
         str(prepared_path),
         str(path),
-        CalibrationReader(INPUT_NAME, calibration),
+        CalibrationReader(first_input_name(prepared_path), calibration),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.arrays import as_float32, count, one_at_a_time, taken
 from toolkit.process import quiet_stderr
 from toolkit.quantization.layers import assign_layers
 from toolkit.quantization.records import DEBUG_SAMPLES, LayerErrors, TensorError, ranked
@@ -26,9 +27,31 @@ from toolkit.quantization.records import DEBUG_SAMPLES, LayerErrors, TensorError
 NUMERIC_VERIFY_PREFIX = "NumericVerify/"
 
 
-def _samples(images: np.ndarray):
-    """A representative/debug dataset factory: one image per call, batch of 1."""
-    return lambda: ([images[i : i + 1]] for i in range(len(images)))
+def _samples(images):
+    """A representative dataset factory: one item per call, batch of 1."""
+    return one_at_a_time(images)
+
+
+def _input_order(interpreter) -> list[str]:
+    """The interpreter's inputs by signature name, in its own order: the debugger feeds a list,
+    and a converter orders several inputs as it likes."""
+    signature = next(iter(interpreter._get_full_signature_list().values()), {})
+    names = {index: name for name, index in signature.get("inputs", {}).items()}
+    return [names.get(d["index"], d["name"]) for d in interpreter.get_input_details()]
+
+
+def _debug_samples(images, debugger_of):
+    """The debugger's dataset factory: one item per call, inputs by name put in the order of
+    the debugger's model (`debugger_of()` once it exists)."""
+    if not isinstance(images, dict):
+        return one_at_a_time(images)
+
+    def generate():
+        order = _input_order(debugger_of()._quant_interpreter)
+        for i in range(count(images)):
+            yield [images[name][i : i + 1] for name in order]
+
+    return generate
 
 
 def _tensor_names(model_content: bytes) -> set[str]:
@@ -58,20 +81,20 @@ class TFLiteInt8Debugger:
         `debug_samples` calibration images."""
         import tensorflow as tf
 
-        calibration = np.asarray(calibration, dtype=np.float32)
+        calibration = as_float32(calibration)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _samples(calibration)
-        debug_images = calibration[:debug_samples]
+        debug_images = taken(calibration, slice(0, debug_samples))
         with quiet_stderr(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's own deprecation notice
             self._debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter,
-                debug_dataset=_samples(debug_images),
+                debug_dataset=_debug_samples(debug_images, lambda: self._debugger),
                 debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=True),
             )
             self._debugger.run()
-            self.errors = self._layer_errors(layer_names, len(debug_images))
+            self.errors = self._layer_errors(layer_names, count(debug_images))
 
     def _layer_errors(self, layer_names: Sequence[str], samples: int) -> LayerErrors:
         dump = io.StringIO()

@@ -1,4 +1,4 @@
-"""The interface every runtime implements: load, predict probabilities, expose a bare call."""
+"""The interface every runtime implements: load, predict outputs by name, expose a bare call."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from toolkit.arrays import Named, as_named, in_named_batches
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.fsio import check_artifact_file
 from toolkit.results import UNSUPPORTED
@@ -41,15 +42,19 @@ def attempt(runtime: str, task: Callable[[], object]) -> tuple[str, object]:
 class Runner(ABC):
     """One artifact loaded in one runtime; used as a context manager so it is always closed.
 
-    `predict` takes model-ready float32 inputs (N, *input shape) and returns float32 outputs
-    (N, ...); each runner adapts the layout and any integer quantization itself. A runtime
-    that cannot run a file raises `Unsupported` from its constructor.
+    `predict` takes model-ready float32 inputs by input name (a plain array for a one-input
+    model), (N, *input shape) each, and returns float32 outputs (N, ...) by output name, in
+    the file's output order: callers look outputs up by name, never by position, since a
+    converter may reorder them. Each runner adapts the layout and any integer quantization
+    itself. A runtime that cannot run a file raises `Unsupported` from its constructor.
     """
 
     runtime: ClassVar[str] = ""  # key in RUNNERS and the `runtime` of report rows
     module: ClassVar[str] = ""  # the runtime's Python module, imported before load time is measured
     package: ClassVar[str] = ""  # the distribution whose version reports record
     suffixes: ClassVar[tuple[str, ...]] = ()  # file types it opens ("/" for a folder)
+    input_names: list[str]  # the file's inputs and outputs, set by each runner when loaded
+    output_names: list[str]
 
     def __init__(self, path: Path, threads: int = 1):
         self.path = Path(path)
@@ -62,17 +67,34 @@ class Runner(ABC):
         is started for it); None when it may."""
         return None
 
-    @abstractmethod
-    def predict(self, images: np.ndarray) -> np.ndarray: ...
+    def named(self, inputs) -> Named:
+        """`inputs` by this file's input names; a wrong or missing name is the caller's error."""
+        try:
+            return as_named(inputs, self.input_names)
+        except ValueError as exc:
+            raise ToolkitError(f"{self.path}: {exc}", ExitCode.USAGE) from None
+
+    def predict(self, inputs) -> Named:
+        named = self.named(inputs)
+        return in_named_batches(self._predict_batch, named, self.predict_batch)
+
+    predict_batch: int = 256  # items per runtime call in `predict` (1 for a static batch of 1)
 
     @abstractmethod
-    def bind(self, images: np.ndarray) -> Callable[[], object]:
-        """Puts `images` into the runtime's own input buffers; returns the bare call to time."""
+    def _predict_batch(self, inputs: Named) -> Named: ...
+
+    def bind(self, inputs) -> Callable[[], object]:
+        """Puts `inputs` into the runtime's own input buffers; returns the bare call to time."""
+        return self._bind(self.named(inputs))
 
     @abstractmethod
-    def bound_outputs(self) -> np.ndarray:
-        """The float32 outputs of the last bound call, read from the runtime's own buffers (the
-        timed path must compute what `predict` computes; a test holds every runner to it)."""
+    def _bind(self, inputs: Named) -> Callable[[], object]: ...
+
+    @abstractmethod
+    def bound_outputs(self) -> Named:
+        """The float32 outputs of the last bound call by name, read from the runtime's own
+        buffers (the timed path must compute what `predict` computes; a test holds every
+        runner to it)."""
 
     def io_details(self) -> tuple[list[dict], list[dict]]:
         """Inputs and outputs as the manifest records them (name, shape, dtype, quantization)."""

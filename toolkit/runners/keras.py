@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.formats.keras import set_tf_threads
-from toolkit.runners.base import Runner, in_batches
+from toolkit.runners.base import Runner
 
 
 class KerasRunner(Runner):
@@ -16,40 +16,50 @@ class KerasRunner(Runner):
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
-        from toolkit.formats.keras import load_keras_model
+        from toolkit.formats.keras import call_model, io_names, load_keras_model
         from toolkit.process import import_tensorflow
 
         tf = import_tensorflow()
 
         set_tf_threads(threads)
         self.model = load_keras_model(self.path)
-        self.input_shape = tuple(self.model.inputs[0].shape[1:])
-        self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        self.input_names, self.output_names = io_names(self.model)
+        # Free dimensions (a model fixed by --input-shape at export): the data's shape as given.
+        self._shapes = {
+            name: None if None in tensor.shape[1:] else tuple(tensor.shape[1:])
+            for name, tensor in zip(self.input_names, self.model.inputs, strict=True)
+        }
+        self._call = tf.function(lambda x: call_model(self.model, x), reduce_retracing=True)
 
-    def _reshape(self, images: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(images, dtype=np.float32).reshape((-1, *self.input_shape))
+    def _reshape(self, inputs):
+        shaped = {}
+        for name, array in inputs.items():
+            array, shape = np.ascontiguousarray(array, dtype=np.float32), self._shapes[name]
+            shaped[name] = array if shape is None else array.reshape((-1, *shape))
+        return shaped
 
-    def predict(self, images):
-        return in_batches(lambda x: np.asarray(self._call(self._reshape(x))), images)
+    def _predict_batch(self, inputs):
+        return {k: np.asarray(v) for k, v in self._call(self._reshape(inputs)).items()}
 
-    def bind(self, images):
+    def _bind(self, inputs):
         import tensorflow as tf
 
-        tensor = tf.constant(self._reshape(images))
+        tensors = {name: tf.constant(array) for name, array in self._reshape(inputs).items()}
 
         def call():
-            self._bound = self._call(tensor)
+            self._bound = self._call(tensors)
 
         return call
 
     def bound_outputs(self):
-        return np.asarray(self._bound, dtype=np.float32)
+        return {k: np.asarray(v, dtype=np.float32) for k, v in self._bound.items()}
 
     def io_details(self):
-        # The model's own names: the input layer's, and the layer that produces the output.
-        tensor_in, tensor_out = self.model.inputs[0], self.model.outputs[0]
-        output_name = tensor_out._keras_history.operation.name
+        # The names every format gives the model (formats.keras.io_names), Keras's shapes.
+        def entry(name, tensor):
+            return {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype}
+
         return (
-            [{"name": tensor_in.name, "shape": list(tensor_in.shape), "dtype": tensor_in.dtype}],
-            [{"name": output_name, "shape": list(tensor_out.shape), "dtype": tensor_out.dtype}],
+            [entry(n, t) for n, t in zip(self.input_names, self.model.inputs, strict=True)],
+            [entry(n, t) for n, t in zip(self.output_names, self.model.outputs, strict=True)],
         )

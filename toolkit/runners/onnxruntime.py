@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.errors import ExitCode, ToolkitError, first_line
-from toolkit.runners.base import Runner, in_batches
+from toolkit.runners.base import Runner
 
 
 class OnnxRuntimeRunner(Runner):
@@ -43,40 +43,53 @@ class OnnxRuntimeRunner(Runner):
             raise ToolkitError(
                 f"{self.path}: not a valid ONNX model: {reason}", ExitCode.ARTIFACT
             ) from None
-        self._input = self.session.get_inputs()[0]
-        self._output = self.session.get_outputs()[0]
-        self._shape = [d if isinstance(d, int) else -1 for d in self._input.shape]
+        self._inputs = {arg.name: arg for arg in self.session.get_inputs()}
+        self._outputs = {arg.name: arg for arg in self.session.get_outputs()}
+        self.input_names, self.output_names = list(self._inputs), list(self._outputs)
 
-    def _feed(self, images: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(images, dtype=np.float32).reshape((-1, *self._shape[1:]))
+    def _feed(self, inputs: dict) -> dict:
+        fed = {}
+        for name, arg in self._inputs.items():
+            shape = [d if isinstance(d, int) else -1 for d in arg.shape[1:]]
+            fed[name] = np.ascontiguousarray(inputs[name], dtype=np.float32).reshape((-1, *shape))
+        return fed
 
-    def predict(self, images):
-        def run(batch):
-            return self.session.run([self._output.name], {self._input.name: self._feed(batch)})[0]
+    def _predict_batch(self, inputs):
+        values = self.session.run(self.output_names, self._feed(inputs))
+        return dict(zip(self.output_names, values, strict=True))
 
-        return in_batches(run, images)
-
-    def bind(self, images):
+    def _bind(self, inputs):
         import onnxruntime as ort
 
         binding = self.session.io_binding()
-        self._bound = ort.OrtValue.ortvalue_from_numpy(self._feed(images))
-        binding.bind_ortvalue_input(self._input.name, self._bound)
-        # Output bound to a preallocated buffer too, so a timed call allocates nothing.
-        shape = (len(images), *(d if isinstance(d, int) else 1 for d in self._output.shape[1:]))
-        self._output_value = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32)
-        binding.bind_ortvalue_output(self._output.name, self._output_value)
+        fed = self._feed(inputs)
+        self._bound = {name: ort.OrtValue.ortvalue_from_numpy(x) for name, x in fed.items()}
+        for name, value in self._bound.items():
+            binding.bind_ortvalue_input(name, value)
+        # Outputs bound to preallocated buffers too, so a timed call allocates nothing; their
+        # free dimensions come from one call.
+        first = self.session.run(self.output_names, fed)
+        shapes = {name: v.shape for name, v in zip(self.output_names, first, strict=True)}
+        self._output_values = {
+            name: ort.OrtValue.ortvalue_from_shape_and_type(shapes[name], np.float32)
+            for name in self.output_names
+        }
+        for name, value in self._output_values.items():
+            binding.bind_ortvalue_output(name, value)
         return lambda: self.session.run_with_iobinding(binding)
 
     def bound_outputs(self):
-        return self._output_value.numpy().astype(np.float32)
+        return {name: v.numpy().astype(np.float32) for name, v in self._output_values.items()}
 
     def io_details(self):
         def describe(arg):
             dtype = arg.type.removeprefix("tensor(").removesuffix(")")
             return {"name": arg.name, "shape": list(arg.shape), "dtype": dtype}
 
-        return [describe(self._input)], [describe(self._output)]
+        return (
+            [describe(arg) for arg in self._inputs.values()],
+            [describe(arg) for arg in self._outputs.values()],
+        )
 
     def close(self):
         self.session = None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.arrays import count
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.runners.base import (
     Runner,
     Unsupported,
     check_quantization,
     dequantize,
-    in_batches,
     quantize,
 )
 
@@ -72,87 +72,114 @@ class OpenVINORunner(Runner):
             raise ToolkitError(
                 f"{self.path}: OpenVINO cannot read it: {_reason(exc)}", ExitCode.ARTIFACT
             ) from None
-        self._input, self._output = self.compiled.input(0), self.compiled.output(0)
-        self._input_file, self._output_file = self._tflite_io()
+        self._inputs, self._outputs = self._ports()
+        self.input_names, self.output_names = list(self._inputs), list(self._outputs)
         self._request = self.compiled.create_infer_request()
         # A static batch of one (the edge TFLite files) runs one call per item, as on a device.
-        first = self._input.get_partial_shape()[0]
+        first = next(iter(self._inputs.values()))[0].get_partial_shape()[0]
         self._one_per_call = first.is_static and first.get_length() == 1
-        self._looped: np.ndarray | None = None
+        self.predict_batch = 1 if self._one_per_call else 256
+        self._looped: dict | None = None
 
-    def _tflite_io(self) -> tuple[dict, dict]:
-        """Signature names and integer quantization of a TFLite file's input and output:
-        OpenVINO keeps the integer tensors but exposes neither, so they are read from the file."""
+    def _ports(self) -> tuple[dict, dict]:
+        """(port, what the file says, position) by name, for the inputs and the outputs. A
+        TFLite file's signature names and integer quantization are read from the file: OpenVINO
+        keeps the integer tensors but exposes neither; its ports follow the file's order."""
+        ports = list(self.compiled.inputs), list(self.compiled.outputs)
         if self.path.suffix != ".tflite":
-            return {}, {}
+            return tuple(
+                {p.get_any_name(): (p, {}, i) for i, p in enumerate(group)} for group in ports
+            )
         from toolkit.formats.tflite import tflite_io
 
-        (inputs,), (outputs,) = tflite_io(self.path)
-        for entry, what in ((inputs, "input"), (outputs, "output")):
-            if "quantization" in entry:
-                check_quantization(self.path, entry["quantization"]["scale"], what)
-        return inputs, outputs
+        described = tflite_io(self.path)
+        for what, entries in zip(("input", "output"), described, strict=True):
+            for entry in entries:
+                if "quantization" in entry:
+                    scale = entry["quantization"]["scale"]
+                    check_quantization(self.path, scale, f"{what} {entry['name']}")
+        return tuple(
+            {e["name"]: (p, e, i) for i, (p, e) in enumerate(zip(group, found, strict=True))}
+            for group, found in zip(ports, described, strict=True)
+        )
 
-    def _feed(self, images: np.ndarray) -> np.ndarray:
-        shape = [d.get_length() if d.is_static else -1 for d in self._input.get_partial_shape()]
-        shaped = np.asarray(images, dtype=np.float32).reshape((-1, *shape[1:]))
-        dtype = self._input.get_element_type().to_dtype()
-        if (affine := self._input_file.get("quantization")) and np.issubdtype(dtype, np.integer):
-            shaped = quantize(shaped, affine["scale"], affine["zero_point"], dtype)
-        return np.ascontiguousarray(shaped, dtype=dtype)
+    def _feed(self, inputs: dict) -> dict:
+        """Each input shaped and typed (quantized for an integer input) as its port, by port."""
+        fed = {}
+        for name, (port, from_file, position) in self._inputs.items():
+            shape = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
+            shaped = np.asarray(inputs[name], dtype=np.float32).reshape((-1, *shape[1:]))
+            dtype = port.get_element_type().to_dtype()
+            affine = from_file.get("quantization")
+            if affine and np.issubdtype(dtype, np.integer):
+                shaped = quantize(shaped, affine["scale"], affine["zero_point"], dtype)
+            fed[position] = np.ascontiguousarray(shaped, dtype=dtype)
+        return fed
 
-    def _probabilities(self, values: np.ndarray) -> np.ndarray:
-        affine = self._output_file.get("quantization")
+    def _as_float(self, name: str, values: np.ndarray) -> np.ndarray:
+        affine = self._outputs[name][1].get("quantization")
         if affine and np.issubdtype(values.dtype, np.integer):
             return dequantize(values, affine["scale"], affine["zero_point"])
         return values.astype(np.float32)
 
-    def predict(self, images):
-        def run(batch):
-            outputs = self._request.infer({0: self._feed(batch)})
-            return self._probabilities(outputs[self._output]).copy()
+    def _predict_batch(self, inputs):
+        results = self._request.infer(self._feed(inputs))
+        outputs = self._outputs.items()
+        return {name: self._as_float(name, results[port]) for name, (port, *_) in outputs}
 
-        return in_batches(run, images, 1 if self._one_per_call else 256)
-
-    def bind(self, images):
+    def _bind(self, inputs):
         import openvino as ov
 
         request = self.compiled.create_infer_request()
-        self._bound = self._feed(images)  # the tensor shares this buffer: keep it alive
+        self._bound = self._feed(inputs)  # the tensors share these buffers: keep them alive
         self._bound_request, self._looped = request, None
-        if not self._one_per_call or len(self._bound) == 1:
-            request.set_input_tensor(ov.Tensor(self._bound, shared_memory=True))
+        if not self._one_per_call or count(inputs) == 1:
+            for index, array in self._bound.items():
+                request.set_input_tensor(index, ov.Tensor(array, shared_memory=True))
             return request.infer
-        items = [ov.Tensor(self._bound[i : i + 1], shared_memory=True) for i in range(len(images))]
-        output = request.get_output_tensor(0)
-        self._looped = np.empty((len(items), *output.shape[1:]), output.data.dtype)
+        items = [
+            [(k, ov.Tensor(a[i : i + 1], shared_memory=True)) for k, a in self._bound.items()]
+            for i in range(count(inputs))
+        ]
+        outputs = [(name, position) for name, (_, _, position) in self._outputs.items()]
+        self._looped = {
+            name: np.empty((len(items), *port.get_shape()[1:]), port.get_element_type().to_dtype())
+            for name, (port, *_) in self._outputs.items()
+        }
+        looped = self._looped
 
         def run_each():  # each result read back, as an application would
-            for i, item in enumerate(items):
-                request.set_input_tensor(item)
+            for i, tensors in enumerate(items):
+                for index, tensor in tensors:
+                    request.set_input_tensor(index, tensor)
                 request.infer()
-                self._looped[i] = request.get_output_tensor(0).data[0]
+                for name, index in outputs:
+                    looped[name][i] = request.get_output_tensor(index).data[0]
 
         return run_each
 
     def bound_outputs(self):
         if self._looped is not None:
-            return self._probabilities(self._looped)
-        return self._probabilities(self._bound_request.get_output_tensor(0).data).copy()
+            return {name: self._as_float(name, values) for name, values in self._looped.items()}
+        request = self._bound_request
+        return {
+            name: self._as_float(name, request.get_output_tensor(position).data).copy()
+            for name, (_, _, position) in self._outputs.items()
+        }
 
     def io_details(self):
-        def describe(port, from_file):
+        def describe(name, port, from_file, _position):
             shape = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
             return {
-                "name": port.get_any_name(),
+                "name": name,
                 "shape": shape,
                 "dtype": np.dtype(port.get_element_type().to_dtype()).name,
-                **{k: v for k, v in from_file.items() if k in ("name", "quantization")},
+                **{k: v for k, v in from_file.items() if k == "quantization"},
             }
 
         return (
-            [describe(self._input, self._input_file)],
-            [describe(self._output, self._output_file)],
+            [describe(name, *entry) for name, entry in self._inputs.items()],
+            [describe(name, *entry) for name, entry in self._outputs.items()],
         )
 
     def extras(self):

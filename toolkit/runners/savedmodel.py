@@ -6,7 +6,7 @@ import numpy as np
 
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.formats.keras import set_tf_threads
-from toolkit.runners.base import Runner, in_batches
+from toolkit.runners.base import Runner
 
 
 class SavedModelRunner(Runner):
@@ -32,35 +32,40 @@ class SavedModelRunner(Runner):
             raise ToolkitError(
                 f"{self.path}: cannot load SavedModel: {type(exc).__name__}", ExitCode.ARTIFACT
             ) from None
-        spec = self._signature.structured_input_signature[1]
-        self.input_name, input_spec = next(iter(spec.items()))
-        self.input_shape = tuple(input_spec.shape[1:])
-        self.output_name = next(iter(self._signature.structured_outputs))
+        self._specs = self._signature.structured_input_signature[1]
+        self.input_names = list(self._specs)
+        self.output_names = list(self._signature.structured_outputs)
 
-    def _run(self, x):
-        return self._signature(**{self.input_name: x})[self.output_name]
+    def _shaped(self, inputs):
+        return {
+            name: np.asarray(array, np.float32).reshape((-1, *self._specs[name].shape[1:]))
+            for name, array in inputs.items()
+        }
 
-    def predict(self, images):
-        shaped = np.asarray(images, dtype=np.float32).reshape((-1, *self.input_shape))
-        return in_batches(lambda x: np.asarray(self._run(x)), shaped)
+    def _predict_batch(self, inputs):
+        outputs = self._signature(**self._shaped(inputs))
+        return {name: np.asarray(outputs[name]) for name in self.output_names}
 
-    def bind(self, images):
+    def _bind(self, inputs):
         import tensorflow as tf
 
-        tensor = tf.constant(np.asarray(images, np.float32).reshape((-1, *self.input_shape)))
+        tensors = {name: tf.constant(array) for name, array in self._shaped(inputs).items()}
 
         def call():
-            self._bound = self._run(tensor)
+            self._bound = self._signature(**tensors)
 
         return call
 
     def bound_outputs(self):
-        return np.asarray(self._bound, dtype=np.float32)
+        return {name: np.asarray(self._bound[name], np.float32) for name in self.output_names}
 
     def io_details(self):
-        spec = self._signature.structured_input_signature[1][self.input_name]
-        out = self._signature.structured_outputs[self.output_name]
+        outputs = self._signature.structured_outputs
+
+        def entry(name, spec):
+            return {"name": name, "shape": spec.shape.as_list(), "dtype": spec.dtype.name}
+
         return (
-            [{"name": self.input_name, "shape": spec.shape.as_list(), "dtype": spec.dtype.name}],
-            [{"name": self.output_name, "shape": out.shape.as_list(), "dtype": out.dtype.name}],
+            [entry(name, spec) for name, spec in self._specs.items()],
+            [entry(name, outputs[name]) for name in self.output_names],
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.arrays import concatenated
 from toolkit.formats.tflite_micro import (
     HOST_ARENA_BYTES,
     captured_stderr,
@@ -21,7 +22,6 @@ from toolkit.runners.base import (
     Unsupported,
     check_quantization,
     dequantize,
-    in_batches,
     quantize,
 )
 
@@ -45,7 +45,11 @@ class TFLiteMicroRunner(Runner):
         from toolkit.formats.tflite import tflite_io, tflm_compatibility
 
         verdict = tflm_compatibility(self.path)
-        (self._input_io,), (self._output_io,) = tflite_io(self.path)
+        # The file's own table gives each input and output's name and index: TFLM has no names.
+        inputs_io, outputs_io = tflite_io(self.path)
+        self._inputs_io = {entry["name"]: (i, entry) for i, entry in enumerate(inputs_io)}
+        self._outputs_io = {entry["name"]: (i, entry) for i, entry in enumerate(outputs_io)}
+        self.input_names, self.output_names = list(self._inputs_io), list(self._outputs_io)
         self.model = self.path.read_bytes()
         if not verdict["runs"]:
             raise Unsupported(f"{self.path}: TFLM cannot run it: {verdict['reason']}")
@@ -56,64 +60,77 @@ class TFLiteMicroRunner(Runner):
             except RuntimeError:
                 reason = failure_line(stderr())
                 raise Unsupported(f"{self.path}: TFLM cannot prepare it: {reason}") from None
-        self._input = self.interpreter.get_input_details(0)
-        for entry, what in ((self._input_io, "input"), (self._output_io, "output")):
-            if "quantization" in entry:
-                check_quantization(self.path, entry["quantization"]["scale"], what)
+        for what, table in (("input", self._inputs_io), ("output", self._outputs_io)):
+            for name, (_, entry) in table.items():
+                if "quantization" in entry:
+                    check_quantization(self.path, entry["quantization"]["scale"], f"{what} {name}")
         self._arena_bytes: int | None = None
 
-    def _model_inputs(self, images: np.ndarray) -> list[np.ndarray]:
-        """One input tensor per image: TFLM has a fixed batch of one and cannot resize."""
-        shape = tuple(self._input["shape"])
-        shaped = np.asarray(images, dtype=np.float32).reshape((-1, *shape))
-        dtype = self._input["dtype"]
-        if np.issubdtype(dtype, np.integer):
-            affine = self._input_io["quantization"]
-            shaped = quantize(shaped, affine["scale"], affine["zero_point"], dtype)
-        return [np.ascontiguousarray(x, dtype=dtype) for x in shaped]
+    def _model_inputs(self, inputs: dict) -> list[list[tuple[int, np.ndarray]]]:
+        """Per item, (index, tensor) for every input: TFLM has a fixed batch of one."""
+        per_input = []
+        for name, (index, entry) in self._inputs_io.items():
+            detail = self.interpreter.get_input_details(index)
+            shaped = np.asarray(inputs[name], dtype=np.float32).reshape((-1, *detail["shape"]))
+            dtype = detail["dtype"]
+            if np.issubdtype(dtype, np.integer):
+                affine = entry["quantization"]
+                shaped = quantize(shaped, affine["scale"], affine["zero_point"], dtype)
+            per_input.append([(index, np.ascontiguousarray(x, dtype=dtype)) for x in shaped])
+        return [list(item) for item in zip(*per_input, strict=True)]
 
-    def _output_values(self) -> np.ndarray:
-        values = self.interpreter.get_output(0)
-        if np.issubdtype(values.dtype, np.integer):
-            affine = self._output_io["quantization"]
-            return dequantize(values, affine["scale"], affine["zero_point"])
-        return values.astype(np.float32)
+    def _output_values(self) -> dict:
+        values = {}
+        for name, (index, entry) in self._outputs_io.items():
+            raw = self.interpreter.get_output(index)
+            if np.issubdtype(raw.dtype, np.integer):
+                affine = entry["quantization"]
+                values[name] = dequantize(raw, affine["scale"], affine["zero_point"])
+            else:
+                values[name] = raw.astype(np.float32)
+        return values
 
-    def _predict_batch(self, images):
+    def _run(self, item: list[tuple[int, np.ndarray]]) -> None:
+        for index, x in item:
+            self.interpreter.set_input(x, index)
+        self.interpreter.invoke()
+
+    def _predict_batch(self, inputs):
         rows = []
-        for x in self._model_inputs(images):
-            self.interpreter.set_input(x, 0)
-            self.interpreter.invoke()
+        for item in self._model_inputs(inputs):
+            self._run(item)
             rows.append(self._output_values())
-        return np.concatenate(rows)
+        return concatenated(rows)
 
-    def predict(self, images):
-        return in_batches(self._predict_batch, images)
-
-    def bind(self, images):
-        inputs = self._model_inputs(images)
-        if len(inputs) == 1:
-            self.interpreter.set_input(inputs[0], 0)
+    def _bind(self, inputs):
+        items = self._model_inputs(inputs)
+        if len(items) == 1:
+            for index, x in items[0]:
+                self.interpreter.set_input(x, index)
             return self.interpreter.invoke
 
-        def run_each():  # a batch on a microcontroller is one invoke per image
-            for x in inputs:
-                self.interpreter.set_input(x, 0)
-                self.interpreter.invoke()
+        def run_each():  # a batch on a microcontroller is one invoke per item
+            for item in items:
+                self._run(item)
 
         return run_each
 
     def bound_outputs(self):
         """The last bound item's outputs: TFLM runs a batch one item at a time, and collecting
         every item's outputs would add copies to the timed loop."""
-        return self._output_values().copy()
+        return {name: values.copy() for name, values in self._output_values().items()}
 
     def io_details(self):
         # Shapes as TFLM allocates them: a fixed batch of one.
-        output_shape = self.interpreter.get_output_details(0)["shape"]
+        def described(table, details):
+            return [
+                {**entry, "shape": [int(d) for d in details(index)["shape"]]}
+                for index, entry in table.values()
+            ]
+
         return (
-            [{**self._input_io, "shape": [int(d) for d in self._input["shape"]]}],
-            [{**self._output_io, "shape": [int(d) for d in output_shape]}],
+            described(self._inputs_io, self.interpreter.get_input_details),
+            described(self._outputs_io, self.interpreter.get_output_details),
         )
 
     def extras(self):
