@@ -54,7 +54,9 @@ class Dataset:
     """Evaluation items (and optionally a training split), labels where known, and provenance.
 
     Items keep their stored dtype (uint8 pixels stay uint8, a quarter of float32's memory);
-    `inputs()` turns a slice of them into model inputs.
+    `inputs()` turns a slice of them into model inputs. Items of a model with several inputs
+    are a structured array, a field per input name (toolkit.arrays); labels of a model with
+    several outputs are by output name.
     """
 
     train_images: np.ndarray | None
@@ -67,18 +69,35 @@ class Dataset:
     kind: str = "npz"  # fashion-mnist, npz or images
     preprocessing: Preprocessing | None = None  # None: the default for the items' dtype
     notes: tuple[str, ...] = field(default=(), compare=False)  # warnings worth one line each
+    # y_test/<output>, y_train/<output> and class_names/<output> of an .npz for several outputs
+    output_labels: dict[str, np.ndarray] | None = None
+    train_output_labels: dict[str, np.ndarray] | None = None
+    output_class_names: dict[str, tuple[str, ...]] | None = None
 
     @property
     def preprocess(self) -> Preprocessing:
         return self.preprocessing or Preprocessing.default_for(self.test_images.dtype)
 
-    def inputs(self, items: np.ndarray) -> np.ndarray:
-        """Model inputs from stored items, refused (exit 3) when the scaled values overflow
-        float32: a converter given infinities can crash the process instead of failing."""
-        inputs = self.preprocess.apply(items)
+    def preprocess_for(self, name: str) -> Preprocessing:
+        """One input's preprocessing: the one given for every input, else its dtype's default."""
+        return self.preprocessing or Preprocessing.default_for(self.test_images.dtype[name].base)
+
+    def inputs(self, items: np.ndarray):
+        """Model inputs from stored items (by input name for several inputs), refused (exit 3)
+        when the scaled values overflow float32: a converter given infinities can crash the
+        process instead of failing."""
+        if items.dtype.names is not None:
+            return {
+                name: self._scaled(items[name], self.preprocess_for(name))
+                for name in items.dtype.names
+            }
+        return self._scaled(items, self.preprocess)
+
+    def _scaled(self, items: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, in one line
+            inputs = preprocessing.apply(items)
         if not np.isfinite(inputs).all():
             largest = float(np.max(np.abs(np.asarray(items, dtype=np.float64))))
-            preprocessing = self.preprocess
             raise ToolkitError(
                 f"{self.source}: items scaled by {preprocessing.scale:g} (offset "
                 f"{preprocessing.offset:g}) overflow float32 (largest |item| {largest:.3g})",
@@ -88,7 +107,7 @@ class Dataset:
 
     @property
     def labelled(self) -> bool:
-        return self.test_labels is not None
+        return self.test_labels is not None or bool(self.output_labels)
 
     @property
     def label_names(self) -> tuple[str, ...]:

@@ -1,6 +1,8 @@
 """An `.npz` file in the keras.datasets layout: x_test, y_test, optionally x_train, y_train and
-class_names. Read member by member from the zip, never unpickled, every member's size bounded
-from its zip and .npy headers before a byte of its data is inflated."""
+class_names; for several inputs or outputs, one array per name (x_test/<input>,
+y_test/<output>, class_names/<output>). Read member by member from the zip, never unpickled,
+every member's size bounded from its zip and .npy headers before a byte of its data is
+inflated."""
 
 from __future__ import annotations
 
@@ -33,6 +35,10 @@ def npz_cap() -> int:
 
 def read_npz(path: Path) -> Dataset:
     arrays = read_arrays(path)
+    if any("/" in name for name in arrays):
+        from toolkit.data.named import read_named_npz
+
+        return read_named_npz(arrays, path)
     if "x_test" not in arrays:
         found = ", ".join(sorted(arrays)) or "nothing"
         raise data_error(
