@@ -122,6 +122,7 @@ def run_export(options: ExportOptions, on_artifact: Callable | None = None):
         batch=None if options.batch == "dynamic" else 1,
         c_name=options.c_name,
         npus=options.npus,
+        input_shapes=options.parsed_input_shapes(),
     )
 
 

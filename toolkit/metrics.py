@@ -27,6 +27,43 @@ class Comparison:
         return asdict(self)
 
 
+def top_classes(scores: np.ndarray) -> np.ndarray:
+    """The top-1 class of each row of class scores (N, K); one score column (N, 1) is a binary
+    classifier's probability, class 1 at 0.5 and above."""
+    if scores.shape[1] == 1:
+        return (scores[:, 0] >= 0.5).astype(np.int64)
+    return np.argmax(scores, axis=1)
+
+
+def class_scores_of(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Each row's score for its class in `classes` (a binary classifier's: p or 1 - p)."""
+    if scores.shape[1] == 1:
+        return np.where(classes == 1, scores[:, 0], 1 - scores[:, 0])
+    return scores[np.arange(len(scores)), classes]
+
+
+def worst_of(comparisons: dict[str, Comparison]) -> Comparison:
+    """One summary of several outputs' figures: each figure's worst value over the outputs
+    (the class figures over the outputs that have them)."""
+    values = list(comparisons.values())
+    if len(values) == 1:
+        return values[0]
+
+    def pick(name, worst):
+        found = [getattr(c, name) for c in values if getattr(c, name) is not None]
+        return worst(found) if found else None
+
+    return Comparison(
+        max_abs_diff=pick("max_abs_diff", max),
+        rmse=pick("rmse", max),
+        snr_db=pick("snr_db", min),
+        cosine=pick("cosine", min),
+        agreement=pick("agreement", min),
+        flipped=pick("flipped", max),
+        accuracy=pick("accuracy", min),
+    )
+
+
 def compare_outputs(
     outputs: np.ndarray,
     reference: np.ndarray,
@@ -34,7 +71,8 @@ def compare_outputs(
     class_scores: bool = True,
 ) -> Comparison:
     """Every figure for `outputs` against `reference` (same shape); the class figures when the
-    outputs are class scores (N, K), and accuracy when labels are known too."""
+    outputs are class scores (N, K) or a binary classifier's probability (N, 1), and accuracy
+    when labels are known too."""
     out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
     if out.shape != ref.shape:
@@ -55,7 +93,7 @@ def compare_outputs(
         "cosine": cosine,
     }
     if class_scores:
-        top, ref_top = np.argmax(out, axis=1), np.argmax(ref, axis=1)
+        top, ref_top = top_classes(out), top_classes(ref)
         figures["agreement"] = float(np.mean(top == ref_top))
         figures["flipped"] = int(np.sum(top != ref_top))
         if labels is not None:
@@ -63,14 +101,33 @@ def compare_outputs(
     return Comparison(**figures)
 
 
+CLASS_KINDS = ("classifier", "binary")  # output kinds judged by their top-1 class
+
+
+def compare_named(outputs: dict, reference: dict, heads: list[dict], labels: dict) -> dict:
+    """Each output's Comparison by name, on its own kind: `heads` name each output and its kind
+    (classifier, binary or values), `labels` are by classifier output name. ValueError for a
+    missing output, NaN or a wrong shape."""
+    judged = {}
+    for head in heads:
+        name = head["name"]
+        if name not in outputs:
+            raise ValueError(f"no output named {name!r} (found {', '.join(outputs)})")
+        classes = head["kind"] in CLASS_KINDS
+        judged[name] = compare_outputs(
+            outputs[name], reference[name], labels.get(name) if classes else None, classes
+        )
+    return judged
+
+
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Share of rows whose top-1 class equals the label."""
-    return float(np.mean(np.argmax(probabilities, axis=1) == labels))
+    return float(np.mean(top_classes(probabilities) == labels))
 
 
 def per_class_accuracy(probabilities: np.ndarray, labels: np.ndarray, classes: int) -> list[float]:
     """Accuracy within each true class (NaN for a class with no images)."""
-    hits = np.argmax(probabilities, axis=1) == labels
+    hits = top_classes(probabilities) == labels
     counts = np.bincount(labels, minlength=classes)
     correct = np.bincount(labels, weights=hits, minlength=classes)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -116,25 +173,26 @@ def flip_details(
     """
     out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
-    top, ref_top = np.argmax(out, axis=1), np.argmax(ref, axis=1)
+    top, ref_top = top_classes(out), top_classes(ref)
     flipped = np.flatnonzero(top != ref_top)
-    ref_score = ref[flipped, ref_top[flipped]]
+    ref_scores, scores = class_scores_of(ref, ref_top), class_scores_of(out, top)
+    ref_score = ref_scores[flipped]
     surest = flipped[np.argsort(-ref_score, kind="stable")[:gallery_limit]]
     top_flips = [
         {
             "index": int(i),
             "label": None if labels is None else int(labels[i]),
             "reference_class": int(ref_top[i]),
-            "reference_probability": float(ref[i, ref_top[i]]),
+            "reference_probability": float(ref_scores[i]),
             "class": int(top[i]),
-            "probability": float(out[i, top[i]]),
+            "probability": float(scores[i]),
         }
         for i in surest
     ]
     changes = None
     if labels is not None:
         labels = np.asarray(labels, dtype=np.int64)
-        classes = out.shape[1]
+        classes = max(out.shape[1], 2)
         before, after = labels * classes + ref_top, labels * classes + top
         cells = np.unique(np.concatenate([before[flipped], after[flipped]]))
         counts = zip(cells, _occurrences(before, cells), _occurrences(after, cells), strict=True)

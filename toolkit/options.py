@@ -189,10 +189,28 @@ class ExportOptions(CheckedOptions):
     batch: str = option("1", choices=("1", "dynamic"))  # the TFLite files' (and C arrays') batch
     c_name: str | None = option(None)  # C array symbols; default: the model file's stem
     npus: tuple[str, ...] = option(("ethos-u55-128", "ethos-u85-256"), flag="--npu", nonempty=True)
+    # Free input dimensions fixed at export: "NAME=H,W,C" per input, or "H,W,C" for one input.
+    input_shapes: tuple[str, ...] = option((), flag="--input-shape")
 
     def check(self) -> None:
         if self.c_name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.c_name):
             raise usage_error(type(self), "c_name", self.c_name, "expected a C identifier")
+        self.parsed_input_shapes()
+
+    def parsed_input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """--input-shape as {input name: shape} ("" names the one input of a one-input model)."""
+        shapes = {}
+        for given in self.input_shapes:
+            name, _, dims = given.rpartition("=")
+            if not re.fullmatch(r"\d+(,\d+)*", dims) or name in shapes:
+                raise usage_error(
+                    type(self), "input_shapes", given, "expected NAME=H,W,C or H,W,C, once each"
+                )
+            shape = tuple(int(d) for d in dims.split(","))
+            if not all(0 < d <= 65536 for d in shape):
+                raise usage_error(type(self), "input_shapes", given, "dimensions 1..65536")
+            shapes[name] = shape
+        return shapes
 
 
 @dataclass(frozen=True)

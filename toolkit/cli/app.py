@@ -34,6 +34,7 @@ from toolkit.cli.options import (
     GateAccuracyDrop,
     Images,
     Index,
+    InputShapes,
     LatencyRegression,
     MaxMemory,
     MaxSeconds,
@@ -151,6 +152,7 @@ def export(
     batch: Batch = ExportOptions.batch,
     c_name: CName = ExportOptions.c_name,
     npu: Npus = ExportOptions.npus,
+    input_shape: InputShapes = ExportOptions.input_shapes,
 ) -> None:
     """Export to Keras, SavedModel, TFLite (x4), ONNX (x2), TFLite Micro C arrays and Ethos-U,
     validate each, write the manifest."""
@@ -173,6 +175,7 @@ def export(
         batch=BatchMode(batch).value,
         c_name=c_name,
         npus=[Npu(n).value for n in npu],
+        input_shapes=list(input_shape),
     )
     plain(f"exporting {model or out / 'model.keras'} into {out}/")
     manifest = api.run_export(options, on_artifact=lambda artifact: plain(artifact_line(artifact)))

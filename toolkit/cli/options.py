@@ -140,6 +140,13 @@ CName = Annotated[
         "--c-name", help="C arrays' symbols: g_NAME_int8_model_data (default: the model's name)."
     ),
 ]
+InputShapes = Annotated[
+    list[str],
+    typer.Option(
+        "--input-shape",
+        help="Fix an input's free dimensions: NAME=H,W,C (or H,W,C for one input); repeatable.",
+    ),
+]
 Npus = Annotated[
     list[Npu], typer.Option("--npu", help="Ethos-U accelerator for --format ethos-u; repeatable.")
 ]

@@ -7,11 +7,16 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
+from toolkit.arrays import count
 from toolkit.errors import ExitCode, ToolkitError
+from toolkit.export.model_io import (
+    ModelIO,
+    judge_outputs,
+    reference_accuracies,
+    summary_figures,
+    tolerance_failures,
+)
 from toolkit.exporters import ExportVariant, Tolerance
-from toolkit.metrics import compare_outputs
 from toolkit.process import quiet_stderr
 from toolkit.results import finite_or_none
 from toolkit.runners import RUNNERS
@@ -32,13 +37,14 @@ class Judgement:
 @dataclass(frozen=True)
 class Validator:
     """Judges artifacts against the reference on the validation inputs, with the comparator
-    compare uses; `min_agreement` and `max_accuracy_drop` are the user's bounds for the
-    variants judged by class agreement (the int8 ones)."""
+    compare uses, every output on its own kind and held to the variant's tolerance;
+    `min_agreement` and `max_accuracy_drop` are the user's bounds for the variants judged by
+    class agreement (the int8 ones)."""
 
-    inputs: np.ndarray
-    reference: np.ndarray
-    labels: np.ndarray | None
-    class_scores: bool
+    inputs: object  # one array, or arrays by input name
+    reference: dict  # the Keras outputs by output name
+    labels: dict  # labels by classifier output name
+    io: ModelIO
     enabled: bool = True
     min_agreement: float | None = None
     max_accuracy_drop: float | None = None
@@ -52,10 +58,8 @@ class Validator:
         return replace(bounds, max_accuracy_drop=self.max_accuracy_drop)
 
     @property
-    def reference_accuracy(self) -> float | None:
-        if self.labels is None or not self.class_scores:
-            return None
-        return float(np.mean(np.argmax(self.reference, axis=1) == self.labels))
+    def count(self) -> int:
+        return count(self.inputs)
 
     def judge(self, variant: ExportVariant, path: Path) -> Judgement:
         if variant.runtime is None:
@@ -66,17 +70,17 @@ class Validator:
                 return Judgement({}, [], inputs_detail, outputs_detail)
             outputs = runner.predict(self.inputs)
         tolerance = self.tolerance(variant)
-        labels = self.labels if self.class_scores else None
         try:
-            comparison = compare_outputs(outputs, self.reference, labels, self.class_scores)
-        except ValueError as exc:  # NaN, infinity or a wrong shape
+            judged = judge_outputs(outputs, self.reference, self.io, self.labels)
+        except ValueError as exc:  # NaN, infinity, a wrong shape or a missing output
             return Judgement({}, [str(exc)], inputs_detail, outputs_detail)
         figures = {
-            "images": len(self.inputs),
-            **{k: v for k, v in comparison.to_json().items() if v is not None},
+            "images": self.count,
+            **summary_figures(judged, self.io),
             "tolerance": tolerance.to_json(),
         }
-        problems = tolerance.failures(comparison, self.reference_accuracy)
+        accuracies = reference_accuracies(self.reference, self.labels)
+        problems = tolerance_failures(tolerance, judged, accuracies)
         return Judgement(finite_or_none(figures), problems, inputs_detail, outputs_detail)
 
 

@@ -52,7 +52,7 @@ class VariantExport:
             if not judged.problems:
                 record = {**self._record(variant, errors), **retried}
                 return self._artifact(variant, target, judged, record)
-            count = len(self.validator.inputs)
+            count = self.validator.count
             if errors is None or self.mixed == "off":
                 worst = [worst_layers_message(errors)] if errors is not None else []
                 raise validation_failure(variant.filename, count, [*judged.problems, *worst])
@@ -159,7 +159,7 @@ class VariantExport:
                     f"and no model builds with {float_layers[-1]} too ({first_line(exc)})"
                 )
                 raise validation_failure(
-                    variant.filename, len(self.validator.inputs), [*judged.problems, reason]
+                    variant.filename, self.validator.count, [*judged.problems, reason]
                 ) from None
             return path
 
@@ -172,7 +172,7 @@ class VariantExport:
             path.unlink(missing_ok=True)
             raise validation_failure(
                 variant.filename,
-                len(self.validator.inputs),
+                self.validator.count,
                 [*judged.problems, "still failing with every quantizable layer kept in float"],
             )
         final = result.mixed
