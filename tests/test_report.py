@@ -651,12 +651,14 @@ def test_measured_row_carries_flipped_indices_and_latency_quantiles():
         extras={},
     )
     base = Row("m.tflite", "tflite", "float32", "litert", 1)
-    row = _measured_row(base, result, reference, np.array([0, 1, 0, 0]), classes=2)
+    heads = [{"name": "output", "kind": "classifier", "class_names": ["a", "b"]}]
+    labels = {"output": np.array([0, 1, 0, 0])}
+    row = _measured_row(base, result, {"output": reference}, labels, heads)
     assert row.flipped == 2 and row.flipped_indices == [0, 3]
     assert [flip["index"] for flip in row.top_flips] == [0, 3]  # reference 0.9, then 0.7
     assert row.latency_quantiles_ms["p1"] == pytest.approx(0.00199)
     assert row.latency_quantiles_ms["p50"] == pytest.approx(0.0505)
-    unlabelled = _measured_row(base, result, reference, None, classes=2)
+    unlabelled = _measured_row(base, result, {"output": reference}, {}, heads)
     assert unlabelled.flipped_indices == [0, 3] and unlabelled.confusion_changes is None
 
 

@@ -138,6 +138,7 @@ def compare(out: str | Path = CompareOptions.out, *, on_row: Callable | None = N
 def run_compare(options: CompareOptions, on_row: Callable | None = None):
     """`compare` on an options object."""
     from toolkit.compare.judging import load_baseline
+    from toolkit.compare.scoring import evaluation_labels
     from toolkit.figures import FigureProcess, pyplot
     from toolkit.reporting import write_reports
     from toolkit.runners import RUNNERS
@@ -152,8 +153,7 @@ def run_compare(options: CompareOptions, on_row: Callable | None = None):
         manifest = checked_manifest(out, options.verify)
         dataset = evaluation_data(manifest, options.data, options.data_dir)
         inputs = dataset.test_images[: options.limit]
-        labels = dataset.test_labels if manifest.task == "classification" else None
-        labels = None if labels is None else labels[: options.limit]
+        labels = evaluation_labels(dataset, manifest, options.limit)
         measured = installed_runtimes(options.runtimes)
         # A figure process and a thread of this one import pyplot beside the runtimes' imports;
         # the two then share the report's figures.
@@ -427,6 +427,7 @@ def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | N
     from toolkit.compare.plan import manifest_input_shape, manifest_preprocessing
     from toolkit.data import FASHION_MNIST, load_data
     from toolkit.data.checks import data_sha256, fit_to_model
+    from toolkit.data.named import manifest_data
     from toolkit.errors import warn
 
     recorded = manifest.data
@@ -439,7 +440,9 @@ def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | N
         manifest_preprocessing(manifest),
         train=False,
     )
-    fit_to_model(dataset.test_images[:1], manifest_input_shape(manifest), dataset.source)
+    dataset = manifest_data(dataset, manifest)
+    if dataset.test_images.dtype.names is None:
+        fit_to_model(dataset.test_images[:1], manifest_input_shape(manifest), dataset.source)
     for note in dataset.notes:
         warn(note)
     digest = recorded.get("sha256")

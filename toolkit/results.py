@@ -74,6 +74,10 @@ class Row:
     confusion_changes: list[dict] | None = None  # (true, predicted) cells whose count changed
     # Where it ran: "name" ("local" or an ssh:// device) and the machine's description.
     device: dict = field(default_factory=dict)
+    # A model with several outputs: each output's figures by name (kind, max_abs_diff, rmse,
+    # snr_db, cosine, and agreement, flipped, accuracy for a classifier); the row's own figures
+    # above are the worst of them. None for a model with one output.
+    outputs: dict[str, dict] | None = None
 
     @property
     def device_name(self) -> str:
@@ -135,6 +139,9 @@ class Report:
     baseline_new: list[list[str]] | None = None
     baseline_gone: list[dict] | None = None  # artifact, runtime, accuracy, p50 (ms) then
     warnings: tuple[str, ...] = ()
+    # The model's outputs as export judged them: name, shape, kind (classifier, binary or
+    # values) and class names; one entry for a model with one output.
+    outputs: list[dict] = field(default_factory=list)
     # Each ssh:// device's recommendation, [artifact, runtime] (`recommended` is the host's).
     recommended_by_device: dict[str, list[str]] = field(default_factory=dict)
     # Per-call latencies in ms by row key, for API callers; not stored in report.json (the

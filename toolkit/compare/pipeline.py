@@ -55,7 +55,11 @@ def measure_rows(
         )
     with tempfile.TemporaryDirectory(prefix="toolkit-eval-") as folder:
         data = EvalData.write(
-            items, Path(folder), manifest_preprocessing(manifest), manifest_input_shape(manifest)
+            items,
+            Path(folder),
+            manifest_preprocessing(manifest),
+            manifest_input_shape(manifest),
+            manifest.inputs,
         )
         local = executor or LocalExecutor()
         results = measure_on_devices(

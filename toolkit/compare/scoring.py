@@ -14,11 +14,13 @@ from toolkit.compare.measurement import Measurement, MeasureSettings
 from toolkit.compare.plan import REFERENCE
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.metrics import (
-    compare_outputs,
+    CLASS_KINDS,
+    compare_named,
     flip_details,
     latency_percentiles,
     latency_quantiles,
     per_class_accuracy,
+    worst_of,
 )
 from toolkit.process import recorded_versions
 from toolkit.results import FAILED, Report, Row
@@ -40,26 +42,84 @@ def environment(versions: dict[str, str]) -> dict:
     }
 
 
+def output_heads(manifest: Manifest, reference: dict) -> list[dict]:
+    """The outputs to judge, in the model's order: name, kind and class names, as export
+    recorded them; a manifest from before several outputs names its one output by its task
+    (no manifest: the tutorial's classifier)."""
+    if manifest is None:
+        from toolkit.data import CLASS_NAMES
+
+        return [{"name": next(iter(reference)), "kind": "classifier", "class_names": CLASS_NAMES}]
+    if manifest.outputs:
+        return [
+            {
+                "name": head["name"],
+                "kind": head.get("kind", "values"),
+                "class_names": list(head.get("class_names") or []),
+            }
+            for head in manifest.outputs
+        ]
+    kind = "classifier" if manifest.task == "classification" else "values"
+    return [{"name": next(iter(reference)), "kind": kind, "class_names": manifest.class_names}]
+
+
+def gallery_class_names(manifest: Manifest, heads: list[dict]) -> list[str]:
+    """The class names the report's per-class plot and galleries use: the one output's, or the
+    first classifier output's when there are several outputs."""
+    if len(heads) == 1:
+        return list(manifest.class_names)
+    classifiers = [h for h in heads if h["kind"] in CLASS_KINDS]
+    return list(classifiers[0]["class_names"]) if classifiers else []
+
+
+def head_labels(labels, heads: list[dict]) -> dict:
+    """Labels by output name: a dict already, or one array for the one classifier output."""
+    if isinstance(labels, dict):
+        return labels
+    classifiers = [h["name"] for h in heads if h["kind"] in CLASS_KINDS]
+    return {classifiers[0]: labels} if labels is not None and classifiers else {}
+
+
+def evaluation_labels(dataset, manifest: Manifest, limit: int | None):
+    """The labels compare judges by: by output name for several outputs, else the one array
+    (classification only), the first `limit` items."""
+    if dataset.output_labels:
+        return {name: labels[:limit] for name, labels in dataset.output_labels.items() if name}
+    labels = dataset.test_labels if manifest.task == "classification" else None
+    return None if labels is None else labels[:limit]
+
+
 def measured_row(
-    base: Row,
-    measurement: Measurement,
-    reference: np.ndarray,
-    labels: np.ndarray | None,
-    classes: int,
+    base: Row, measurement: Measurement, reference: dict, labels: dict, heads: list[dict]
 ) -> Row:
-    """The row's figures from a Measurement (its first output), judged by the one comparator."""
-    outputs, latencies = measurement.first_output, measurement.latencies_ns
-    comparison = compare_outputs(outputs, reference, labels, class_scores=classes > 0)
+    """The row's figures from a Measurement: each output judged by the one comparator, the
+    row's own figures the worst of them; flips and per-class accuracy of the first classifier
+    output (the same one in every row, so rows compare like with like; each output's flip
+    count is under `outputs`)."""
+    outputs, latencies = measurement.outputs, measurement.latencies_ns
+    comparisons = compare_named(outputs, reference, heads, labels)
     per_class = flips = None
-    if labels is not None and classes:
-        per_class = per_class_accuracy(outputs, labels, classes)
-    if classes:
-        flips = flip_details(outputs, reference, labels)
+    classifiers = [h for h in heads if h["kind"] in CLASS_KINDS]
+    if classifiers:
+        head = classifiers[0]
+        name = head["name"]
+        if labels.get(name) is not None:
+            classes = max(len(head["class_names"]), 2 if head["kind"] == "binary" else 1)
+            per_class = per_class_accuracy(outputs[name], labels[name], classes)
+        flips = flip_details(outputs[name], reference[name], labels.get(name))
+        if len(heads) > 1:
+            flips["top_flips"] = [{**flip, "output": name} for flip in flips["top_flips"]]
+    per_output = None
+    if len(heads) > 1:
+        per_output = {
+            h["name"]: {"kind": h["kind"], **comparisons[h["name"]].to_json()} for h in heads
+        }
     return replace(
         base,
-        **comparison.to_json(),
+        **worst_of(comparisons).to_json(),
         **(flips or {}),
         per_class_accuracy=per_class,
+        outputs=per_output,
         latency_ms=latency_percentiles(latencies),
         latency_quantiles_ms=latency_quantiles(latencies),
         latency_runs=len(latencies),
@@ -70,10 +130,13 @@ def measured_row(
     )
 
 
-def _reference(out: Path, results) -> np.ndarray:
-    """The reference row's outputs; ToolkitError (exit 4) when it failed or is not finite."""
+def _reference(out: Path, results) -> dict:
+    """The reference row's outputs by name; ToolkitError (exit 4) when it failed or any output
+    is not finite."""
     reference_row, reference_result = results[0]
-    if reference_row.ok and not np.isfinite(reference_result.first_output).all():
+    if reference_row.ok and not all(
+        np.isfinite(array).all() for array in reference_result.outputs.values()
+    ):
         reference_row, reference_result = (
             replace(reference_row, status=FAILED),
             "outputs contain NaN or infinity",
@@ -82,7 +145,7 @@ def _reference(out: Path, results) -> np.ndarray:
         raise ToolkitError(
             f"{out / REFERENCE}: the reference failed: {reference_result}", ExitCode.ARTIFACT
         )
-    return reference_result.first_output
+    return reference_result.outputs
 
 
 def build_report(
@@ -90,14 +153,15 @@ def build_report(
 ) -> Report:
     """The Report of every (row, Measurement or reason), the reference's row first."""
     reference = _reference(out, results)
-    classes = len(manifest.class_names) if manifest.task == "classification" else 0
+    heads = output_heads(manifest, reference)
+    labels = head_labels(labels, heads)
     rows, samples = [], {}
     for base, result in results:
         if not base.ok:
             rows.append(replace(base, error=result))
             continue
         try:
-            row = measured_row(base, result, reference, labels, classes)
+            row = measured_row(base, result, reference, labels, heads)
         except ValueError as exc:
             row = replace(base, status=FAILED, error=str(exc))
         else:
@@ -108,7 +172,7 @@ def build_report(
         reference=REFERENCE,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         environment=environment(recorded_versions()),
-        class_names=list(manifest.class_names),
+        class_names=gallery_class_names(manifest, heads),
         test_images=count,
         settings={
             "runs": settings.runs,
@@ -118,4 +182,5 @@ def build_report(
         },
         rows=tuple(rows),
         latency_samples=samples,
+        outputs=[{**head, "shape": list(reference[head["name"]].shape[1:])} for head in heads],
     )
