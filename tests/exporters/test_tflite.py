@@ -224,7 +224,7 @@ def test_node_data_is_written_by_a_child_and_a_failed_one_says_why(tiny, tmp_pat
     record.write_text(json.dumps(layer_errors_json("model_int8.tflite", errors)))
     jobs, good, bad = NodeDataJobs(), {}, {}
     jobs.start(record, path, tmp_path / "good.node_data.json", errors.plot_metric)
-    jobs.start(record, tmp_path / "missing.tflite", tmp_path / "bad.node_data.json", "rmse")
+    jobs.start(tmp_path / "missing.json", path, tmp_path / "bad.node_data.json", "rmse")
     jobs.describe("quantization/good.node_data.json", good)
     jobs.describe("quantization/bad.node_data.json", bad)
     problems = jobs.finish()

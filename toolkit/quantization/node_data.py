@@ -45,12 +45,12 @@ def file_tensor(name: str, names: list[str]) -> str | None:
     return next((n for n in names if n[len(name) :].isdigit() and n.startswith(name)), None)
 
 
-def node_data(errors: LayerErrors, tflite_path: Path):
+def node_data(errors: LayerErrors, tflite_path: Path, graph_names=None):
     """A ModelNodeData with each quantized activation's error (the plot's metric), keyed by the
-    file's own output tensor names."""
+    file's own output tensor names (`graph_names`: `output_names` of the file, read before)."""
     from model_explorer import node_data_builder as ndb
 
-    graph, names = output_names(tflite_path)
+    graph, names = graph_names or output_names(tflite_path)
     results = {}
     for tensor in errors.tensors:
         key = file_tensor(tensor.tensor, names)
@@ -79,27 +79,31 @@ class NodeDataJobs:
     commit) and turns the record of any that failed into the reason."""
 
     def __init__(self) -> None:
-        self._jobs: dict[str, tuple[subprocess.Popen, Path]] = {}
+        self._jobs: dict[str, tuple[subprocess.Popen, Path, str]] = {}
         self._records: dict[str, dict] = {}
 
     def start(self, record: Path, tflite_path: Path, target: Path, metric: str) -> None:
-        """Writes `target` from the per-layer `record` (JSON) of `tflite_path` in a child."""
+        """Writes `target` from the per-layer `record` (JSON) of `tflite_path` in a child. The
+        file's tensor names are read here: export may remove the file before the child runs."""
         if not explorer_installed():
             return
+        import json
+
         import toolkit
 
+        graph_names = json.dumps(output_names(tflite_path))
         source_root = str(Path(toolkit.__file__).resolve().parents[1])
         paths = [source_root, *filter(None, [os.environ.get("PYTHONPATH")])]
         command = [sys.executable, "-m", __name__, str(record), str(tflite_path), str(target)]
         process = subprocess.Popen(
             [*command, metric],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
         )
-        self._jobs[target.name] = process, target
+        self._jobs[target.name] = process, target, graph_names
 
     def describe(self, relative: str, record: dict) -> None:
         """Adds to an artifact's quantization `record` where its node data is, or why none."""
@@ -113,9 +117,9 @@ class NodeDataJobs:
     def finish(self) -> list[str]:
         """Waits for every child; one line per file that could not be written."""
         problems = []
-        for name, (process, target) in self._jobs.items():
+        for name, (process, target, graph_names) in self._jobs.items():
             try:
-                _, stderr = process.communicate(timeout=CHILD_SECONDS)
+                _, stderr = process.communicate(graph_names, timeout=CHILD_SECONDS)
             except subprocess.TimeoutExpired:
                 process.kill()
                 _, stderr = process.communicate()
@@ -133,8 +137,11 @@ class NodeDataJobs:
 
 
 def main(argv: list[str]) -> None:
-    """The child: RECORD TFLITE TARGET METRIC (a per-layer record as export writes it)."""
+    """The child: RECORD TFLITE TARGET METRIC (a per-layer record as export writes it), the
+    file's `output_names` as JSON on stdin."""
     import json
+
+    from model_explorer import node_data_builder  # noqa: F401 - the slow part, before stdin
 
     from toolkit.quantization.records import TensorError
 
@@ -143,7 +150,8 @@ def main(argv: list[str]) -> None:
     tensors = tuple(TensorError(**tensor) for tensor in data["tensors"])
     fields = ("format", "method", "rank_metric", "samples")
     errors = LayerErrors(**{key: data[key] for key in fields}, plot_metric=metric, tensors=tensors)
-    node_data(errors, Path(tflite_path)).save_to_file(target)
+    graph, names = json.loads(sys.stdin.read())
+    node_data(errors, Path(tflite_path), (graph, names)).save_to_file(target)
 
 
 if __name__ == "__main__":
