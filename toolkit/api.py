@@ -15,7 +15,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.errors import ExitCode, ToolkitError
@@ -271,10 +271,13 @@ class Predictions:
 
     names: list[str]
     labels: list[int | None]  # the true class where known (evaluation-set inputs)
-    outputs: object  # numpy (N, ...): class probabilities for a classifier
+    # numpy (N, ...): class probabilities for a classifier; for a model with several outputs,
+    # the arrays by output name in the model's order
+    outputs: object
     class_names: list[str]  # empty when the outputs are not class scores
     runtime: str
     warnings: list[str]
+    heads: list[dict] = field(default_factory=list)  # each output: name, kind, class_names
 
     @property
     def probabilities(self):
@@ -298,6 +301,10 @@ class _Model:
     preprocessing: object
     class_names: list[str]
 
+    @property
+    def several_inputs(self) -> bool:
+        return self.manifest is not None and len(self.manifest.inputs) > 1
+
 
 def _model_facts(path: Path) -> _Model:
     from toolkit.compare.plan import manifest_input_shape, manifest_preprocessing
@@ -318,6 +325,7 @@ def run_predict(options: PredictOptions) -> Predictions:
     """`predict` on an options object."""
     import numpy as np
 
+    from toolkit.compare.scoring import output_heads
     from toolkit.figures import plot_image_predictions
     from toolkit.fsio import check_replaceable
     from toolkit.prediction import check_listed_checksum, predict_isolated, runtime_for
@@ -335,16 +343,25 @@ def run_predict(options: PredictOptions) -> Predictions:
         names.append(name)
         items.append(item)
         labels.append(label)
-    batch = np.stack([np.asarray(item, dtype=np.float32) for item in items])
-    inputs = model.preprocessing.apply(batch).reshape((-1, *model.shape))
-    outputs = predict_isolated(RUNNERS[runtime], path, inputs, options.threads)
-    if options.plot is not None and not model.class_names:
+    if model.several_inputs:
+        from toolkit.compare.data import model_ready
+
+        ready = model_ready(np.stack(items), model.manifest.inputs)
+        inputs = {name: ready[name] for name in ready.dtype.names}
+    else:
+        batch = np.stack([np.asarray(item, dtype=np.float32) for item in items])
+        inputs = model.preprocessing.apply(batch).reshape((-1, *model.shape))
+    named = predict_isolated(RUNNERS[runtime], path, inputs, options.threads)
+    heads = output_heads(model.manifest, named)
+    named = {head["name"]: named[head["name"]] for head in heads if head["name"] in named}
+    outputs = next(iter(named.values())) if len(named) == 1 else named
+    if options.plot is not None and (not model.class_names or len(named) > 1):
         raise ToolkitError(
             f"{options.plot}: --plot draws class scores; this model's outputs are not"
         )
     if options.plot is not None:
         plot_image_predictions(batch, outputs, labels, model.class_names, options.plot)
-    return Predictions(names, labels, outputs, model.class_names, runtime, warnings)
+    return Predictions(names, labels, outputs, model.class_names, runtime, warnings, heads)
 
 
 def _image_items(images: Sequence[Path], model: _Model):
@@ -352,6 +369,13 @@ def _image_items(images: Sequence[Path], model: _Model):
     from toolkit.prediction import load_image
 
     names, items, labels, warnings = [], [], [], []
+    if images and model.several_inputs:
+        inputs = ", ".join(entry["name"] for entry in model.manifest.inputs)
+        raise ToolkitError(
+            f"{images[0]}: the model has several inputs ({inputs}); predict on items of its "
+            ".npz data with --index",
+            ExitCode.USAGE,
+        )
     for image_path in images:
         pixels = model.preprocessing.scale == 1 / 255
         array, warning = load_image(image_path, model.shape, pixels=pixels)

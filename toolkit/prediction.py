@@ -147,7 +147,11 @@ def load_image(
 
 
 def top_k(probabilities: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    """(class index, probability) pairs, most likely first, for each row."""
+    """(class index, probability) pairs, most likely first, for each row; one score column is
+    a binary classifier's probability of class 1."""
+    probabilities = probabilities.reshape(len(probabilities), -1)
+    if probabilities.shape[1] == 1:
+        probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
     order = np.argsort(-probabilities, axis=1)[:, :k]
     return [
         [(int(c), float(row[c])) for c in classes]
@@ -173,13 +177,14 @@ def _predict_worker(connection, runner_class, path, inputs, threads) -> None:
 def predict_isolated(
     runner_class,
     path: Path,
-    inputs: np.ndarray,
+    inputs,
     threads: int = 1,
     timeout_seconds: float = 300.0,
     max_memory_mb: float | None = None,
-) -> np.ndarray:
-    """The runner's outputs for model-ready `inputs`, computed in a spawned process so a runtime
-    that crashes or hangs on a hostile file is one line and exit 4, not a dead CLI."""
+) -> dict[str, np.ndarray]:
+    """The runner's outputs by name for model-ready `inputs` (one array, or arrays by input
+    name), computed in a spawned process so a runtime that crashes or hangs on a hostile file
+    is one line and exit 4, not a dead CLI."""
     memory = default_max_memory_mb() if max_memory_mb is None else max_memory_mb
     args = (runner_class, path, inputs, threads)
     status, result = run_isolated(_predict_worker, args, timeout_seconds, memory)

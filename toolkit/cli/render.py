@@ -230,6 +230,9 @@ def print_predictions(result, top: int, plot: Path | None) -> None:
     from toolkit.prediction import top_k
 
     warnings_of(result.warnings)
+    if isinstance(result.outputs, dict):
+        _print_named_predictions(result, top)
+        return
     classes = result.class_names
     if not classes:
         for name, output in zip(result.names, result.outputs, strict=True):
@@ -245,6 +248,25 @@ def print_predictions(result, top: int, plot: Path | None) -> None:
         plain(f"{name}: {classes[best[0][0]]}{truth}  ({ranked})")
     if plot is not None:
         plain(f"figure written to {plot}")
+
+
+def _print_named_predictions(result, top: int) -> None:
+    """A model with several outputs: each input, then each output by name on a line."""
+    from toolkit.prediction import top_k
+
+    for i, name in enumerate(result.names):
+        plain(f"{name}:")
+        for head in result.heads:
+            output = result.outputs[head["name"]][i : i + 1]
+            classes = head["class_names"] if head["kind"] in ("classifier", "binary") else []
+            if classes:
+                best = top_k(output, top)[0]
+                ranked = ", ".join(f"{classes[c]} {100 * p:.1f}%" for c, p in best)
+                plain(f"  {head['name']}: {classes[best[0][0]]}  ({ranked})")
+            else:
+                values = ", ".join(f"{v:.4g}" for v in output.reshape(-1)[:8])
+                more = " ..." if output.size > 8 else ""
+                plain(f"  {head['name']}: output {list(output.shape[1:])} [{values}{more}]")
 
 
 def print_verification(result, out: Path) -> None:

@@ -35,6 +35,16 @@ def _as_image(value: np.ndarray) -> np.ndarray | None:
     return pixels
 
 
+def gallery_input(item: np.ndarray) -> np.ndarray:
+    """What a gallery shows of one item: the item, or for a model with several inputs its
+    first image-shaped input (else its first input)."""
+    names = item.dtype.names
+    if not names:
+        return item
+    images = [name for name in names if _as_image(item[name]) is not None]
+    return item[(images or names)[0]]
+
+
 def _flip_title(report: Report, flip: dict) -> str:
     """Three lines: index and true label; the reference's class and probability; the artifact's
     (✓ where the class is the label)."""

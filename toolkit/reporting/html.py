@@ -28,6 +28,7 @@ from toolkit.reporting.cells import (
     sorted_rows,
     title,
 )
+from toolkit.reporting.outputs import outputs_section
 from toolkit.results import ESTIMATED, Report, Row
 
 PLOTS = {  # file name -> caption, in the order the HTML page shows them
@@ -330,6 +331,7 @@ def report_html(report: Report, images: dict[str, bytes]) -> str:
         "<h2>Results</h2>",
         '<p class="hint">Click a column header to sort. Latency columns each use one unit.</p>',
         _results_table(report),
+        *outputs_section(report),
         *_gone_rows(report),
     ]
     if failed := failed_rows(report):

@@ -14,7 +14,7 @@ from toolkit.figures import FigureProcess, save_figure, write_png
 from toolkit.fsio import EMBED_MAX_BYTES, plain_relative, read_confined, write_bytes, write_text
 from toolkit.reporting import html
 from toolkit.reporting.cells import gallery_name
-from toolkit.reporting.galleries import flip_gallery_figure
+from toolkit.reporting.galleries import flip_gallery_figure, gallery_input
 from toolkit.reporting.plots import (
     accuracy_vs_latency_figure,
     latency_distribution_figure,
@@ -78,7 +78,8 @@ def _figure_jobs(report: Report, inputs) -> list[tuple[str, Callable, tuple, boo
     jobs = []
     if inputs is not None:
         for row in _galleries(report):
-            flipped = {flip["index"]: inputs[flip["index"]] for flip in row.top_flips}
+            shown = [flip["index"] for flip in row.top_flips]
+            flipped = {i: gallery_input(inputs[i]) for i in shown}
             jobs.append(
                 (gallery_name(report, row), flip_gallery_figure, (report, row, flipped), False)
             )
