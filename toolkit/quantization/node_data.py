@@ -89,10 +89,8 @@ class NodeDataJobs:
             return
         import json
 
-        import toolkit
-
         graph_names = json.dumps(output_names(tflite_path))
-        source_root = str(Path(toolkit.__file__).resolve().parents[1])
+        source_root = str(Path(__file__).resolve().parents[2])  # the folder holding toolkit/
         paths = [source_root, *filter(None, [os.environ.get("PYTHONPATH")])]
         command = [sys.executable, "-m", __name__, str(record), str(tflite_path), str(target)]
         process = subprocess.Popen(
