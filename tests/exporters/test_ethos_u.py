@@ -114,30 +114,6 @@ def test_a_float_file_is_refused_with_the_reason(tiny_model_dir, tmp_path):
     assert "model_float32.tflite" in str(refused.value) and not list(tmp_path.iterdir())
 
 
-def test_export_compiles_the_validated_int8_file_with_its_c_array(tiny, tmp_path):
-    """The pipeline: `--format ethos-u` brings the int8 file it is made from, validates it,
-    and commits the compiled file, its C array and Vela's table, all in the manifest."""
-    from toolkit.export.pipeline import export_artifacts
-
-    data = tmp_path / "data.npz"
-    np.savez(data, x_test=tiny.inputs, x_train=tiny.inputs)
-    out = tmp_path / "out"
-    manifest = export_artifacts(
-        out, tiny.folder / "model.keras", ["ethos-u"], data=data, npus=("ethos-u55-64",)
-    )
-    names = {a.name for a in manifest.artifacts}
-    compiled = "model_int8_vela_ethos-u55-64"
-    assert {"model_int8.tflite", f"{compiled}.tflite", f"{compiled}.cc", f"{compiled}.h"} <= names
-    npu = manifest.artifact(f"{compiled}.tflite").npu
-    assert npu["accelerator"] == "ethos-u55-64" and npu["source"] == "model_int8.tflite"
-    assert (out / npu["per_layer"]).is_file() and npu["per_layer"].startswith("npu/")
-    assert npu["estimate"]["label"] == "Vela's estimate, not a measurement"
-    assert manifest.artifact(f"{compiled}.cc").made_from == f"{compiled}.tflite"
-    header = (out / f"{compiled}.h").read_text()
-    assert "  resolver.AddEthosU();" in header
-    assert "tflite::MicroMutableOpResolver<1>" in header
-
-
 def test_estimated_rows_are_vela_figures_never_gated_or_recommended():
     """A compare row for a compiled file: named after its accelerator, status `estimated`,
     Vela's latency in extras and no measured figure; gates and the recommendation skip it."""

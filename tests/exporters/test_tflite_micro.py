@@ -203,7 +203,8 @@ def test_c_identifiers_from_any_model_name():
 def test_c_array_of_a_replaced_int8_holds_the_mixed_file(tmp_path):
     """When full int8 misses its tolerance and a mixed model replaces it, the C array is made
     from the mixed file that was validated and committed, named after it; the failed bytes
-    are nowhere (issue 26)."""
+    are nowhere (issue 26). The Ethos-U file is compiled from the same mixed file (one export
+    serves both: each costs seconds)."""
     import numpy as np
 
     from tests.test_quantization import build_outlier_model, synthetic_images
@@ -215,7 +216,11 @@ def test_c_array_of_a_replaced_int8_holds_the_mixed_file(tmp_path):
     out = tmp_path / "out"
     with pytest.warns(match="replaced by model_mixed_int8.tflite"):
         manifest = export_artifacts(
-            out, tmp_path / "kws.keras", ["tflite-micro"], data=tmp_path / "data.npz"
+            out,
+            tmp_path / "kws.keras",
+            ["tflite-micro", "ethos-u"],
+            data=tmp_path / "data.npz",
+            npus=("ethos-u55-64",),
         )
     names = {a.name for a in manifest.artifacts}
     assert {"model_mixed_int8.tflite", "model_mixed_int8.cc", "model_mixed_int8.h"} <= names
@@ -230,3 +235,25 @@ def test_c_array_of_a_replaced_int8_holds_the_mixed_file(tmp_path):
         assert artifact.made_from == "model_mixed_int8.tflite" and artifact.variant == "mixed_int8"
         assert artifact.batch == 1
     assert manifest.artifact("model_float32.cc").made_from == "model_float32.tflite"
+    check_compiled_for_the_npu(out, manifest, "model_mixed_int8")
+
+
+def check_compiled_for_the_npu(out, manifest, source: str) -> None:
+    """The committed int8 file compiled by Vela, with its C array, table and record."""
+    compiled = f"{source}_vela_ethos-u55-64"
+    assert not {f"model_int8_vela_ethos-u55-64.{s}" for s in ("tflite", "cc", "h")} & {
+        a.name for a in manifest.artifacts
+    }
+    npu = manifest.artifact(f"{compiled}.tflite").npu
+    assert npu["accelerator"] == "ethos-u55-64" and npu["source"] == f"{source}.tflite"
+    assert manifest.artifact(f"{compiled}.tflite").made_from == f"{source}.tflite"
+    assert (out / npu["per_layer"]).is_file() and npu["per_layer"].startswith("npu/")
+    assert npu["estimate"]["label"] == "Vela's estimate, not a measurement"
+    # The layer kept in float is no NPU operator: Vela leaves it to the CPU and says why.
+    assert npu["estimate"]["cpu_operators"] >= 1 and npu["estimate"]["cpu_fallback"]
+    assert manifest.artifact(f"{compiled}.cc").made_from == f"{compiled}.tflite"
+    assert (
+        c_array_bytes((out / f"{compiled}.cc").read_text())
+        == (out / f"{compiled}.tflite").read_bytes()
+    )
+    assert "  resolver.AddEthosU();" in (out / f"{compiled}.h").read_text()
