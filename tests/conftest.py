@@ -1,5 +1,7 @@
-"""Shared fixtures: the real dataset and a tiny model trained once per test session."""
+"""Shared fixtures: the real dataset and a tiny model trained and exported once per test run
+(shared by the pytest-xdist workers)."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,29 +18,59 @@ def dataset():
     return load_dataset()
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None], copy_to: Path) -> Path:
+    """`copy_to`, a private copy of a folder `build` fills once per test run: under pytest-xdist
+    the first worker to ask builds it under a file lock, the others wait and copy its result.
+
+    Each worker keeps its own copy, so nothing one worker's commands write (a lock file, a
+    report) is seen by another's; a build that fails leaves nothing, and the next asker retries.
+    """
+    import fcntl
+    import os
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's own folder
+    shared = root / f"{name}.shared"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even on an error
+        if not shared.is_dir():
+            staging = root / f"{name}.building-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            build(staging / "out")
+            staging.rename(shared)
+    shutil.copytree(shared / "out", copy_to, symlinks=True, dirs_exist_ok=True)
+    return copy_to
+
+
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, dataset) -> Path:
     """An output folder holding a tiny trained tutorial model and its training outputs."""
-    from toolkit.model import TrainConfig, save_training_outputs, train
 
-    import_tensorflow()
-    out = tmp_path_factory.mktemp("trained")
-    result = train(dataset, TrainConfig(**TINY), out / "training" / "checkpoint")
-    save_training_outputs(out, dataset, result)
-    return out
+    def build(out: Path) -> None:
+        from toolkit.model import TrainConfig, save_training_outputs, train
+
+        import_tensorflow()
+        result = train(dataset, TrainConfig(**TINY), out / "training" / "checkpoint")
+        save_training_outputs(out, dataset, result)
+
+    return built_once(tmp_path_factory, "trained", build, tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture(scope="session")
 def exported_dir(tmp_path_factory, trained_dir) -> Path:
     """The tiny model exported to every registered format, with its manifest."""
-    import shutil
 
-    from toolkit.export.pipeline import export_artifacts
+    def build(out: Path) -> None:
+        import shutil
 
-    out = tmp_path_factory.mktemp("exported") / "out"
-    shutil.copytree(trained_dir, out)
-    export_artifacts(out)
-    return out
+        from toolkit.export.pipeline import export_artifacts
+
+        shutil.copytree(trained_dir, out)
+        export_artifacts(out)
+
+    copy_to = tmp_path_factory.mktemp("exported") / "out"
+    return built_once(tmp_path_factory, "exported", build, copy_to)
 
 
 @pytest.fixture
