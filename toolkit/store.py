@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -268,6 +269,17 @@ def recover_staging(out: Path) -> None:
             _apply_commit(out, staging, names)
 
 
+def _remove_entry(out: Path, name: str) -> None:
+    """Removes `out/name` without following a link (a link itself is removed)."""
+    if not PLAIN_NAME.fullmatch(name):
+        return
+    path = out / name
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
 class Staging:
     """A transaction on the output folder: build everything in a staging folder, then commit.
 
@@ -285,12 +297,17 @@ class Staging:
             self.dir.mkdir(parents=True)
         return self
 
-    def commit(self, names: list[str]) -> None:
+    def commit(self, names: list[str], superseded: Iterable[str] = ()) -> None:
+        """Commits `names`, then removes `superseded`: entries an earlier run wrote under names
+        this run declares but did not write (a left-out variant, an int8 file a mixed one
+        replaced), so no file the manifest no longer lists is taken for a current one."""
         if MANIFEST_NAME in names:
             names = [n for n in names if n != MANIFEST_NAME] + [MANIFEST_NAME]
         with io_errors(self.out):
             write_json(self.dir / COMMIT_NAME, names)  # the commit point; no later interrupt
             _apply_commit(self.out, self.dir, _committed_names(self.out, self.dir))
+            for name in sorted(set(superseded) - set(names)):
+                _remove_entry(self.out, name)
 
     def __exit__(self, *exc) -> None:
         if not (self.dir / COMMIT_NAME).is_file():

@@ -294,5 +294,5 @@ def export_artifacts(
             )
             with io_errors(out / MANIFEST_NAME):
                 (staging.dir / MANIFEST_NAME).write_text(manifest_json(manifest))
-            staging.commit([*sorted(written), MANIFEST_NAME])
+            staging.commit([*sorted(written), MANIFEST_NAME], committed_names(variants))
     return manifest
