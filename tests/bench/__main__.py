@@ -26,6 +26,7 @@ from tests.bench.gemm import (
     throughput_vs_peak,
 )
 from tests.bench.latency import compare_litert_timings, latency_ratios
+from tests.bench.mlperf_tiny import mlperf_tiny_figures, mlperf_tiny_ratios
 from tests.bench.pipeline import export_and_compare, pipeline_ratios
 from tests.bench.quantization import explain_slower, int8_comparisons, int8_ratios
 from tests.bench.runs import BenchError
@@ -111,6 +112,12 @@ def run_bench(
             "mobilenet": mobilenet_figures(Path(one), items),
             "mixed": mixed_figures(Path(two)),
         }
+    # The real-size models test_any_model takes small: every desktop format, every runtime.
+    with (
+        part("9 MLPerf Tiny models at their size", seconds),
+        tempfile.TemporaryDirectory(dir=out) as four,
+    ):
+        bench["mlperf_tiny"] = mlperf_tiny_figures(Path(four))
     bench["environment"] = environment(library_versions())
     bench["load_average"]["end"] = os.getloadavg()[0]
     bench["part_seconds"] = seconds
@@ -122,6 +129,7 @@ def run_bench(
         *pipeline_ratios(bench["pipeline"]),
         *target_ratios(bench["targets"]["timings"]),
         *any_model_ratios(**bench["any_model"]),
+        *mlperf_tiny_ratios(bench["mlperf_tiny"]),
     ]
     bench["ratios"] = [asdict(ratio) for ratio in ratios]
     return bench, ratios

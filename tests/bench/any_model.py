@@ -30,9 +30,10 @@ from toolkit.compare.measurement import MeasureSettings as MeasureConfig
 DESKTOP = ["--format", "keras", "--format", "savedmodel", "--format", "tflite", "--format", "onnx"]
 
 
-def _toolkit(*args: str, expect: int = 0) -> tuple[float, float]:
+def _toolkit(*args: str, expect: int | tuple[int, ...] = 0) -> tuple[float, float]:
     """Wall seconds of one toolkit command and the peak resident MB of its largest process
-    (itself or one of its workers), measured from a wrapper process of its own."""
+    (itself or one of its workers), measured from a wrapper process of its own; `expect` is the
+    exit code (or codes) it must end with."""
     wrapper = (
         "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
         "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
@@ -42,7 +43,7 @@ def _toolkit(*args: str, expect: int = 0) -> tuple[float, float]:
     done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     code, peak_mb = done.stdout.split()[-2:]
-    if int(code) != expect:
+    if int(code) not in (expect if isinstance(expect, tuple) else (expect,)):
         raise BenchError(f"toolkit {args[0]} exited {code}: {done.stderr[-500:]!r}")
     return seconds, float(peak_mb)
 
