@@ -226,26 +226,10 @@ class IsolatedRun:
         """What the worker sends; the wait checks for interrupts (Ctrl-C stops the worker at
         once) and calls `on_poll` every POLL_SECONDS, or every HANDOFF_POLL_SECONDS while it
         returns True (it is pacing the worker)."""
-        deadline = time.monotonic() + self.timeout_seconds
-        process, receiver = self._process, self._receiver
         try:
-            pacing = on_poll()
-            # poll() is also True once the worker died.
-            while not receiver.poll(HANDOFF_POLL_SECONDS if pacing else POLL_SECONDS):
-                interrupts.check()
-                pacing = on_poll()
-                if rss_mb(process.pid) > self.max_memory_mb:
-                    return (
-                        "error",
-                        f"stopped: used more than --max-memory {self.max_memory_mb:g} MB",
-                    )
-                if time.monotonic() > deadline:
-                    return "error", f"timed out after {self.timeout_seconds:g} s"
-            try:
-                return receiver.recv()
-            except EOFError:  # the worker died before sending anything
-                process.join(5)
-                return "error", describe_exit(process.exitcode)
+            return _reply(
+                self._process, self._receiver, self.timeout_seconds, self.max_memory_mb, on_poll
+            )
         finally:
             self.stop()
 
@@ -257,6 +241,82 @@ class IsolatedRun:
             self._process.kill()
         self._process.join(5)
         self._receiver.close()
+
+
+def _reply(process, receiver, timeout_seconds: float, max_memory_mb: float, on_poll) -> tuple:
+    """What `process` sends on `receiver`, or ("error", why) when it crashes, hangs past
+    `timeout_seconds` or holds more than `max_memory_mb`; interrupts are checked meanwhile."""
+    deadline = time.monotonic() + timeout_seconds
+    pacing = on_poll()
+    # poll() is also True once the worker died.
+    while not receiver.poll(HANDOFF_POLL_SECONDS if pacing else POLL_SECONDS):
+        interrupts.check()
+        pacing = on_poll()
+        if rss_mb(process.pid) > max_memory_mb:
+            return "error", f"stopped: used more than --max-memory {max_memory_mb:g} MB"
+        if time.monotonic() > deadline:
+            return "error", f"timed out after {timeout_seconds:g} s"
+    try:
+        return receiver.recv()
+    except (EOFError, ConnectionResetError):  # the worker died before sending anything
+        process.join(5)
+        return "error", describe_exit(process.exitcode)
+
+
+class RequestWorker:
+    """`target(connection, *args)` in a spawned, isolated process that answers requests one at a
+    time, for work whose imports cost more than the work (a converter): started once, asked
+    many times. The worker answers with any status but "error", which is this side's: a
+    crash, a hang or memory over `max_memory_mb` stops it, and it is then `broken`."""
+
+    def __init__(self, target, args: tuple, max_memory_mb: float):
+        context = multiprocessing.get_context("spawn")
+        self._connection, child_end = context.Pipe()
+        self._process = context.Process(
+            target=_isolated_entry, args=(os.getpid(), target, child_end, *args), daemon=True
+        )
+        start_child(self._process)
+        child_end.close()
+        self.max_memory_mb, self.broken = max_memory_mb, False
+
+    def ask(self, request, timeout_seconds: float) -> tuple:
+        """Sends `request` and returns the worker's (status, payload), or ("error", why)."""
+        try:
+            self._connection.send(request)
+        except (BrokenPipeError, ConnectionResetError):  # it died while idle
+            self._process.join(5)
+            self.stop()
+            return "error", describe_exit(self._process.exitcode)
+        return self.receive(timeout_seconds)
+
+    def receive(self, timeout_seconds: float) -> tuple:
+        """The worker's next (status, payload), or ("error", why)."""
+        answer = _reply(
+            self._process, self._connection, timeout_seconds, self.max_memory_mb, lambda: None
+        )
+        if answer[0] == "error":
+            self.stop()
+        return answer
+
+    def stop(self) -> None:
+        """Ends the worker (at once: it may be hung) and removes what a crash left of its
+        private temp folder."""
+        self.broken = True
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(5)
+        self._connection.close()
+        remove_private_tempdirs(self._process.pid)
+
+
+def remove_private_tempdirs(pid: int) -> None:
+    """Removes process `pid`'s private temp folders (`toolkit.scratch`): one that crashed or was
+    killed never ran its own clean-up."""
+    import shutil
+    import tempfile
+
+    for folder in Path(tempfile.gettempdir()).glob(f"toolkit-{pid}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_isolated(target, args: tuple, timeout_seconds: float, max_memory_mb: float) -> tuple:

@@ -71,6 +71,7 @@ class ExportContext:
         serving=None,
         batch: int | None = 1,
         c_name: str = "model",
+        converter=None,
     ) -> None:
         self.model = model
         self.source = source  # the reference .keras file
@@ -79,6 +80,8 @@ class ExportContext:
         self.build_dir = build_dir
         self.batch = batch  # the TFLite files' fixed batch; None keeps it dynamic
         self.c_name = c_name  # what C symbols are named after (the model file's stem)
+        # Where conversions run (exporters.conversion.ConverterProcess); None: in this process.
+        self.converter = converter
         self.committed: dict[str, Path] = {}  # declared file name -> the validated file for it
         self.facts: dict[str, dict] = {}  # file name -> Artifact fields its writer found out
         self._shared: dict[str, object] = {} if serving is None else {"serving": serving}

@@ -4,8 +4,8 @@ import shutil
 from pathlib import Path
 
 from toolkit.exporters.base import ExportVariant, MixedPrecision, Retry, Tolerance
+from toolkit.exporters.conversion import calibration_file, convert
 from toolkit.formats.keras import serving_function
-from toolkit.quantization.qdq import quantize_qdq
 
 BATCH_DIM = "batch"
 
@@ -46,11 +46,9 @@ def shared_prepared_onnx(context) -> Path:
     before quantizing: fewer Quantize/Dequantize pairs per call (README, Performance). No
     symbolic shape inference: it needs sympy, and tf2onnx's shapes
     are already known. Fused nodes are renamed (.../MatMulAddFusion) by this step."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     return context.shared_path(
         "prepared.onnx",
-        lambda path: quant_pre_process(shared_float_onnx(context), path, skip_symbolic_shape=True),
+        lambda path: convert(context, "onnx_prepared", str(shared_float_onnx(context)), str(path)),
     )
 
 
@@ -78,13 +76,19 @@ def write_mixed(debugger, float_layers, path) -> None:
 
 def export_onnx_int8(model, path, context):
     """Static int8 QDQ: int8 weights and activations, float input and output at the edges."""
-    quantize_qdq(shared_prepared_onnx(context), path, context.calibration)
+    _convert_qdq(context, path, reduce_range=False)
 
 
 def export_onnx_int8_reduce_range(model, path, context):
     """The same with 7-bit weights: without VNNI, ORT's and OpenVINO's u8s8 kernels add pairs
     of products in 16 bits, which 8-bit weights can saturate and 7-bit ones cannot."""
-    quantize_qdq(shared_prepared_onnx(context), path, context.calibration, reduce_range=True)
+    _convert_qdq(context, path, reduce_range=True)
+
+
+def _convert_qdq(context, path: Path, reduce_range: bool) -> None:
+    """`quantize_qdq` in the export's converter process (`exporters.conversion`)."""
+    prepared, calibration = str(shared_prepared_onnx(context)), calibration_file(context)
+    convert(context, "qdq", prepared, str(path), calibration, reduce_range)
 
 
 # Same graph, ORT's MLAS kernels vs TF's Eigen: float32 summation order only (~1e-7).

@@ -4,7 +4,9 @@ import contextlib
 from functools import partial
 from pathlib import Path
 
+from toolkit.arrays import one_at_a_time
 from toolkit.exporters.base import ExportVariant, MixedPrecision, Tolerance
+from toolkit.exporters.conversion import calibration_file, convert
 from toolkit.exporters.savedmodel import shared_savedmodel
 
 
@@ -21,7 +23,15 @@ def tflite_bytes(context, variant: str) -> bytes:
 
 
 def convert_tflite(context, variant: str) -> bytes:
-    """One conversion from the export's shared SavedModel.
+    """One conversion from the export's shared SavedModel, in the export's converter process
+    (`exporters.conversion`): a converter that crashes ends this variant only."""
+    calibration = calibration_file(context) if variant == "int8" else ""
+    return convert(context, "tflite", str(tflite_savedmodel(context)), variant, calibration)
+
+
+def tflite_from_savedmodel(savedmodel: Path, variant: str, calibration, shared) -> bytes:
+    """The converter's flatbuffer of `variant`; `calibration` (model inputs) for int8 only,
+    `shared(key, build)` keeps the loaded SavedModel for the next conversion.
 
     From a SavedModel, not from_concrete_functions: on a Keras 3 model the latter gives a file
     that runs but outputs NaN (variables not frozen), seen with TF 2.21; frozen first, it loses
@@ -29,12 +39,12 @@ def convert_tflite(context, variant: str) -> bytes:
     """
     import tensorflow as tf
 
-    with savedmodel_loaded_once(context):
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(tflite_savedmodel(context)))
-        return _configured(converter, context, variant).convert()
+    with savedmodel_loaded_once(savedmodel, shared):
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel))
+        return _configured(converter, calibration, variant).convert()
 
 
-def _configured(converter, context, variant: str):
+def _configured(converter, calibration, variant: str):
     import tensorflow as tf
 
     if variant != "float32":
@@ -42,8 +52,7 @@ def _configured(converter, context, variant: str):
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif variant == "int8":
-        calibration = context.calibration[:, None]  # one sample per representative batch
-        converter.representative_dataset = lambda: ([x] for x in calibration)
+        converter.representative_dataset = one_at_a_time(calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
@@ -51,8 +60,9 @@ def _configured(converter, context, variant: str):
 
 
 @contextlib.contextmanager
-def savedmodel_loaded_once(context):
-    """Within it, TF's converter gets the export's SavedModel loaded once for all conversions.
+def savedmodel_loaded_once(savedmodel: Path, shared):
+    """Within it, TF's converter gets the SavedModel at `savedmodel` loaded once for all
+    conversions, kept by `shared(key, build)` (the export's, or the converter process's).
 
     A conversion loads the SavedModel twice (for its signatures, then for debug info) and the
     int8 debugger's converter twice more: ten loads per export, each as slow as the model is
@@ -66,12 +76,12 @@ def savedmodel_loaded_once(context):
     if original is None:
         yield
         return
-    path = str(tflite_savedmodel(context))
+    path = str(savedmodel)
 
     def load(export_dir, tags=None, options=None):
         if str(export_dir) != path or options is not None:
             return original(export_dir, tags, options)
-        return context.shared(f"loaded:{path}", lambda: original(export_dir, tags))
+        return shared(f"loaded:{path}", lambda: original(export_dir, tags))
 
     lite._load = load
     try:
@@ -90,7 +100,7 @@ def int8_debugger(context):
     from toolkit.quantization.tflite import TFLiteInt8Debugger
 
     def build():
-        with savedmodel_loaded_once(context):
+        with savedmodel_loaded_once(tflite_savedmodel(context), context.shared):
             return TFLiteInt8Debugger(
                 tflite_savedmodel(context), context.calibration, keras_layer_names(context.model)
             )

@@ -1,0 +1,179 @@
+"""The converters (TFLite's, ONNX Runtime's quantizer) run in a child process of the export.
+
+A converter is native code: on some inputs it crashes (SIGSEGV), aborts or hangs, and in the
+export's own process that would end the whole command with no message, its private temp folder
+left behind and every other variant lost. In the child, it ends one variant: that variant is
+left out with the reason and a new child serves the next. One child serves every conversion of
+an export, because its TensorFlow import costs more than a conversion: it starts first and
+imports while the export loads the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.arrays import packed
+from toolkit.errors import first_line
+from toolkit.process import RequestWorker, default_max_memory_mb, import_tensorflow, quiet_stderr
+
+# A conversion that takes longer is taken for hung. Generous: a large model's int8 calibration
+# is long, and an export has no timeout option of its own.
+CONVERSION_TIMEOUT_SECONDS = 3600.0
+START_TIMEOUT_SECONDS = 600.0  # the process's imports, on a machine busy with others
+CALIBRATION_FILE = "calibration.npy"  # in the export's build folder, read by the child
+
+
+class ConverterCrash(RuntimeError):
+    """The converter's process ended (crash, abort, hang, memory) or the converter raised."""
+
+
+class SharedCache:
+    """Values built once per converter process (a loaded SavedModel, the calibration), as
+    `ExportContext.shared` builds them once per export."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, object] = {}
+
+    def shared(self, key: str, build: Callable[[], object]):
+        if key not in self._values:
+            self._values[key] = build()
+        return self._values[key]
+
+
+def load_calibration(path: str, shared: Callable) -> object:
+    """The calibration sample written by `calibration_file`: one array, or arrays by input name
+    for a model with several inputs (stored as one structured array)."""
+
+    def load():
+        items = np.load(path, mmap_mode="r", allow_pickle=False)
+        if items.dtype.names is None:
+            return items
+        return {name: np.ascontiguousarray(items[name]) for name in items.dtype.names}
+
+    return shared(f"calibration:{path}", load)
+
+
+def _tflite(shared: Callable, savedmodel: str, variant: str, calibration: str) -> bytes:
+    from toolkit.exporters.tflite import tflite_from_savedmodel
+
+    images = load_calibration(calibration, shared) if calibration else None
+    return tflite_from_savedmodel(Path(savedmodel), variant, images, shared)
+
+
+def _onnx_prepared(shared: Callable, source: str, target: str) -> None:
+    """ORT's quantization pre-processing (see `exporters.onnx.shared_prepared_onnx`)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(source, target, skip_symbolic_shape=True)
+
+
+def _qdq(shared: Callable, prepared: str, target: str, calibration: str, reduce_range: bool):
+    from toolkit.quantization.qdq import quantize_qdq
+
+    images = load_calibration(calibration, shared)
+    quantize_qdq(Path(prepared), Path(target), images, reduce_range=reduce_range)
+
+
+# What a converter process does, by request name: (shared, *plain arguments) -> bytes or None.
+CONVERSIONS: dict[str, Callable] = {
+    "tflite": _tflite,
+    "onnx_prepared": _onnx_prepared,
+    "qdq": _qdq,
+}
+
+
+def serve_conversions(connection, warm: bool = True) -> None:
+    """The converter process: imports TensorFlow (when `warm`) and says ("ready", None), then
+    answers each request (name, args) with ("ok", result) or ("failed", one line) until the
+    export closes the pipe."""
+    if warm:
+        import_tensorflow()
+    connection.send(("ready", None))
+    cache = SharedCache()
+    while True:
+        try:
+            name, args = connection.recv()
+        except EOFError:
+            return
+        try:
+            with quiet_stderr():
+                answer = ("ok", CONVERSIONS[name](cache.shared, *args))
+        except Exception as exc:  # noqa: BLE001 - converters raise anything; one line goes back
+            answer = ("failed", first_line(exc))
+        connection.send(answer)
+
+
+class ConverterProcess:
+    """The export's converter process, started at once (it imports while the export reads the
+    model) and started again after one ended; a context manager that stops it at the end.
+    `serve` is the process's entry point (a test may wrap it)."""
+
+    def __init__(self, warm: bool = True, serve=None):
+        self.serve, self.max_memory_mb = serve or serve_conversions, default_max_memory_mb()
+        self._worker: RequestWorker | None = None
+        self._ready = False
+        self._start(warm)
+
+    def _start(self, warm: bool = True) -> RequestWorker:
+        self._worker, self._ready = RequestWorker(self.serve, (warm,), self.max_memory_mb), False
+        return self._worker
+
+    def convert(self, name: str, *args):
+        """Runs conversion `name` in the process; ConverterCrash says why it gave nothing."""
+        worker = self._worker if self._worker and not self._worker.broken else self._start()
+        if not self._ready:  # its start is not timed as the conversion
+            status, result = worker.receive(START_TIMEOUT_SECONDS)
+            if status != "ready":
+                raise ConverterCrash(f"the converter's process did not start: {result}")
+            self._ready = True
+        status, result = worker.ask((name, args), CONVERSION_TIMEOUT_SECONDS)
+        if status == "ok":
+            return result
+        if status == "error":  # the process ended: the next conversion gets a new one
+            raise ConverterCrash(f"the converter's process ended: {result}")
+        raise ConverterCrash(result)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def __enter__(self) -> ConverterProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def convert(context, name: str, *args):
+    """Conversion `name` by the export's converter process, or in this process when the context
+    has none (an exporter called on its own, as the unit tests do)."""
+    converter = getattr(context, "converter", None)
+    if converter is None:
+        return CONVERSIONS[name](context.shared, *args)
+    return converter.convert(name, *args)
+
+
+def calibration_file(context) -> str:
+    """The export's calibration sample as an .npy file in its build folder, written once, for
+    conversions that run in another process."""
+
+    def write(path: Path) -> None:
+        images = context.calibration
+        np.save(path, packed(images) if isinstance(images, dict) else images, allow_pickle=False)
+
+    return str(context.shared_path(CALIBRATION_FILE, write))
+
+
+def converter_for(variants) -> contextlib.AbstractContextManager:
+    """A ConverterProcess for an export of `variants`, importing TensorFlow at once when a
+    TFLite file is among them; nothing for an export that converts nothing. Started before the
+    export imports TensorFlow itself, so that the two imports run side by side."""
+    formats = {variant.format for variant in variants}
+    if not formats & {"tflite", "onnx"}:
+        return contextlib.nullcontext(None)
+    return ConverterProcess(warm="tflite" in formats)
