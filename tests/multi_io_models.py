@@ -1,5 +1,6 @@
 """Models with several inputs or outputs for the tests and the bench (issue 25), each with
-synthetic data it learns a little of in a few steps, written in the .npz layout by name."""
+synthetic data it learns a little of in a few steps, written in the .npz layout by name; and
+the export-compare-check every test of them shares."""
 
 from __future__ import annotations
 
@@ -171,3 +172,37 @@ def build_detector(folder: Path, backbone: str, side: int, count: int = 32):
     images, boxes, scores = detector_data(count, side, classes, anchors, 4)
     fit(model, images / 255.0, [boxes, scores], ["mse", "categorical_crossentropy"], steps=2)
     return write(folder, f"detector_{backbone}", model, arrays)
+
+
+QUICK = {"runs": 5, "max_seconds": 0.05, "batch_size": 4}
+CALIBRATION = 32  # int8 calibration samples: a few suffice for the checks
+RUNTIMES = {"keras", "tensorflow", "litert", "onnxruntime", "tflite-micro", "openvino"}
+
+
+def export_and_compare(tmp_path_factory, build, name):
+    import toolkit
+
+    folder = tmp_path_factory.mktemp(name)
+    model_path, data_path = build(folder)
+    out = folder / "out"
+    manifest = toolkit.export(out, model=model_path, data=data_path, calib_samples=CALIBRATION)
+    report = toolkit.compare(out, **QUICK)
+    return manifest, report, out
+
+
+def check_every_variant_and_runtime(manifest, report):
+    """Every default variant exported (int8 full or mixed), every runtime measured each row's
+    outputs; left-out variants are only what a converter cannot build."""
+    names = {a.name for a in manifest.artifacts}
+    assert manifest.left_out == [], manifest.left_out
+    for int8 in ("int8.tflite", "int8.onnx"):
+        assert {f"model_{int8}", f"model_mixed_{int8}"} & names
+    assert {row.runtime for row in report.rows if row.ok} >= RUNTIMES
+    failed = [(row.key, row.error) for row in report.rows if row.status == "failed"]
+    assert failed == []
+    # Each file is held to its tolerance in the runtime that validated it; other runtimes may
+    # round int8 otherwise (CPU and kernels differ), which the row's within_tolerance reports.
+    for row in report.rows:
+        artifact = manifest.artifact(row.artifact)
+        if row.ok and row.runtime == artifact.runtime and row.artifact != report.reference:
+            assert row.within_tolerance, (row.key, row.tolerance_misses)

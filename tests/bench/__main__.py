@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from tests.bench.any_model import any_model_ratios, mixed_figures, mobilenet_figures
+from tests.bench.detector import detector_figures
 from tests.bench.document import bench_markdown, plot_bench
 from tests.bench.gemm import (
     explain_short,
@@ -112,6 +113,9 @@ def run_bench(
             "mobilenet": mobilenet_figures(Path(one), items),
             "mixed": mixed_figures(Path(two)),
         }
+    title = "8 a detector (SSD-lite, MobileNetV2 0.35 at 96x96)"
+    with part(title, seconds), tempfile.TemporaryDirectory(dir=out) as three:
+        bench["detector"] = detector_figures(Path(three))
     # The real-size models test_any_model takes small: every desktop format, every runtime.
     with (
         part("9 MLPerf Tiny models at their size", seconds),
