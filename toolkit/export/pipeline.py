@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from toolkit import interrupts
+from toolkit.arrays import count
 from toolkit.data import Dataset, Preprocessing, calibration_sample, load_data
-from toolkit.data.checks import data_sha256, fit_to_model
+from toolkit.data.checks import data_sha256
+from toolkit.data.named import fit_inputs
 from toolkit.errors import ExitCode, ToolkitError, warn
+from toolkit.export.model_io import (
+    ModelIO,
+    describe_model,
+    head_labels,
+    manifest_inputs,
+    model_data,
+    model_inputs,
+    reference_outputs,
+)
 from toolkit.export.validation import VALIDATION_IMAGES, Validator, check_layer_names
 from toolkit.export.variant import VariantExport
 from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant, ethos_u
 from toolkit.exporters.base import committed_names
+from toolkit.exporters.conversion import converter_for
 from toolkit.exporters.tflite_micro import c_identifier
 from toolkit.figures import FigureProcess
-from toolkit.formats.keras import OUTPUT_NAME, load_keras_model, serving_function
+from toolkit.formats.keras import load_keras_model, serving_function
 from toolkit.fsio import io_errors, read_json, sha256_file
-from toolkit.process import recorded_versions
+from toolkit.process import import_tensorflow, recorded_versions
 from toolkit.results import finite_or_none
-from toolkit.runners.base import in_batches
 from toolkit.store import (
     MANIFEST_NAME,
     Artifact,
@@ -56,34 +66,6 @@ def selected_variants(
 
 def _all(registry: dict) -> list[ExportVariant]:
     return [v for variants in registry.values() for v in variants]
-
-
-REFERENCE_BATCH = 32  # Keras's own default: memory grows with it (MobileNetV2 0.35 at 256: +270 MB)
-
-
-def reference_outputs(serving, inputs: np.ndarray) -> np.ndarray:
-    """The Keras model's outputs every artifact is judged against, through the serving
-    function the SavedModel and tf2onnx reuse: one trace for all three. model.predict would
-    trace a predict function of its own (0.14 s against 0.08 s for the tutorial model)."""
-    return in_batches(lambda batch: serving(batch)[OUTPUT_NAME].numpy(), inputs, REFERENCE_BATCH)
-
-
-def check_labels_fit(labels: np.ndarray | None, classes: int, source: Path) -> None:
-    """Class labels must index the model's outputs."""
-    if labels is not None and len(labels) and int(labels.max()) >= classes:
-        raise ToolkitError(
-            f"{source}: labels go up to {int(labels.max())} but the model has {classes} outputs",
-            ExitCode.DATASET,
-        )
-
-
-def check_class_names_fit(names: tuple[str, ...] | None, classes: int, source: Path) -> None:
-    """One class name per model output, or predict and the report would index past them."""
-    if names is not None and len(names) != classes:
-        raise ToolkitError(
-            f"{source}: {len(names)} class names for the model's {classes} outputs",
-            ExitCode.DATASET,
-        )
 
 
 def manifest_json(manifest: Manifest) -> str:
@@ -130,32 +112,27 @@ def _training_record(out: Path, source_sha256: str) -> dict:
     return {k: metrics[k] for k in keys if k in metrics}
 
 
-def model_task(model, dataset: Dataset) -> str:
-    """ "classification" when the output is class scores (N, K): the data has labels or class
-    names for them, or the last layer is a softmax; "other" for anything else (an
-    autoencoder's reconstruction, an embedding), judged by the generic figures only."""
-    shape = tuple(model.outputs[0].shape)
-    if len(shape) != 2 or shape[1] < 2:
-        return "other"
-    if dataset.labelled or dataset.class_names:
-        return "classification"
-    activation = getattr(model.layers[-1], "activation", None) if model.layers else None
-    return "classification" if getattr(activation, "__name__", "") == "softmax" else "other"
+def fixed_model(model, input_shapes: dict, path: Path):
+    """The model with free input dimensions fixed by `--input-shape`; without it, a model with
+    free dimensions is refused naming the option (exit 4)."""
+    from toolkit.formats.keras import check_model_io, free_input_dims, with_input_shapes
+
+    if input_shapes:
+        return with_input_shapes(model, input_shapes, path)
+    if free_input_dims(model):
+        check_model_io(model, path)
+    return model
 
 
-def class_names_for(dataset: Dataset, model, task: str) -> list[str]:
-    if task != "classification":
-        return []
-    if dataset.class_names:
-        return list(dataset.class_names)
-    return [str(i) for i in range(int(model.outputs[0].shape[1]))]
-
-
-def input_layout(shape: tuple) -> str:
-    """How a person reads the input: an image (HWC/HW) or a feature vector/map."""
-    if len(shape) == 3 and shape[2] in (1, 3, 4):
-        return "HWC"
-    return {1: "features", 2: "HW"}.get(len(shape), "tensor")
+def preprocessing_record(dataset: Dataset, io: ModelIO) -> dict:
+    """The manifest's `preprocessing`: the first input's (every input's is in `inputs`)."""
+    first = manifest_inputs(dataset, io)[0]
+    return {
+        **first["preprocessing"],
+        "dtype": "float32",
+        "input_shape": first["shape"][1:],
+        "layout": first["layout"],
+    }
 
 
 def data_record(dataset: Dataset, calibration_source: str, calibration_count: int) -> dict:
@@ -190,109 +167,136 @@ def export_artifacts(
     batch: int | None = 1,
     c_name: str | None = None,
     npus: tuple[str, ...] = ethos_u.DEFAULT_NPUS,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> Manifest:
     """Writes the requested artifacts and the manifest into `out`. A variant that cannot be
     built or misses its tolerance is left out (listed in `manifest.left_out` with the reason);
     the others are committed together, the manifest last. `batch` is the TFLite files' fixed
     batch (None: dynamic); `c_name` names the C arrays' symbols (default: the model's stem);
-    `npus` are the Ethos-U accelerators the int8 file is compiled for."""
-    model_path = Path(model_path or out / "model.keras")
+    `npus` are the Ethos-U accelerators the int8 file is compiled for; `input_shapes` fixes
+    free input dimensions (by Keras input name, "" for a one-input model)."""
+    variants = selected_variants(list(formats), npus)
+    with converter_for(variants) as converter:
+        source = _read_source(
+            Path(model_path or out / "model.keras"),
+            (data, data_dir, preprocessing, calib_samples),
+            input_shapes or {},
+            (validate, min_agreement, max_accuracy_drop),
+        )
+        # A figure process draws the per-layer int8 plots beside the conversions. It starts now
+        # when an int8 variant is selected, so that pyplot's import runs beside the conversions
+        # too: started by the first int8 variant, export waited for its plots at the end. An
+        # export without int8 starts none.
+        drawing = any(variant.mixed_precision for variant in variants)
+        with OutputLock(out), FigureProcess(lazy=not drawing) as figures:
+            recover_staging(out)
+            kept = _kept_artifacts(out, source.sha256, committed_names(variants))
+            if not any(v.format == "keras" for v in [*kept, *variants]):
+                variants = [*EXPORTERS["keras"], *variants]  # every manifest lists its reference
+            with Staging(out) as staging:
+                context = ExportContext(
+                    source.model, source.path, source.calibration, opset, staging.dir / BUILD_DIR,
+                    source.serving, batch, c_identifier(c_name or source.path.stem), converter,
+                )  # fmt: skip
+                export = VariantExport(
+                    staging.dir, context, source.validator, mixed_precision, out, figures
+                )
+                artifacts, left_out = _export_each(export, context, variants, on_artifact)
+                export.write_plots()
+                written = [a.name for a in artifacts] + export.carry_quantization_records(out)
+                written += ethos_u.carry_tables(staging.dir, out)
+                manifest = _manifest(source, out, kept + artifacts, left_out, mixed_precision)
+                with io_errors(out / MANIFEST_NAME):
+                    (staging.dir / MANIFEST_NAME).write_text(manifest_json(manifest))
+                staging.commit([*sorted(written), MANIFEST_NAME], committed_names(variants))
+    return manifest
+
+
+@dataclass
+class _Source:
+    """The model to export and what is read for it before any variant is written."""
+
+    model: object
+    path: Path
+    sha256: str
+    dataset: Dataset
+    io: ModelIO
+    calibration: object
+    calibration_source: str
+    serving: object
+    validator: Validator
+
+
+def _read_source(model_path: Path, reading: tuple, input_shapes: dict, judging: tuple) -> _Source:
+    """The model (checked, free dimensions fixed), its data, calibration sample, serving
+    function and reference outputs; `reading` is (data, data_dir, preprocessing, calibration
+    samples), `judging` (validate, min_agreement, max_accuracy_drop)."""
+    data, data_dir, preprocessing, calib_samples = reading
+    import_tensorflow()  # frozen (see its docstring), beside the converter process's import
     model = load_keras_model(model_path)
     check_layer_names(model, model_path)
-    input_shape = tuple(model.inputs[0].shape[1:])
+    model = fixed_model(model, input_shapes, model_path)
     source_sha256 = sha256_file(model_path)
-    dataset = load_data(data, data_dir, image_shape=input_shape, preprocessing=preprocessing)
+    image_shape = tuple(model.inputs[0].shape[1:])
+    dataset = load_data(data, data_dir, image_shape=image_shape, preprocessing=preprocessing)
     for note in dataset.notes:
         warn(note)
-    task = model_task(model, dataset)
-    if task == "classification":
-        classes = int(model.outputs[0].shape[-1])
-        check_labels_fit(dataset.test_labels, classes, dataset.source)
-        check_class_names_fit(dataset.class_names, classes, dataset.source)
+    dataset = model_data(dataset, model)
+    io = describe_model(model, dataset)
+    labels = head_labels(dataset, io, VALIDATION_IMAGES)
     calibration, calibration_source = calibration_sample(dataset, calib_samples)
-    calibration = fit_to_model(calibration, input_shape, dataset.source)
-    inputs = fit_to_model(
-        dataset.inputs(dataset.test_images[:VALIDATION_IMAGES]), input_shape, dataset.source
-    )
+    calibration = fit_inputs(calibration, io.inputs, dataset.source)
+    inputs = model_inputs(dataset, dataset.test_images[:VALIDATION_IMAGES], io)
     serving = serving_function(model)
-    reference = reference_outputs(serving, inputs)
-    labels = None if dataset.test_labels is None else dataset.test_labels[:VALIDATION_IMAGES]
-    validator = Validator(
-        inputs,
-        reference,
-        labels,
-        task == "classification",
-        validate,
-        min_agreement,
-        max_accuracy_drop,
-    )
-    variants = selected_variants(list(formats), npus)
+    reference = reference_outputs(serving, inputs, io)
+    validator = Validator(inputs, reference, labels, io, *judging)
+    return _Source(
+        model, model_path, source_sha256, dataset, io, calibration, calibration_source, serving,
+        validator,
+    )  # fmt: skip
 
-    # A figure process draws the per-layer int8 plots beside the conversions. It starts now
-    # when an int8 variant is selected, so that pyplot's import runs beside the conversions
-    # too: started by the first int8 variant, export waited for its plots at the end. An
-    # export without int8 starts none.
-    drawing = any(variant.mixed_precision for variant in variants)
-    with OutputLock(out), FigureProcess(lazy=not drawing) as figures:
-        recover_staging(out)
-        rewritten = committed_names(variants)
-        kept = _kept_artifacts(out, source_sha256, rewritten)
-        if not any(v.format == "keras" for v in [*kept, *variants]):
-            variants = [*EXPORTERS["keras"], *variants]  # every manifest lists its reference
-        with Staging(out) as staging:
-            context = ExportContext(
-                model,
-                model_path,
-                calibration,
-                opset,
-                staging.dir / BUILD_DIR,
-                serving,
-                batch,
-                c_identifier(c_name or model_path.stem),
-            )
-            export = VariantExport(staging.dir, context, validator, mixed_precision, out, figures)
-            artifacts, left_out = [], []
-            for variant in variants:
-                interrupts.check()
-                try:
-                    artifact = export.run(context.made_from_committed(variant))
-                except ToolkitError as exc:
-                    if exc.code != ExitCode.CONVERSION or variant.format == "keras":
-                        raise
-                    left_out.append({"artifact": variant.filename, "reason": str(exc)})
-                    continue
-                context.committed[variant.filename] = staging.dir / artifact.name
-                artifacts.append(artifact)
-                on_artifact(artifact)
-            export.write_plots()
-            written = [a.name for a in artifacts] + export.carry_quantization_records(out)
-            written += ethos_u.carry_tables(staging.dir, out)
-            manifest = Manifest(
-                artifacts=kept + artifacts,
-                class_names=class_names_for(dataset, model, task),
-                source_model_sha256=source_sha256,
-                versions=recorded_versions(),
-                preprocessing={
-                    **dataset.preprocess.to_json(),
-                    "dtype": "float32",
-                    "input_shape": list(input_shape),
-                    "layout": input_layout(input_shape),
-                },
-                training={
-                    **_training_record(out, source_sha256),
-                    "calibration_samples": len(calibration),
-                    "dataset_verified": dataset.verified,
-                },
-                task=task,
-                data=data_record(dataset, calibration_source, len(calibration)),
-                left_out=left_out,
-                tolerances={
-                    "min_agreement": validator.min_agreement,
-                    "max_accuracy_drop": validator.max_accuracy_drop,
-                    "mixed_precision": mixed_precision,
-                },
-            )
-            with io_errors(out / MANIFEST_NAME):
-                (staging.dir / MANIFEST_NAME).write_text(manifest_json(manifest))
-            staging.commit([*sorted(written), MANIFEST_NAME], committed_names(variants))
-    return manifest
+
+def _export_each(export: VariantExport, context, variants, on_artifact) -> tuple[list, list]:
+    """Each variant written and judged in turn: (artifacts, left out with the reason). A
+    conversion failure leaves the variant out; anything else, or the reference failing, stops
+    the export."""
+    artifacts, left_out = [], []
+    for variant in variants:
+        interrupts.check()
+        try:
+            artifact = export.run(context.made_from_committed(variant))
+        except ToolkitError as exc:
+            if exc.code != ExitCode.CONVERSION or variant.format == "keras":
+                raise
+            left_out.append({"artifact": variant.filename, "reason": str(exc)})
+            continue
+        context.committed[variant.filename] = export.folder / artifact.name
+        artifacts.append(artifact)
+        on_artifact(artifact)
+    return artifacts, left_out
+
+
+def _manifest(source: _Source, out: Path, artifacts, left_out, mixed_precision: str) -> Manifest:
+    dataset, io, calibration = source.dataset, source.io, source.calibration
+    return Manifest(
+        artifacts=artifacts,
+        class_names=io.outputs[0]["class_names"] if len(io.outputs) == 1 else [],
+        source_model_sha256=source.sha256,
+        versions=recorded_versions(),
+        preprocessing=preprocessing_record(dataset, io),
+        training={
+            **_training_record(out, source.sha256),
+            "calibration_samples": count(calibration),
+            "dataset_verified": dataset.verified,
+        },
+        task=io.task,
+        data=data_record(dataset, source.calibration_source, count(calibration)),
+        left_out=left_out,
+        tolerances={
+            "min_agreement": source.validator.min_agreement,
+            "max_accuracy_drop": source.validator.max_accuracy_drop,
+            "mixed_precision": mixed_precision,
+        },
+        inputs=manifest_inputs(dataset, io),
+        outputs=io.outputs,
+    )
