@@ -96,14 +96,12 @@ def export(out: str | Path = ExportOptions.out, *, on_artifact: Callable | None 
 def run_export(options: ExportOptions, on_artifact: Callable | None = None):
     """`export` on an options object."""
     from toolkit.data import Preprocessing
+    from toolkit.export.pipeline import export_artifacts
     from toolkit.exporters import EXPORTERS
     from toolkit.exporters.ethos_u import ACCELERATORS
-    from toolkit.export.pipeline import export_artifacts
-    from toolkit.process import import_tensorflow
 
     check_choices(options, "formats", ["all", *EXPORTERS])
     check_choices(options, "npus", ACCELERATORS)
-    import_tensorflow()
     preprocessing = None if options.scale is None else Preprocessing(options.scale, options.offset)
     return export_artifacts(
         options.out,
