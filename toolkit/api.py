@@ -299,10 +299,6 @@ class _Model:
     preprocessing: object
     class_names: list[str]
 
-    @property
-    def several_inputs(self) -> bool:
-        return self.manifest is not None and len(self.manifest.inputs) > 1
-
 
 def _model_facts(path: Path) -> _Model:
     from toolkit.compare.plan import manifest_input_shape, manifest_preprocessing
@@ -321,12 +317,16 @@ def _model_facts(path: Path) -> _Model:
 @_in_private_tempdir
 def run_predict(options: PredictOptions) -> Predictions:
     """`predict` on an options object."""
-    import numpy as np
-
-    from toolkit.compare.scoring import output_heads
     from toolkit.figures import plot_image_predictions
     from toolkit.fsio import check_replaceable
-    from toolkit.prediction import check_listed_checksum, predict_isolated, runtime_for
+    from toolkit.prediction import (
+        check_listed_checksum,
+        outputs_by_head,
+        predict_isolated,
+        prediction_inputs,
+        runtime_for,
+        several_inputs,
+    )
     from toolkit.runners import RUNNERS
 
     path = options.artifact if options.artifact is not None else options.out / "model.keras"
@@ -341,19 +341,11 @@ def run_predict(options: PredictOptions) -> Predictions:
         names.append(name)
         items.append(item)
         labels.append(label)
-    if model.several_inputs:
-        from toolkit.compare.data import model_ready
-
-        ready = model_ready(np.stack(items), model.manifest.inputs)
-        inputs = {name: ready[name] for name in ready.dtype.names}
-    else:
-        batch = np.stack([np.asarray(item, dtype=np.float32) for item in items])
-        inputs = model.preprocessing.apply(batch).reshape((-1, *model.shape))
+    several = several_inputs(model.manifest)
+    batch, inputs = prediction_inputs(items, model.shape, model.preprocessing, several)
     named = predict_isolated(RUNNERS[runtime], path, inputs, options.threads)
-    heads = output_heads(model.manifest, named)
-    named = {head["name"]: named[head["name"]] for head in heads if head["name"] in named}
-    outputs = next(iter(named.values())) if len(named) == 1 else named
-    if options.plot is not None and (not model.class_names or len(named) > 1):
+    heads, outputs = outputs_by_head(model.manifest, named)
+    if options.plot is not None and (not model.class_names or len(heads) > 1):
         raise ToolkitError(
             f"{options.plot}: --plot draws class scores; this model's outputs are not"
         )
@@ -364,16 +356,10 @@ def run_predict(options: PredictOptions) -> Predictions:
 
 def _image_items(images: Sequence[Path], model: _Model):
     """(names, items, labels, warnings) of the image or .npy files, in pixel units."""
-    from toolkit.prediction import load_image
+    from toolkit.prediction import check_images_fit, load_image
 
     names, items, labels, warnings = [], [], [], []
-    if images and model.several_inputs:
-        inputs = ", ".join(entry["name"] for entry in model.manifest.inputs)
-        raise ToolkitError(
-            f"{images[0]}: the model has several inputs ({inputs}); predict on items of its "
-            ".npz data with --index",
-            ExitCode.USAGE,
-        )
+    check_images_fit(images, model.manifest)
     for image_path in images:
         pixels = model.preprocessing.scale == 1 / 255
         array, warning = load_image(image_path, model.shape, pixels=pixels)

@@ -76,11 +76,6 @@ def packed(values: Named) -> np.ndarray:
     return items
 
 
-def field_shapes(items: np.ndarray) -> dict[str, tuple[int, ...]]:
-    """Each field's item shape, for structured items."""
-    return {name: tuple(items.dtype[name].shape) for name in items.dtype.names}
-
-
 def as_float32(values):
     """One array or arrays by name, as float32."""
     if isinstance(values, dict):

@@ -159,6 +159,44 @@ def top_k(probabilities: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
     ]
 
 
+def several_inputs(manifest) -> list[dict] | None:
+    """The manifest's inputs when the model has several, else None."""
+    return manifest.inputs if manifest is not None and len(manifest.inputs) > 1 else None
+
+
+def check_images_fit(images, manifest) -> None:
+    """Image files feed a one-input model only; a model with several is fed its data's items."""
+    if images and (inputs := several_inputs(manifest)):
+        names = ", ".join(entry["name"] for entry in inputs)
+        raise ToolkitError(
+            f"{images[0]}: the model has several inputs ({names}); predict on items of its "
+            ".npz data with --index",
+            ExitCode.USAGE,
+        )
+
+
+def prediction_inputs(items: list, shape: tuple, preprocessing, several: list | None = None):
+    """(the items stacked as given, model-ready inputs): one array shaped `shape`, or arrays by
+    input name when `several` (the manifest's inputs) says how each input is preprocessed."""
+    if several:
+        from toolkit.compare.data import model_ready
+
+        ready = model_ready(np.stack(items), several)
+        return None, {name: ready[name] for name in ready.dtype.names}
+    batch = np.stack([np.asarray(item, dtype=np.float32) for item in items])
+    return batch, preprocessing.apply(batch).reshape((-1, *shape))
+
+
+def outputs_by_head(manifest, named: dict) -> tuple[list[dict], object]:
+    """(each output's name, kind and class names; the outputs): one array for a model with one
+    output, as `predict` has always returned, else the arrays by name in the model's order."""
+    from toolkit.compare.scoring import output_heads
+
+    heads = output_heads(manifest, named)
+    ordered = {head["name"]: named[head["name"]] for head in heads if head["name"] in named}
+    return heads, next(iter(ordered.values())) if len(ordered) == 1 else ordered
+
+
 def _predict_worker(connection, runner_class, path, inputs, threads) -> None:
     """Entry point of a predicting process: sends ("ok", outputs) or ("error", (line, code))."""
     from toolkit.process import quiet_stderr

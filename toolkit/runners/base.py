@@ -55,6 +55,7 @@ class Runner(ABC):
     suffixes: ClassVar[tuple[str, ...]] = ()  # file types it opens ("/" for a folder)
     input_names: list[str]  # the file's inputs and outputs, set by each runner when loaded
     output_names: list[str]
+    predict_batch: int = 256  # items per runtime call in `predict` (1 for a static batch of 1)
 
     def __init__(self, path: Path, threads: int = 1):
         self.path = Path(path)
@@ -77,8 +78,6 @@ class Runner(ABC):
     def predict(self, inputs) -> Named:
         named = self.named(inputs)
         return in_named_batches(self._predict_batch, named, self.predict_batch)
-
-    predict_batch: int = 256  # items per runtime call in `predict` (1 for a static batch of 1)
 
     @abstractmethod
     def _predict_batch(self, inputs: Named) -> Named: ...
@@ -131,12 +130,3 @@ def check_quantization(path: Path, scale: float, what: str) -> None:
             f"{path}: invalid quantization of the {what} (scale {scale}); re-export the model",
             ExitCode.ARTIFACT,
         )
-
-
-def in_batches(
-    predict_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int = 256
-) -> np.ndarray:
-    """Runs `predict_batch` over `images` in fixed-size chunks and stacks the results."""
-    return np.concatenate(
-        [predict_batch(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    )
