@@ -86,3 +86,33 @@ def test_free_spatial_dimensions_are_fixed_by_input_shape(tmp_path):
     )
     assert manifest.inputs[0]["shape"] == [None, 20, 24, 3]
     assert manifest.artifact("model_float32.tflite").inputs[0]["shape"] == [1, 20, 24, 3]
+
+
+def test_a_binary_output_is_judged_at_one_half_and_rows_keep_the_worst_figures():
+    from toolkit.metrics import compare_outputs, flip_details, worst_of
+
+    reference = np.array([[0.9], [0.2], [0.6], [0.45]], np.float32)
+    outputs = np.array([[0.8], [0.3], [0.4], [0.55]], np.float32)
+    binary = compare_outputs(outputs, reference, np.array([1, 0, 1, 1]), class_scores=True)
+    assert (binary.agreement, binary.flipped, binary.accuracy) == (0.5, 2, 0.75)
+    flips = flip_details(outputs, reference, np.array([1, 0, 1, 1]))
+    # The reference's probability of its own class: 0.6 for class 1, 1 - 0.45 for class 0.
+    assert [(f["index"], f["reference_probability"]) for f in flips["top_flips"]] == [
+        (2, pytest.approx(0.6)),
+        (3, pytest.approx(0.55)),
+    ]
+    boxes = compare_outputs(reference * 2, reference * 2, class_scores=False)
+    worst = worst_of({"boxes": boxes, "label": binary})
+    assert worst.accuracy == 0.75 and worst.max_abs_diff == binary.max_abs_diff
+    assert worst.snr_db == binary.snr_db and worst.cosine == binary.cosine
+
+
+def test_a_gallery_shows_the_first_image_shaped_input():
+    from toolkit.arrays import packed
+    from toolkit.reporting.galleries import gallery_input
+
+    items = packed(
+        {"sensor": np.zeros((2, 8), np.float32), "image": np.ones((2, 4, 4, 3), np.uint8)}
+    )
+    assert gallery_input(items[1]).shape == (4, 4, 3)
+    assert gallery_input(np.zeros((2, 4, 4))[0]).shape == (4, 4)
