@@ -281,13 +281,19 @@ class RequestWorker:
 
     def ask(self, request, timeout_seconds: float) -> tuple:
         """Sends `request` and returns the worker's (status, payload), or ("error", why)."""
-        try:
-            self._connection.send(request)
-        except (BrokenPipeError, ConnectionResetError):  # it died while idle
-            self._process.join(5)
-            self.stop()
+        if not self.send(request):
             return "error", describe_exit(self._process.exitcode)
         return self.receive(timeout_seconds)
+
+    def send(self, request) -> bool:
+        """Sends `request` without waiting for the answer; False when the worker is gone."""
+        try:
+            self._connection.send(request)
+        except (BrokenPipeError, ConnectionResetError, OSError):  # it died while idle
+            self._process.join(5)
+            self.stop()
+            return False
+        return True
 
     def receive(self, timeout_seconds: float) -> tuple:
         """The worker's next (status, payload), or ("error", why)."""

@@ -34,7 +34,13 @@ def test_a_crash_abort_or_hang_ends_one_conversion_and_the_next_gets_a_new_proce
         assert second != first
         with pytest.raises(ConverterCrash, match="timed out after 1 s"):
             converter.convert("hang")
-        assert converter.convert("pid") not in (first, second)
+        third = converter.convert("pid")
+        assert third not in (first, second)
+        converter.ahead("abort")  # sent ahead: the pid request queued behind it is sent again
+        converter.ahead("pid")
+        with pytest.raises(ConverterCrash, match="crashed \\(SIGABRT\\)"):
+            converter.convert("abort")
+        assert converter.convert("pid") not in (first, second, third)
     for pid in (first, second):
         assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
 

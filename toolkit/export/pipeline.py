@@ -261,6 +261,7 @@ def _export_each(export: VariantExport, context, variants, on_artifact) -> tuple
     conversion failure leaves the variant out; anything else, or the reference failing, stops
     the export."""
     artifacts, left_out = [], []
+    context.planned = {variant.filename for variant in variants}
     for variant in variants:
         interrupts.check()
         try:

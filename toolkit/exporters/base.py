@@ -82,6 +82,7 @@ class ExportContext:
         self.c_name = c_name  # what C symbols are named after (the model file's stem)
         # Where conversions run (exporters.conversion.ConverterProcess); None: in this process.
         self.converter = converter
+        self.planned: set[str] = set()  # the files this export writes, for conversions ahead
         self.committed: dict[str, Path] = {}  # declared file name -> the validated file for it
         self.facts: dict[str, dict] = {}  # file name -> Artifact fields its writer found out
         self._shared: dict[str, object] = {} if serving is None else {"serving": serving}

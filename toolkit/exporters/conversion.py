@@ -116,26 +116,64 @@ class ConverterProcess:
         self.serve, self.max_memory_mb = serve or serve_conversions, default_max_memory_mb()
         self._worker: RequestWorker | None = None
         self._ready = False
+        self._pending: list[tuple] = []  # requests sent whose answers are not read yet, in order
+        self._answers: dict[tuple, tuple] = {}
         self._start(warm)
 
     def _start(self, warm: bool = True) -> RequestWorker:
         self._worker, self._ready = RequestWorker(self.serve, (warm,), self.max_memory_mb), False
+        self._pending = []
         return self._worker
 
+    def ahead(self, name: str, *args) -> None:
+        """Sends conversion `name` now for `convert` to collect later: the process converts
+        while the export validates the previous file."""
+        request = (name, args)
+        if request in self._answers or request in self._pending:
+            return
+        for _ in range(2):  # a process found dead while idle is replaced once
+            worker = self._worker if self._worker and not self._worker.broken else self._start()
+            if worker.send(request):
+                self._pending.append(request)
+                return
+        self._answers[request] = ("error", "it could not be started")
+
     def convert(self, name: str, *args):
-        """Runs conversion `name` in the process; ConverterCrash says why it gave nothing."""
-        worker = self._worker if self._worker and not self._worker.broken else self._start()
-        if not self._ready:  # its start is not timed as the conversion
-            status, result = worker.receive(START_TIMEOUT_SECONDS)
-            if status != "ready":
-                raise ConverterCrash(f"the converter's process did not start: {result}")
-            self._ready = True
-        status, result = worker.ask((name, args), CONVERSION_TIMEOUT_SECONDS)
+        """Runs conversion `name` in the process (or collects it, sent `ahead`); ConverterCrash
+        says why it gave nothing."""
+        request = (name, args)
+        while request not in self._answers:
+            if request not in self._pending:  # not sent, or lost with a process that ended
+                self.ahead(name, *args)
+                continue
+            oldest = self._pending[0]
+            self._answers[oldest] = self._next_answer()
+        status, result = self._answers.pop(request)
         if status == "ok":
             return result
         if status == "error":  # the process ended: the next conversion gets a new one
             raise ConverterCrash(f"the converter's process ended: {result}")
         raise ConverterCrash(result)
+
+    def _next_answer(self) -> tuple:
+        """The answer to the oldest pending request. When the process ended, that request was
+        the one it worked on; the others are forgotten, to be sent again to a new process."""
+        worker = self._worker
+        if not self._ready:  # its start is not timed as a conversion
+            status, result = worker.receive(START_TIMEOUT_SECONDS)
+            self._ready = status == "ready"
+            if not self._ready:
+                answer = ("error", f"it did not start: {result}")
+                return self._forget_pending(answer)
+        answer = worker.receive(CONVERSION_TIMEOUT_SECONDS)
+        if answer[0] == "error":
+            return self._forget_pending(answer)
+        self._pending.pop(0)
+        return answer
+
+    def _forget_pending(self, answer: tuple) -> tuple:
+        self._pending = []
+        return answer
 
     def close(self) -> None:
         if self._worker is not None:
@@ -149,12 +187,16 @@ class ConverterProcess:
         self.close()
 
 
-def convert(context, name: str, *args):
+def convert(context, name: str, *args, then: list[tuple] = ()):
     """Conversion `name` by the export's converter process, or in this process when the context
-    has none (an exporter called on its own, as the unit tests do)."""
+    has none (an exporter called on its own, as the unit tests do). `then`: the conversions
+    (name, *args) the export asks for next, sent ahead after this one."""
     converter = getattr(context, "converter", None)
     if converter is None:
         return CONVERSIONS[name](context.shared, *args)
+    converter.ahead(name, *args)
+    for request in then:
+        converter.ahead(*request)
     return converter.convert(name, *args)
 
 

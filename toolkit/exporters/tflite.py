@@ -24,9 +24,16 @@ def tflite_bytes(context, variant: str) -> bytes:
 
 def convert_tflite(context, variant: str) -> bytes:
     """One conversion from the export's shared SavedModel, in the export's converter process
-    (`exporters.conversion`): a converter that crashes ends this variant only."""
+    (`exporters.conversion`): a converter that crashes ends this variant only. The export's
+    later TFLite files are sent ahead, converted there while this one is validated."""
+    order = [v.variant for v in VARIANTS]
+    later = [v for v in order[order.index(variant) + 1 :] if f"model_{v}.tflite" in context.planned]
+    return convert(context, *_request(context, variant), then=[_request(context, v) for v in later])
+
+
+def _request(context, variant: str) -> tuple:
     calibration = calibration_file(context) if variant == "int8" else ""
-    return convert(context, "tflite", str(tflite_savedmodel(context)), variant, calibration)
+    return ("tflite", str(tflite_savedmodel(context)), variant, calibration)
 
 
 def tflite_from_savedmodel(savedmodel: Path, variant: str, calibration, shared) -> bytes:
