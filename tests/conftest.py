@@ -65,9 +65,10 @@ def exported_dir(tmp_path_factory, trained_dir) -> Path:
         import shutil
 
         from toolkit.export.pipeline import export_artifacts
+        from toolkit.options import ExportOptions
 
         shutil.copytree(trained_dir, out)
-        export_artifacts(out)
+        export_artifacts(ExportOptions(out=out))
 
     copy_to = tmp_path_factory.mktemp("exported") / "out"
     return built_once(tmp_path_factory, "exported", build, copy_to)

@@ -95,33 +95,13 @@ def export(out: str | Path = ExportOptions.out, *, on_artifact: Callable | None 
 @_in_private_tempdir
 def run_export(options: ExportOptions, on_artifact: Callable | None = None):
     """`export` on an options object."""
-    from toolkit.data import Preprocessing
     from toolkit.export.pipeline import export_artifacts
     from toolkit.exporters import EXPORTERS
     from toolkit.exporters.ethos_u import ACCELERATORS
 
     check_choices(options, "formats", ["all", *EXPORTERS])
     check_choices(options, "npus", ACCELERATORS)
-    preprocessing = None if options.scale is None else Preprocessing(options.scale, options.offset)
-    return export_artifacts(
-        options.out,
-        options.model,
-        list(options.formats),
-        options.calib_samples,
-        options.opset,
-        validate=options.validate,
-        data_dir=options.data_dir,
-        on_artifact=on_artifact or (lambda artifact: None),
-        data=options.data,
-        preprocessing=preprocessing,
-        mixed_precision=options.mixed_precision,
-        min_agreement=options.min_agreement,
-        max_accuracy_drop=options.max_accuracy_drop,
-        batch=None if options.batch == "dynamic" else 1,
-        c_name=options.c_name,
-        npus=options.npus,
-        input_shapes=options.parsed_input_shapes(),
-    )
+    return export_artifacts(options, on_artifact or (lambda artifact: None))
 
 
 def compare(out: str | Path = CompareOptions.out, *, on_row: Callable | None = None, **options):

@@ -197,6 +197,11 @@ class ExportOptions(CheckedOptions):
             raise usage_error(type(self), "c_name", self.c_name, "expected a C identifier")
         self.parsed_input_shapes()
 
+    @property
+    def fixed_batch(self) -> int | None:
+        """The TFLite files' (and C arrays') batch: 1, or None for a dynamic batch."""
+        return None if self.batch == "dynamic" else 1
+
     def parsed_input_shapes(self) -> dict[str, tuple[int, ...]]:
         """--input-shape as {input name: shape} ("" names the one input of a one-input model)."""
         shapes = {}

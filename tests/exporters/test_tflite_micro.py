@@ -209,6 +209,7 @@ def test_c_array_of_a_replaced_int8_holds_the_mixed_file(tmp_path):
 
     from tests.test_quantization import build_outlier_model, synthetic_images
     from toolkit.export.pipeline import export_artifacts
+    from toolkit.options import ExportOptions
 
     build_outlier_model("weights").save(tmp_path / "kws.keras")
     x_test, y_test = synthetic_images(np.random.default_rng(6), 300)
@@ -219,11 +220,13 @@ def test_c_array_of_a_replaced_int8_holds_the_mixed_file(tmp_path):
         (out / stale).write_bytes(b"int8 bytes that passed with an earlier model")
     with pytest.warns(match="replaced by model_mixed_int8.tflite"):
         manifest = export_artifacts(
-            out,
-            tmp_path / "kws.keras",
-            ["tflite-micro", "ethos-u"],
-            data=tmp_path / "data.npz",
-            npus=("ethos-u55-64",),
+            ExportOptions(
+                out=out,
+                model=tmp_path / "kws.keras",
+                formats=["tflite-micro", "ethos-u"],
+                data=tmp_path / "data.npz",
+                npus=["ethos-u55-64"],
+            )
         )
     names = {a.name for a in manifest.artifacts}
     assert {"model_mixed_int8.tflite", "model_mixed_int8.cc", "model_mixed_int8.h"} <= names

@@ -31,6 +31,7 @@ from toolkit.exporters.tflite_micro import c_identifier
 from toolkit.figures import FigureProcess
 from toolkit.formats.keras import load_keras_model, serving_function
 from toolkit.fsio import io_errors, read_json, sha256_file
+from toolkit.options import ExportOptions
 from toolkit.process import import_tensorflow, recorded_versions
 from toolkit.results import finite_or_none
 from toolkit.store import (
@@ -43,8 +44,6 @@ from toolkit.store import (
     recover_staging,
 )
 
-DEFAULT_OPSET = 17
-DEFAULT_CALIB_SAMPLES = 500
 BUILD_DIR = ".build"  # inside the staging folder: intermediates the variants share
 
 
@@ -151,37 +150,20 @@ def data_record(dataset: Dataset, calibration_source: str, calibration_count: in
 
 
 def export_artifacts(
-    out: Path,
-    model_path: Path | None = None,
-    formats: list[str] = ("all",),
-    calib_samples: int = DEFAULT_CALIB_SAMPLES,
-    opset: int = DEFAULT_OPSET,
-    validate: bool = True,
-    data_dir: Path | None = None,
-    on_artifact: Callable[[Artifact], None] = lambda artifact: None,
-    data: str | Path | None = None,
-    preprocessing: Preprocessing | None = None,
-    mixed_precision: str = "auto",
-    min_agreement: float | None = None,
-    max_accuracy_drop: float | None = None,
-    batch: int | None = 1,
-    c_name: str | None = None,
-    npus: tuple[str, ...] = ethos_u.DEFAULT_NPUS,
-    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    options: ExportOptions, on_artifact: Callable[[Artifact], None] = lambda artifact: None
 ) -> Manifest:
-    """Writes the requested artifacts and the manifest into `out`. A variant that cannot be
-    built or misses its tolerance is left out (listed in `manifest.left_out` with the reason);
-    the others are committed together, the manifest last. `batch` is the TFLite files' fixed
-    batch (None: dynamic); `c_name` names the C arrays' symbols (default: the model's stem);
-    `npus` are the Ethos-U accelerators the int8 file is compiled for; `input_shapes` fixes
-    free input dimensions (by Keras input name, "" for a one-input model)."""
-    variants = selected_variants(list(formats), npus)
+    """Writes the artifacts `options` asks for and the manifest into `options.out`. A variant
+    that cannot be built or misses its tolerance is left out (listed in `manifest.left_out` with
+    the reason); the others are committed together, the manifest last."""
+    out = options.out
+    preprocessing = None if options.scale is None else Preprocessing(options.scale, options.offset)
+    variants = selected_variants(list(options.formats), options.npus)
     with converter_for(variants) as converter:
         source = _read_source(
-            Path(model_path or out / "model.keras"),
-            (data, data_dir, preprocessing, calib_samples),
-            input_shapes or {},
-            (validate, min_agreement, max_accuracy_drop),
+            options.model or out / "model.keras",
+            (options.data, options.data_dir, preprocessing, options.calib_samples),
+            options.parsed_input_shapes(),
+            (options.validate, options.min_agreement, options.max_accuracy_drop),
         )
         # A figure process draws the per-layer int8 plots beside the conversions. It starts now
         # when an int8 variant is selected, so that pyplot's import runs beside the conversions
@@ -195,17 +177,20 @@ def export_artifacts(
                 variants = [*EXPORTERS["keras"], *variants]  # every manifest lists its reference
             with Staging(out) as staging:
                 context = ExportContext(
-                    source.model, source.path, source.calibration, opset, staging.dir / BUILD_DIR,
-                    source.serving, batch, c_identifier(c_name or source.path.stem), converter,
+                    source.model, source.path, source.calibration, options.opset,
+                    staging.dir / BUILD_DIR, source.serving, options.fixed_batch,
+                    c_identifier(options.c_name or source.path.stem), converter,
                 )  # fmt: skip
                 export = VariantExport(
-                    staging.dir, context, source.validator, mixed_precision, out, figures
+                    staging.dir, context, source.validator, options.mixed_precision, out, figures
                 )
                 artifacts, left_out = _export_each(export, context, variants, on_artifact)
                 export.write_plots()
                 written = [a.name for a in artifacts] + export.carry_quantization_records(out)
                 written += ethos_u.carry_tables(staging.dir, out)
-                manifest = _manifest(source, out, kept + artifacts, left_out, mixed_precision)
+                manifest = _manifest(
+                    source, out, kept + artifacts, left_out, options.mixed_precision
+                )
                 with io_errors(out / MANIFEST_NAME):
                     (staging.dir / MANIFEST_NAME).write_text(manifest_json(manifest))
                 staging.commit([*sorted(written), MANIFEST_NAME], committed_names(variants))
