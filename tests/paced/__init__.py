@@ -22,6 +22,7 @@ class PacedRunner(Runner):
     module = "tests.paced.runtime"  # imported in the worker: logs and takes IMPORT_SECONDS
     package = "numpy"
     suffixes = (".paced",)
+    input_names, output_names = ["images"], ["probabilities"]
 
     def __init__(self, path: Path, threads: int = 1):
         log("load", "start")
@@ -30,17 +31,17 @@ class PacedRunner(Runner):
         log("load", "end")
         self.timing = False
 
-    def predict(self, images):
-        return np.zeros((len(images), 2), np.float32)
+    def _predict_batch(self, inputs):
+        return {"probabilities": np.zeros((len(inputs["images"]), 2), np.float32)}
 
-    def bind(self, images):
+    def _bind(self, inputs):
         if not self.timing:
             self.timing = True
             log("time", "start")
         return lambda: time.sleep(0.001)
 
     def bound_outputs(self):
-        return np.zeros((1, 2), np.float32)
+        return {"probabilities": np.zeros((1, 2), np.float32)}
 
     def extras(self):
         log("time", "end")
