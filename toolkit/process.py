@@ -267,10 +267,11 @@ class RequestWorker:
     """`target(connection, *args)` in a spawned, isolated process that answers requests one at a
     time, for work whose imports cost more than the work (a converter): started once, asked
     many times. The worker answers with any status but "error", which is this side's: a
-    crash, a hang or memory over `max_memory_mb` stops it, and it is then `broken`."""
+    crash, a hang or memory over `max_memory_mb` stops it, and it is then `broken`. "fork"
+    as `start_method` only where the caller knows forking this process is safe."""
 
-    def __init__(self, target, args: tuple, max_memory_mb: float):
-        context = multiprocessing.get_context("spawn")
+    def __init__(self, target, args: tuple, max_memory_mb: float, start_method: str = "spawn"):
+        context = multiprocessing.get_context(start_method)
         self._connection, child_end = context.Pipe()
         self._process = context.Process(
             target=_isolated_entry, args=(os.getpid(), target, child_end, *args), daemon=True

@@ -9,6 +9,10 @@ import time
 
 from toolkit.exporters import conversion
 
+# The serving loop as imported: a test replaces the module's name in its own process, and a
+# forked converter process inherits that replacement.
+SERVE = conversion.serve_conversions
+
 
 def _segfault(*args):
     ctypes.string_at(0)  # reads address 0 in native code: SIGSEGV, as a converter bug does
@@ -24,7 +28,7 @@ def crashing_serve(connection, warm: bool = True) -> None:
         return original(shared, savedmodel, variant, calibration)
 
     conversion.CONVERSIONS["tflite"] = tflite
-    conversion.serve_conversions(connection, warm)
+    SERVE(connection, warm)
 
 
 def misbehaving_serve(connection, warm: bool = False) -> None:
@@ -35,4 +39,4 @@ def misbehaving_serve(connection, warm: bool = False) -> None:
         abort=lambda shared: os.abort(),
         hang=lambda shared: time.sleep(60),
     )
-    conversion.serve_conversions(connection, warm)
+    SERVE(connection, warm)

@@ -11,14 +11,18 @@ converter's C++ does. Nothing is mocked in the export or in the process handling
 from __future__ import annotations
 
 import os
-import tempfile
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.exporters.conversion_hooks import crashing_serve, misbehaving_serve
+from tests.exporters.conversion_hooks import misbehaving_serve
 from toolkit.exporters import conversion
 from toolkit.exporters.conversion import ConverterCrash, ConverterProcess
+
+ROOT = Path(__file__).resolve().parents[2]  # where `tests` imports from
 
 
 def test_a_crash_abort_or_hang_ends_one_conversion_and_the_next_gets_a_new_process(monkeypatch):
@@ -50,27 +54,39 @@ def _zombie(pid: int) -> bool:
         return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def test_a_converter_that_crashes_natively_leaves_one_variant_out(tiny, tmp_path, monkeypatch):
-    """Export exits 5 with the crashed variant left out and its reason, commits the others and
-    leaves no temp folder behind (a new process for the next conversion: the test above)."""
-    from typer.testing import CliRunner
+# The export's own process with the converter's entry point replaced by crashing_serve, which
+# works whether the converter process is forked (as in `toolkit export`) or spawned.
+CRASHING_EXPORT = (
+    "import sys; from toolkit.exporters import conversion; "
+    "from tests.exporters.conversion_hooks import crashing_serve; "
+    "conversion.serve_conversions = crashing_serve; "
+    "import toolkit; sys.argv[0] = 'toolkit'; toolkit.main()"
+)
 
-    from toolkit.cli import app
+
+def test_a_converter_that_crashes_natively_leaves_one_variant_out(tiny, tmp_path):
+    """`toolkit export` exits 5 with the crashed variant left out and its reason, commits the
+    others and leaves no temp folder behind (a new process for the next conversion: the test
+    above). A command of its own: its converter process is forked, as a user's is."""
     from toolkit.store import load_manifest
 
     temp = tmp_path / "temp"
     temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    # Read by ConverterProcess in this process only: in the child, crashing_serve finds the
-    # original serving loop.
-    monkeypatch.setattr(conversion, "serve_conversions", crashing_serve)
     data = tmp_path / "data.npz"
     np.savez(data, x_test=tiny.inputs[:100], x_train=tiny.inputs[:100])
     out = tmp_path / "out"
     args = ["export", "--out", str(out), "--model", str(tiny.folder / "model.keras")]
     args += ["--data", str(data), "--format", "tflite", "--calib-samples", "50"]
-    done = CliRunner().invoke(app, args)
-    assert done.exit_code == 5, done.output
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_EXPORT, *args],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(temp)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
     manifest = load_manifest(out)
     assert [entry["artifact"] for entry in manifest.left_out] == ["model_int8.tflite"]
     reason = manifest.left_out[0]["reason"]

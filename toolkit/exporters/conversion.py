@@ -118,12 +118,12 @@ class ConverterProcess:
         self._ready = False
         self._pending: list[tuple] = []  # requests sent whose answers are not read yet, in order
         self._answers: dict[tuple, tuple] = {}
-        self._start(warm)
+        self._start(warm, "fork" if warm and fork_safe() else "spawn")
 
-    def _start(self, warm: bool = True) -> RequestWorker:
-        self._worker, self._ready = RequestWorker(self.serve, (warm,), self.max_memory_mb), False
-        self._pending = []
-        return self._worker
+    def _start(self, warm: bool = True, start_method: str = "spawn") -> RequestWorker:
+        worker = RequestWorker(self.serve, (warm,), self.max_memory_mb, start_method)
+        self._worker, self._ready, self._pending = worker, False, []
+        return worker
 
     def ahead(self, name: str, *args) -> None:
         """Sends conversion `name` now for `convert` to collect later: the process converts
@@ -212,10 +212,31 @@ def calibration_file(context) -> str:
 
 
 def converter_for(variants) -> contextlib.AbstractContextManager:
-    """A ConverterProcess for an export of `variants`, importing TensorFlow at once when a
-    TFLite file is among them; nothing for an export that converts nothing. Started before the
-    export imports TensorFlow itself, so that the two imports run side by side."""
+    """A ConverterProcess for an export of `variants`, with TensorFlow when a TFLite file is
+    among them; nothing for an export that converts nothing. TensorFlow is imported here first,
+    so that the process can be forked with it (`fork_safe`) instead of importing it again."""
     formats = {variant.format for variant in variants}
     if not formats & {"tflite", "onnx"}:
         return contextlib.nullcontext(None)
+    if "tflite" in formats:
+        import_tensorflow()
     return ConverterProcess(warm="tflite" in formats)
+
+
+def fork_safe() -> bool:
+    """Whether this process may fork the converter process, which then shares its imported
+    TensorFlow: on Linux, before TensorFlow has run anything (no eager context, so none of its
+    thread pools, whose locks a fork could copy held) and with no other Python thread. A
+    process started later (after a crash) is spawned and imports TensorFlow itself."""
+    import sys
+    import threading
+
+    if sys.platform != "linux" or "tensorflow" not in sys.modules:
+        return False
+    if threading.active_count() > 1:
+        return False
+    try:
+        from tensorflow.python.eager import context  # TensorFlow's private module
+    except ImportError:
+        return False
+    return getattr(context, "_context", True) is None
