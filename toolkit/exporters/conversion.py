@@ -4,8 +4,8 @@ A converter is native code: on some inputs it crashes (SIGSEGV), aborts or hangs
 export's own process that would end the whole command with no message, its private temp folder
 left behind and every other variant lost. In the child, it ends one variant: that variant is
 left out with the reason and a new child serves the next. One child serves every conversion of
-an export, because its TensorFlow import costs more than a conversion: it starts first and
-imports while the export loads the model.
+an export, because a TensorFlow import costs more than a conversion: it is forked from the
+export once TensorFlow is imported (`fork_safe`), and converts ahead while the export validates.
 """
 
 from __future__ import annotations
