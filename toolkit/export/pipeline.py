@@ -217,7 +217,7 @@ def _read_source(model_path: Path, reading: tuple, input_shapes: dict, judging: 
     function and reference outputs; `reading` is (data, data_dir, preprocessing, calibration
     samples), `judging` (validate, min_agreement, max_accuracy_drop)."""
     data, data_dir, preprocessing, calib_samples = reading
-    import_tensorflow()  # frozen (see its docstring), beside the converter process's import
+    import_tensorflow()  # frozen (see its docstring); converter_for may have imported it first
     model = load_keras_model(model_path)
     check_layer_names(model, model_path)
     model = fixed_model(model, input_shapes, model_path)
