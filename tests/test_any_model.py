@@ -48,12 +48,12 @@ FORMATS = ["tflite", "onnx"]
 RUNTIMES = ["litert", "onnxruntime"]
 
 
-def _export_and_compare(tmp_path, model_path, data, formats=FORMATS, runtimes=RUNTIMES):
+def _export_and_compare(tmp_path, model_path, data, formats=FORMATS, runtimes=RUNTIMES, **export):
     import toolkit
 
     out = tmp_path / "out"
     manifest = toolkit.export(
-        out, model=model_path, data=data, formats=formats, calib_samples=CALIBRATION
+        out, model=model_path, data=data, formats=formats, calib_samples=CALIBRATION, **export
     )
     assert manifest.left_out == [], manifest.left_out
     # model.keras, the reference, is listed whatever the formats
@@ -69,7 +69,10 @@ def test_resnet8_from_npz(tmp_path):
     model_path, data, (x_test, y_test, names) = _classifier_npz(
         tmp_path, models.resnet8, (32, 32, 3), 10
     )
-    out, manifest, report = _export_and_compare(tmp_path, model_path, data)
+    # A few steps leave the ten outputs nearly tied (batch norm's moving statistics have barely
+    # moved), so int8's small errors flip many top-1 answers at SNRs near 40 dB: agreement would
+    # start the mixed-precision search (test_mixed_precision's subject) and SNR judges int8 here.
+    out, manifest, report = _export_and_compare(tmp_path, model_path, data, min_agreement=0.0)
     assert manifest.task == "classification" and manifest.class_names == list(names)
     assert manifest.data["kind"] == "npz" and manifest.data["calibration"] == "train split"
     assert manifest.preprocessing["input_shape"] == [32, 32, 3]
@@ -197,7 +200,9 @@ def test_train_compare_and_predict_on_your_own_data(tmp_path):
 
     model = keras.saving.load_model(tmp_path / "out" / "model.keras")
     assert tuple(model.inputs[0].shape) == (None, 12, 12, 3) and model.outputs[0].shape[-1] == 4
-    exported = run(app, ["export", "--out", out, "--data", data, "--format", "tflite"])
+    # One epoch on 64 items leaves near-ties int8 flips: SNR judges int8 (see resnet8 above).
+    export = ["export", "--out", out, "--data", data, "--format", "tflite", "--min-agreement", "0"]
+    exported = run(app, export)
     assert exported.exit_code == 0, exported.output
     compared = run(
         app, ["compare", "--out", out, "--limit", "10", "--runtime", "litert", "--runs", "20"]
