@@ -117,10 +117,14 @@ def build_two_input(folder: Path, count: int = 64) -> tuple[Path, Path]:
     for split in ("train", "test"):
         images, labels = _images(rng, count, (16, 16, 3), 3)
         splits[split] = (images, rng.random((count, SENSOR), dtype=np.float32), labels)
+    import keras
+
+    keras.utils.set_random_seed(0)  # the same initial weights every run
     model = two_input()
     images, sensor, labels = splits["train"]
     inputs = {"image": images / 255.0, "sensor": sensor}
-    fit(model, inputs, labels, "sparse_categorical_crossentropy")
+    # trained past near-tied outputs, which int8 rounding flips past the agreement tolerance
+    fit(model, inputs, labels, "sparse_categorical_crossentropy", steps=40)
     arrays = {}
     for split, (images, sensor, labels) in splits.items():
         arrays |= {f"x_{split}/image": images, f"x_{split}/sensor": sensor, f"y_{split}": labels}

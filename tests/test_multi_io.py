@@ -27,7 +27,11 @@ def test_two_input_model_keeps_its_names_and_orders_outputs_by_name(two_input):
     for artifact in manifest.artifacts:
         if artifact.inputs:
             assert {i["name"] for i in artifact.inputs} == {"image", "sensor"}, artifact.name
-    int8 = manifest.artifact("model_int8.tflite").inputs
+    # the full int8 file, or its mixed replacement when a few steps' near-tied outputs miss
+    # the tolerance: either takes int8 inputs
+    names = {a.name for a in manifest.artifacts}
+    int8_name = next(n for n in ("model_int8.tflite", "model_mixed_int8.tflite") if n in names)
+    int8 = manifest.artifact(int8_name).inputs
     assert all(entry["dtype"] == "int8" and "quantization" in entry for entry in int8)
     saved = json.loads((out / "report" / "report.json").read_text())
     assert saved["rows"][0]["accuracy"] is not None

@@ -68,7 +68,7 @@ def test_class_names_are_counted_against_the_model_outputs(tmp_path, names, outp
     class_names = np.array([f"class {i}" for i in range(names)])
     np.savez(data, x_test=np.ones((2, 4), np.float32), y_test=[0, 1], class_names=class_names)
     says = _refused(ExitCode.DATASET, out=tmp_path / "out", model=model, data=data)
-    assert says == f"{data}: {names} class names for the model's {outputs} outputs"
+    assert says == f"{data}: class_names: {names} class names for {outputs} classes"
 
 
 def test_scaled_inputs_that_overflow_float32_are_refused_before_converting(tmp_path):
