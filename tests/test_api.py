@@ -85,9 +85,22 @@ class NumpyDenseRunner(Runner):
         return {"probabilities": self._bound}
 
 
+def numpy_dense_worker(connection, job, path, data, handoff=None) -> None:
+    """Compare's local worker with the numpy-dense runtime registered: a spawned worker starts
+    with the registry as toolkit ships it and looks the runtime up by name, so the registry line
+    is run there too (the child imports this module to unpickle this function)."""
+    from toolkit.compare.executors.local import measuring_worker
+    from toolkit.runners import RUNNERS
+
+    RUNNERS[NumpyDenseRunner.runtime] = NumpyDenseRunner
+    measuring_worker(connection, job, path, data, handoff)
+
+
 @pytest.fixture
 def numpy_format(monkeypatch):
-    """One registry line each, as a new module would add them."""
+    """One registry line each, as a new module would add them (in compare's workers too)."""
+    from toolkit.compare import pipeline
+    from toolkit.compare.executors import LocalExecutor
     from toolkit.exporters import EXPORTERS
     from toolkit.runners import RUNNERS
 
@@ -102,6 +115,7 @@ def numpy_format(monkeypatch):
     )
     monkeypatch.setitem(EXPORTERS, "numpy", (variant,))
     monkeypatch.setitem(RUNNERS, "numpy-dense", NumpyDenseRunner)
+    monkeypatch.setattr(pipeline, "LocalExecutor", lambda: LocalExecutor(numpy_dense_worker))
     return variant
 
 

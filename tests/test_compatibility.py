@@ -39,10 +39,24 @@ def test_gpu_delegate_names_the_ops_it_cannot_take(uncommon_ops_tflite):
     assert all(n["reason"] for n in verdict["nodes"])
 
 
-def test_dynamic_batch_flatten_leaves_shape_ops_on_the_cpu(tiny_model_dir):
+def test_dynamic_batch_flatten_leaves_shape_ops_on_the_cpu(tiny_model_dir, tmp_path):
     """Keras's Flatten with a dynamic batch computes the shape at run time (int32 SHAPE,
     STRIDED_SLICE, PACK): the GPU delegate takes the dense layers, not the whole graph."""
-    verdict = gpu_delegate_compatibility(tiny_model_dir / "model_float32.tflite")
+    import numpy as np
+
+    from toolkit.exporters import EXPORTERS, ExportContext
+    from toolkit.process import import_tensorflow
+
+    # TFLite files have a static batch of 1 by default: this one keeps its batch dynamic.
+    model = import_tensorflow().keras.models.load_model(tiny_model_dir / "model.keras")
+    calibration = np.zeros((4, 28, 28), np.float32)
+    context = ExportContext(
+        model, tiny_model_dir / "model.keras", calibration, 17, tmp_path / ".build", batch=None
+    )
+    variant = next(v for v in EXPORTERS["tflite"] if v.variant == "float32")
+    path = tmp_path / variant.filename
+    variant.write(model, path, context)
+    verdict = gpu_delegate_compatibility(path)
     assert not verdict["whole_graph"]
     assert "SHAPE" in verdict["unsupported_ops"]
     assert "FULLY_CONNECTED" not in verdict["unsupported_ops"]
