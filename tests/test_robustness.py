@@ -146,9 +146,9 @@ def _integer_input(keras):
     [
         # Python code inside the file: Keras's safe mode refuses it, so must we.
         (_lambda_layer, "`Lambda` layer"),
-        (_two_inputs, "expected one input and one output, found 2 inputs and 1 outputs"),
-        (_dynamic_width, "dimensions other than the batch must be fixed"),
-        (_integer_input, "expected a float input, found int32"),
+        # Free dimensions other than the batch: the refusal names the option that fixes them.
+        (_dynamic_width, "has free dimensions (None, 28, None, 1); fix them with --input-shape"),
+        (_integer_input, "is int32; expected a float input"),
     ],
 )
 def test_export_refuses_a_keras_model_it_cannot_serve(tmp_path, layers, says):
@@ -164,14 +164,17 @@ def test_export_refuses_a_keras_model_it_cannot_serve(tmp_path, layers, says):
     ("layers", "says"),
     [
         (_rgb_model, "data items have shape (28, 28) but the model expects (32, 32, 3)"),
-        (_five_classes, "labels go up to 9 but the model has 5 outputs"),
+        (_five_classes, "class_names: 10 class names for 5 classes"),
+        # Several inputs are served (issue 25), but one image array cannot feed them.
+        (_two_inputs, "the model has 2 inputs"),
     ],
 )
 def test_export_refuses_data_that_does_not_fit_the_model(tmp_path, dataset, layers, says):
     import keras
 
     model = tmp_path / "other.keras"
-    keras.Sequential(layers(keras)).save(model)
+    built = layers(keras)
+    (keras.Sequential(built) if isinstance(built, list) else built).save(model)
     result = invoke("export", "--out", tmp_path / "out", "--model", model)
     assert_refused(result, 3, dataset.source, says)
 
@@ -340,10 +343,10 @@ def _patch_scale(tflite: bytes, tensor: str, scale: float) -> bytes:
     [
         # LiteRT loads all of these. It runs the bad input scales and a NaN output scale
         # (garbage scores); a zero output scale fails only in invoke(), in the SOFTMAX kernel.
-        ("input", 0.0, "invalid quantization of the input (scale 0.0)"),
-        ("input", -0.5, "invalid quantization of the input (scale -0.5)"),
-        ("output", 0.0, "invalid quantization of the output (scale 0.0)"),
-        ("output", float("nan"), "invalid quantization of the output (scale nan)"),
+        ("input", 0.0, "invalid quantization of the input images (scale 0.0)"),
+        ("input", -0.5, "invalid quantization of the input images (scale -0.5)"),
+        ("output", 0.0, "invalid quantization of the output probabilities (scale 0.0)"),
+        ("output", float("nan"), "invalid quantization of the output probabilities (scale nan)"),
     ],
 )
 def test_int8_tflite_with_an_invalid_scale_is_refused(exported_dir, tmp_path, tensor, scale, says):
@@ -370,7 +373,7 @@ def _fake_measure(bad: dict[str, float]):
             from toolkit.compare.measurement import Measurement
 
             return "ok", Measurement(
-                outputs={"output": np.full((len(self.data), 10), self.value, np.float32)},
+                outputs={"probabilities": np.full((len(self.data), 10), self.value, np.float32)},
                 latencies_ns=np.array([1_000, 2_000, 3_000]),
                 throughput_ips=1000.0,
                 load_ms=1.0,
@@ -410,7 +413,8 @@ def test_non_finite_outputs_are_a_failed_row_not_a_score(exported_dir, dataset, 
     figures = ("accuracy", "agreement", "max_abs_diff", "snr_db", "latency_ms", "load_ms")
     assert all(getattr(bad, key) is None for key in figures)
     assert bad.key not in report.latency_samples
-    assert all(row.ok for row in rows.values())
+    # An Ethos-U file's row is Vela's estimate (status 'estimated'): nothing here runs it.
+    assert all(row.ok or row.status == "estimated" for row in rows.values())
     failures = judging.gate_failures(report, 100.0, None)
     assert failures == [f"model_int8.tflite: could not be measured: {bad.error}"]
 

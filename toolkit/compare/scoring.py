@@ -154,6 +154,13 @@ def build_report(
     """The Report of every (row, Measurement or reason), the reference's row first."""
     reference = _reference(out, results)
     heads = output_heads(manifest, reference)
+    missing = [head["name"] for head in heads if head["name"] not in reference]
+    if missing:
+        raise ToolkitError(
+            f"{out / REFERENCE}: the reference failed: no output named {missing[0]!r}"
+            f" (found {', '.join(reference)})",
+            ExitCode.ARTIFACT,
+        )
     labels = head_labels(labels, heads)
     rows, samples = [], {}
     for base, result in results:

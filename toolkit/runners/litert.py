@@ -22,6 +22,14 @@ class LiteRTRunner(Runner):
 
         try:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            self._inputs, self._outputs = self._by_name()
+            # Checked before allocating: a kernel's Prepare (SOFTMAX) rejects a zero output
+            # scale with a message that names no tensor.
+            for what, details in (("input", self._inputs), ("output", self._outputs)):
+                for name, detail in details.items():
+                    if np.issubdtype(detail["dtype"], np.integer):
+                        scale = detail["quantization"][0]
+                        check_quantization(self.path, scale, f"{what} {name}")
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             reason = first_line(exc)
@@ -30,10 +38,6 @@ class LiteRTRunner(Runner):
             ) from None
         self._inputs, self._outputs = self._by_name()
         self.input_names, self.output_names = list(self._inputs), list(self._outputs)
-        for what, details in (("input", self._inputs), ("output", self._outputs)):
-            for name, detail in details.items():
-                if np.issubdtype(detail["dtype"], np.integer):
-                    check_quantization(self.path, detail["quantization"][0], f"{what} {name}")
         first = next(iter(self._inputs.values()))
         self._batch = int(first["shape"][0])
         # A file exported with a static batch of one is run as a device runs it: one call per
