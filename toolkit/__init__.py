@@ -58,4 +58,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
 
 
-__all__ = ["compare", "export", "main", "predict", "report", "train", "verify"]
+__all__ = ["__version__", "compare", "export", "main", "predict", "report", "train", "verify"]
