@@ -64,7 +64,7 @@ def exported_dir(tmp_path_factory, trained_dir) -> Path:
     def build(out: Path) -> None:
         import shutil
 
-        from toolkit.export.pipeline import export_artifacts
+        from toolkit.exporting.pipeline import export_artifacts
         from toolkit.options import ExportOptions
 
         shutil.copytree(trained_dir, out)

@@ -10,7 +10,7 @@ import pytest
 
 from tests import models
 from toolkit.errors import ToolkitWarning
-from toolkit.export.pipeline import selected_variants
+from toolkit.exporting.pipeline import selected_variants
 
 QUICK = {"runs": 20, "max_seconds": 0.2, "batch_size": 8}
 COUNT = 64  # items per split: enough for calibration, small enough to stay fast

@@ -89,7 +89,7 @@ def numpy_dense_worker(connection, job, path, data, handoff=None) -> None:
     """Compare's local worker with the numpy-dense runtime registered: a spawned worker starts
     with the registry as toolkit ships it and looks the runtime up by name, so the registry line
     is run there too (the child imports this module to unpickle this function)."""
-    from toolkit.compare.executors.local import measuring_worker
+    from toolkit.comparing.executors.local import measuring_worker
     from toolkit.runners import RUNNERS
 
     RUNNERS[NumpyDenseRunner.runtime] = NumpyDenseRunner
@@ -99,8 +99,8 @@ def numpy_dense_worker(connection, job, path, data, handoff=None) -> None:
 @pytest.fixture
 def numpy_format(monkeypatch):
     """One registry line each, as a new module would add them (in compare's workers too)."""
-    from toolkit.compare import pipeline
-    from toolkit.compare.executors import LocalExecutor
+    from toolkit.comparing import pipeline
+    from toolkit.comparing.executors import LocalExecutor
     from toolkit.exporters import EXPORTERS
     from toolkit.runners import RUNNERS
 

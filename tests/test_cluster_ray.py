@@ -139,7 +139,7 @@ def _toolkit(*args: str, block_ray: bool = False, timeout: float = 60):
 
 def test_import_and_help_never_import_ray():
     code = (
-        "import sys, toolkit, toolkit.api, toolkit.compare.executors\n"
+        "import sys, toolkit, toolkit.api, toolkit.comparing.executors\n"
         "from typer.testing import CliRunner\n"
         "from toolkit.cli.app import app\n"
         "result = CliRunner().invoke(app, ['compare', '--help'])\n"
@@ -169,7 +169,7 @@ def test_cluster_without_ray_says_how_to_install_it(cluster_out):
 
 @pytest.mark.parametrize("address", ["", "host:port", "ray://", "a b:1", "host:0", "x/y:1"])
 def test_odd_cluster_addresses_are_refused(address):
-    from toolkit.compare.executors.ray import split_address
+    from toolkit.comparing.executors.ray import split_address
     from toolkit.errors import ToolkitError
 
     with pytest.raises(ToolkitError) as caught:

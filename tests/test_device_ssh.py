@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests import models
-from toolkit.compare.measurement import Job, Measurement, MeasureSettings
+from toolkit.comparing.measurement import Job, Measurement, MeasureSettings
 from toolkit.errors import ExitCode, ToolkitError
 
 QUICK = {"runs": 20, "max_seconds": 0.2, "batch_size": 8}
@@ -47,7 +47,7 @@ def _items(tmp_path: Path) -> Path:
 
 
 def _session(ssh_device, tmp_path, python=None, **query):
-    from toolkit.compare.ssh import AgentSession, parse_device
+    from toolkit.comparing.ssh import AgentSession, parse_device
 
     device = parse_device(ssh_device.url(python, tmpdir=str(tmp_path), **query))
     return AgentSession(device, ssh_device.config)
@@ -69,7 +69,7 @@ def _session(ssh_device, tmp_path, python=None, **query):
     ],
 )
 def test_odd_device_strings_are_refused(text):
-    from toolkit.compare.ssh import parse_device
+    from toolkit.comparing.ssh import parse_device
 
     with pytest.raises(ToolkitError) as caught:
         parse_device(text)
@@ -77,7 +77,7 @@ def test_odd_device_strings_are_refused(text):
 
 
 def test_device_strings_name_user_host_port_and_python():
-    from toolkit.compare.ssh import parse_device, ssh_command
+    from toolkit.comparing.ssh import parse_device, ssh_command
 
     device = parse_device("ssh://pi@pi5.local:2222?python=/home/pi/venv/bin/python")
     assert (device.user, device.host, device.port) == ("pi", "pi5.local", 2222)
@@ -92,8 +92,8 @@ def test_device_strings_name_user_host_port_and_python():
 def test_the_agent_measures_like_the_local_worker_and_imports_no_tensorflow(
     ssh_device, device_out, tmp_path
 ):
-    from toolkit.compare.data import EvalData
-    from toolkit.compare.worker import measure_job
+    from toolkit.comparing.data import EvalData
+    from toolkit.comparing.worker import measure_job
     from toolkit.data import Preprocessing
     from toolkit.runners import RUNNERS
 
@@ -126,7 +126,7 @@ def test_the_agent_measures_like_the_local_worker_and_imports_no_tensorflow(
     probe = (
         "import runpy, sys\n"
         "try:\n"
-        "    runpy.run_module('toolkit.compare.agent', run_name='__main__', alter_sys=True)\n"
+        "    runpy.run_module('toolkit.comparing.agent', run_name='__main__', alter_sys=True)\n"
         "except SystemExit:\n"
         "    pass\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
@@ -146,7 +146,7 @@ def test_the_agent_measures_like_the_local_worker_and_imports_no_tensorflow(
 
 def _device_python(python: Path, tmp_path: Path, code: str, *args: str):
     """`code` in the device venv with toolkit imported from the zip the agent is sent as."""
-    from toolkit.compare.ssh import agent_package
+    from toolkit.comparing.ssh import agent_package
 
     package = tmp_path / "toolkit.zip"
     package.write_bytes(agent_package())
@@ -166,7 +166,7 @@ def _assert_emptied(folder: Path, seconds: float = 5.0) -> None:
 
 def test_a_closed_port_is_ssh_s_own_one_line_reason(ssh_device, tmp_path):
     from tests.ssh_device import free_port, write_client_config
-    from toolkit.compare.ssh import AgentSession, DeviceUnreachable, parse_device
+    from toolkit.comparing.ssh import AgentSession, DeviceUnreachable, parse_device
 
     config = write_client_config(ssh_device.folder, free_port(), ssh_device.known_hosts, "closed")
     with pytest.raises(DeviceUnreachable) as caught:
@@ -176,7 +176,7 @@ def test_a_closed_port_is_ssh_s_own_one_line_reason(ssh_device, tmp_path):
 
 def test_a_host_key_that_does_not_match_is_refused_before_anything_runs(ssh_device, tmp_path):
     from tests.ssh_device import _keygen, write_client_config
-    from toolkit.compare.ssh import AgentSession, parse_device
+    from toolkit.comparing.ssh import AgentSession, parse_device
 
     other = _keygen(tmp_path / "other_host_key")
     known = tmp_path / "known_hosts"
@@ -227,8 +227,8 @@ def _kill_worker(device_tmp: Path) -> None:
 
 def test_a_device_python_without_the_runtime_names_the_package(ssh_device, device_out, tmp_path):
     from tests.ssh_device import venv_without
-    from toolkit.compare.data import EvalData
-    from toolkit.compare.executors.ssh import SshExecutor
+    from toolkit.comparing.data import EvalData
+    from toolkit.comparing.executors.ssh import SshExecutor
     from toolkit.data import Preprocessing
 
     python = venv_without(ssh_device.python, tmp_path / "no_ort", "onnxruntime")
@@ -323,7 +323,7 @@ def test_compare_on_the_loopback_device_matches_local_and_an_unreachable_one_fai
 
 
 def _parsed(text: str):
-    from toolkit.compare.ssh import parse_device
+    from toolkit.comparing.ssh import parse_device
 
     return parse_device(text)
 

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from toolkit.cli import app
-from toolkit.compare.executors.local import measure_isolated
-from toolkit.compare.judging import apply_baseline, gate_failures
-from toolkit.compare.measurement import Job
-from toolkit.compare.measurement import MeasureSettings as MeasureConfig
-from toolkit.compare.worker import time_calls
+from toolkit.comparing.executors.local import measure_isolated
+from toolkit.comparing.judging import apply_baseline, gate_failures
+from toolkit.comparing.measurement import Job
+from toolkit.comparing.measurement import MeasureSettings as MeasureConfig
+from toolkit.comparing.worker import time_calls
 from toolkit.results import Report
 from toolkit.runners.litert import LiteRTRunner
 
@@ -150,7 +150,7 @@ def test_tolerance_verdict_is_the_validators_per_runtime():
     """The AVX2 case of issue 26 by hand: int8 fine in LiteRT (identical outputs: a null SNR),
     12.9 dB in OpenVINO against the 20 dB it was validated to."""
     from tests.test_report import ok_row, report_of
-    from toolkit.compare.judging import recommend, with_tolerances
+    from toolkit.comparing.judging import recommend, with_tolerances
     from toolkit.store import Artifact, Manifest
 
     rows = [ok_row("model.keras", "keras", 0.9, 1.0, 1)]
@@ -325,7 +325,7 @@ def test_a_manifest_path_leading_outside_the_folder_is_refused(exported_dir, tmp
 
 
 def test_baseline_mismatches_name_what_differs():
-    from toolkit.compare.judging import baseline_mismatches
+    from toolkit.comparing.judging import baseline_mismatches
 
     now = _report().with_(environment={"cpu": "A"}, settings={"batch_size": 256})
     assert baseline_mismatches(now, now) == []
@@ -342,8 +342,8 @@ def test_workers_import_beside_each_other_but_never_beside_a_load_or_a_timing_lo
     import together before anything loads; no import runs beside a load or a timing loop, and
     no two timing loops overlap."""
     from tests.paced import paced_worker
-    from toolkit.compare.data import EvalData
-    from toolkit.compare.executors.local import AHEAD, LocalExecutor
+    from toolkit.comparing.data import EvalData
+    from toolkit.comparing.executors.local import AHEAD, LocalExecutor
     from toolkit.data import Preprocessing
 
     log = tmp_path / "paced.log"

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 from toolkit.arrays import only
 from toolkit.cli import app
 from toolkit.data import normalize
-from toolkit.export.pipeline import selected_variants
-from toolkit.export.validation import VALIDATION_IMAGES
 from toolkit.exporters import EXPORTERS
+from toolkit.exporting.pipeline import selected_variants
+from toolkit.exporting.validation import VALIDATION_IMAGES
 from toolkit.formats.keras import load_keras_model
 from toolkit.fsio import sha256_path
 from toolkit.metrics import compare_outputs

@@ -96,8 +96,8 @@ def test_a_worker_imports_its_runtime_frozen(monkeypatch):
     """Compare's keras worker imports TensorFlow through `import keras`, the runner's module,
     before import_tensorflow is ever called: that import must be the frozen one."""
     import toolkit.process
-    from toolkit.compare.measurement import Job, MeasureSettings
-    from toolkit.compare.worker import measure_job
+    from toolkit.comparing.measurement import Job, MeasureSettings
+    from toolkit.comparing.worker import measure_job
     from toolkit.runners import RUNNERS
 
     imported = []

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from toolkit.compare.measurement import Job, Measurement, MeasureSettings
+from toolkit.comparing.measurement import Job, Measurement, MeasureSettings
 from toolkit.errors import ExitCode, ToolkitError
 
 

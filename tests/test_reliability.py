@@ -384,7 +384,7 @@ def test_a_malformed_baseline_is_refused_before_measuring(tmp_path, case):
 
 
 def test_a_well_formed_baseline_still_loads(tmp_path):
-    from toolkit.compare.judging import load_baseline
+    from toolkit.comparing.judging import load_baseline
 
     baseline = tmp_path / "report.json"
     baseline.write_text(json.dumps(_report([GOOD_ROW])))
@@ -697,7 +697,7 @@ def test_a_worker_over_its_memory_limit_is_stopped_naming_the_limit():
 
 
 def test_compare_passes_max_memory_to_every_worker(exported_dir, tmp_path, monkeypatch):
-    import toolkit.compare.executors.local
+    import toolkit.comparing.executors.local
 
     seen = []
 
@@ -714,7 +714,7 @@ def test_compare_passes_max_memory_to_every_worker(exported_dir, tmp_path, monke
         def stop(self):
             pass
 
-    monkeypatch.setattr(toolkit.compare.executors.local, "IsolatedRun", NotMeasured)
+    monkeypatch.setattr(toolkit.comparing.executors.local, "IsolatedRun", NotMeasured)
     out = copy_of(exported_dir, tmp_path)
     result = invoke("compare", "--out", out, "--max-memory", "300")
     assert result.exit_code == 4 and seen == [300] * len(seen) and seen

@@ -127,7 +127,7 @@ def test_an_unreachable_tolerance_is_a_left_out_variant_and_the_manifest_is_stri
     json.loads((out / "manifest.json").read_text(), parse_constant=no_constant)
     from dataclasses import replace
 
-    from toolkit.export.pipeline import manifest_json
+    from toolkit.exporting.pipeline import manifest_json
 
     unbounded = replace(manifest, tolerances={**manifest.tolerances, "max_accuracy_drop": np.inf})
     written = json.loads(manifest_json(unbounded), parse_constant=no_constant)
@@ -135,7 +135,7 @@ def test_an_unreachable_tolerance_is_a_left_out_variant_and_the_manifest_is_stri
 
 
 def test_the_mixed_precision_warning_names_the_metric_judged():
-    from toolkit.export.validation import judged_metric
+    from toolkit.exporting.validation import judged_metric
 
     assert judged_metric({"snr_db": 24.91, "agreement": None}) == "SNR 24.9 dB"
     assert judged_metric({"agreement": 0.97125, "snr_db": 30.0}) == "agreement 0.9712"

@@ -17,7 +17,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from toolkit.cli import app
-from toolkit.compare.judging import apply_baseline, gate_failures, recommend
+from toolkit.comparing.judging import apply_baseline, gate_failures, recommend
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.figures import png_bytes, save_figure
 from toolkit.metrics import flip_details
@@ -636,8 +636,8 @@ def test_toolkit_report_refuses_a_locked_output(tmp_path, monkeypatch):
 
 
 def test_measured_row_carries_flipped_indices_and_latency_quantiles():
-    from toolkit.compare.measurement import Measurement
-    from toolkit.compare.scoring import measured_row as _measured_row
+    from toolkit.comparing.measurement import Measurement
+    from toolkit.comparing.scoring import measured_row as _measured_row
     from toolkit.results import Row
 
     reference = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], np.float32)

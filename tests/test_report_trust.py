@@ -153,7 +153,7 @@ def test_gate_without_reference_accuracy_is_no_crash():
     rows = [ok_row("model.keras", "keras", 0.9, 1.0, 1), ok_row("m.tflite", "litert", 0.5, 1, 1)]
     rows[0]["accuracy"] = None
     from tests.test_report import report_of
-    from toolkit.compare.judging import gate_failures
+    from toolkit.comparing.judging import gate_failures
 
     assert gate_failures(report_of(rows), 1.0, None) == []
 
@@ -274,7 +274,7 @@ def test_failed_rows_only_report_renders(tmp_path):
 
 def test_measured_nothing_counts_rows_other_than_the_reference():
     from tests.test_report import report_of
-    from toolkit.compare.judging import measured_nothing
+    from toolkit.comparing.judging import measured_nothing
 
     reference = ok_row("model.keras", "keras", 0.9, 1.0, 1)
     failed = failed_row("m.tflite", "litert", "boom")

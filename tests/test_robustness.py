@@ -370,7 +370,7 @@ def _fake_measure(bad: dict[str, float]):
             self.value = bad.get(Path(path).name, 0.1)
 
         def result(self, on_poll=lambda: None):
-            from toolkit.compare.measurement import Measurement
+            from toolkit.comparing.measurement import Measurement
 
             return "ok", Measurement(
                 outputs={"probabilities": np.full((len(self.data), 10), self.value, np.float32)},
@@ -392,10 +392,10 @@ def _fake_measure(bad: dict[str, float]):
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_outputs_are_a_failed_row_not_a_score(exported_dir, dataset, monkeypatch, value):
-    import toolkit.compare.executors.local as local
-    import toolkit.compare.judging as judging
-    import toolkit.compare.pipeline as pipeline
-    from toolkit.compare.measurement import MeasureSettings
+    import toolkit.comparing.executors.local as local
+    import toolkit.comparing.judging as judging
+    import toolkit.comparing.pipeline as pipeline
+    from toolkit.comparing.measurement import MeasureSettings
     from toolkit.store import load_manifest
 
     monkeypatch.setattr(local, "IsolatedRun", _fake_measure({"model_int8.tflite": value}))
@@ -420,7 +420,7 @@ def test_non_finite_outputs_are_a_failed_row_not_a_score(exported_dir, dataset, 
 
 
 def test_compare_command_reports_non_finite_outputs_as_failed(exported_dir, tmp_path, monkeypatch):
-    import toolkit.compare.executors.local as local
+    import toolkit.comparing.executors.local as local
 
     out = copy_of(exported_dir, tmp_path)
     bad = {"model_int8.tflite": float("nan")}
@@ -448,7 +448,7 @@ def test_compare_in_which_no_artifact_runs_exits_4(exported_dir, tmp_path):
 
 
 def test_compare_refuses_a_reference_with_non_finite_outputs(exported_dir, tmp_path, monkeypatch):
-    import toolkit.compare.executors.local as local
+    import toolkit.comparing.executors.local as local
 
     out = copy_of(exported_dir, tmp_path)
     monkeypatch.setattr(local, "IsolatedRun", _fake_measure({"model.keras": np.nan}))

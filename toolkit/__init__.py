@@ -1,8 +1,6 @@
 """Edge-deployment model conversion toolkit: train, export, compare."""
 
 import os
-import sys
-import types
 
 # TensorFlow reads these at import time; setting them here (cheap, no TF import) keeps every
 # entry point quiet without each module having to remember.
@@ -24,33 +22,9 @@ def main() -> None:
 API = ("compare", "export", "predict", "report", "train", "verify")
 
 
-class _CommandPackage(types.ModuleType):
-    """A subpackage named like a command (`toolkit.compare`, `toolkit.export`, ...) that is also
-    that command of the Python API when called: `toolkit.compare("exported")` keeps working
-    once `toolkit.compare.worker` has been imported."""
-
-    def __call__(self, *args, **kwargs):
-        from toolkit import api
-
-        return getattr(api, self.__name__.rpartition(".")[2])(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    """This package: importing a subpackage named like a command binds it here (importlib sets
-    it as an attribute), so it is made callable as that command first."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in API and type(value) is types.ModuleType:
-            value.__class__ = _CommandPackage
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 def __getattr__(name: str):
     """The Python API, imported on first use (PEP 562): a worker or figure process, which
-    imports `toolkit.compare.worker` or `toolkit.figures`, then skips the exporters' imports."""
+    imports `toolkit.comparing.worker` or `toolkit.figures`, then skips the exporters' imports."""
     if name in API:
         from toolkit import api
 

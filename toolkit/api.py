@@ -95,9 +95,9 @@ def export(out: str | Path = ExportOptions.out, *, on_artifact: Callable | None 
 @_in_private_tempdir
 def run_export(options: ExportOptions, on_artifact: Callable | None = None):
     """`export` on an options object."""
-    from toolkit.export.pipeline import export_artifacts
     from toolkit.exporters import EXPORTERS
     from toolkit.exporters.ethos_u import ACCELERATORS
+    from toolkit.exporting.pipeline import export_artifacts
 
     check_choices(options, "formats", ["all", *EXPORTERS])
     check_choices(options, "npus", ACCELERATORS)
@@ -115,8 +115,8 @@ def compare(out: str | Path = CompareOptions.out, *, on_row: Callable | None = N
 @_in_private_tempdir
 def run_compare(options: CompareOptions, on_row: Callable | None = None):
     """`compare` on an options object."""
-    from toolkit.compare.judging import load_baseline
-    from toolkit.compare.scoring import evaluation_labels
+    from toolkit.comparing.judging import load_baseline
+    from toolkit.comparing.scoring import evaluation_labels
     from toolkit.figures import FigureProcess, pyplot
     from toolkit.reporting import write_reports
     from toolkit.runners import RUNNERS
@@ -147,8 +147,8 @@ def run_compare(options: CompareOptions, on_row: Callable | None = None):
 
 def _measured_report(options: CompareOptions, manifest, inputs, labels, runtimes, on_row):
     """Every (artifact, runtime) row measured as `options` says."""
-    from toolkit.compare.measurement import MeasureSettings as MeasureConfig
-    from toolkit.compare.pipeline import measure_rows
+    from toolkit.comparing.measurement import MeasureSettings as MeasureConfig
+    from toolkit.comparing.pipeline import measure_rows
     from toolkit.process import default_max_memory_mb
 
     config = MeasureConfig(
@@ -175,7 +175,7 @@ def _measured_report(options: CompareOptions, manifest, inputs, labels, runtimes
 
 def _judged(report, options: CompareOptions):
     """`report` with its recommendation and the gate's verdict."""
-    from toolkit.compare.judging import gate_failures, recommend
+    from toolkit.comparing.judging import gate_failures, recommend
 
     best = recommend(report)
     by_device = {}
@@ -201,7 +201,7 @@ def _judged(report, options: CompareOptions):
 def _with_baseline(report, earlier, baseline: str | Path):
     """`report` with its deltas against the `earlier` report (read from `baseline`), and a
     warning for each setting that differs between the two."""
-    from toolkit.compare.judging import apply_baseline, baseline_mismatches
+    from toolkit.comparing.judging import apply_baseline, baseline_mismatches
 
     report = apply_baseline(report, earlier, str(baseline))
     return report.with_(
@@ -222,7 +222,7 @@ def report(out: str | Path = ReportOptions.out, **options):
 @_in_private_tempdir
 def run_report(options: ReportOptions):
     """`report` on an options object."""
-    from toolkit.compare.judging import gate_failures, load_baseline
+    from toolkit.comparing.judging import gate_failures, load_baseline
     from toolkit.report_schema import load_stored_report
     from toolkit.reporting import write_reports
     from toolkit.store import OutputLock, recover_staging
@@ -281,7 +281,7 @@ class _Model:
 
 
 def _model_facts(path: Path) -> _Model:
-    from toolkit.compare.plan import manifest_input_shape, manifest_preprocessing
+    from toolkit.comparing.plan import manifest_input_shape, manifest_preprocessing
     from toolkit.data import CLASS_NAMES, Preprocessing
     from toolkit.store import MANIFEST_NAME, load_manifest
 
@@ -412,7 +412,7 @@ def run_verify(options: VerifyOptions) -> Verification:
 def evaluation_data(manifest, data: str | Path | None = None, data_dir: Path | None = None):
     """The evaluation split of the data export recorded in the manifest (or `data`), read for
     the model's input shape; a recorded file that changed since export is a warning."""
-    from toolkit.compare.plan import manifest_input_shape, manifest_preprocessing
+    from toolkit.comparing.plan import manifest_input_shape, manifest_preprocessing
     from toolkit.data import FASHION_MNIST, load_data
     from toolkit.data.checks import data_sha256, fit_to_model
     from toolkit.data.named import manifest_data

@@ -179,7 +179,7 @@ def prediction_inputs(items: list, shape: tuple, preprocessing, several: list | 
     """(the items stacked as given, model-ready inputs): one array shaped `shape`, or arrays by
     input name when `several` (the manifest's inputs) says how each input is preprocessed."""
     if several:
-        from toolkit.compare.data import model_ready
+        from toolkit.comparing.data import model_ready
 
         ready = model_ready(np.stack(items), several)
         return None, {name: ready[name] for name in ready.dtype.names}
@@ -190,7 +190,7 @@ def prediction_inputs(items: list, shape: tuple, preprocessing, several: list | 
 def outputs_by_head(manifest, named: dict) -> tuple[list[dict], object]:
     """(each output's name, kind and class names; the outputs): one array for a model with one
     output, as `predict` has always returned, else the arrays by name in the model's order."""
-    from toolkit.compare.scoring import output_heads
+    from toolkit.comparing.scoring import output_heads
 
     heads = output_heads(manifest, named)
     ordered = {head["name"]: named[head["name"]] for head in heads if head["name"] in named}

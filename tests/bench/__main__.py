@@ -34,8 +34,8 @@ from tests.bench.runs import BenchError
 from tests.bench.summary import ratio_table
 from tests.bench.targets import micro_footprint, target_ratios, target_timings
 from tests.bench.training import compare_training, training_ratios
-from toolkit.compare.measurement import MeasureSettings as MeasureConfig
-from toolkit.compare.scoring import environment
+from toolkit.comparing.measurement import MeasureSettings as MeasureConfig
+from toolkit.comparing.scoring import environment
 from toolkit.errors import ToolkitError
 from toolkit.fsio import write_json, write_text
 from toolkit.store import load_manifest

@@ -24,8 +24,8 @@ import typer
 from tests.bench.latency import GOAL_BARE, runner_bare_call, timed_in_worker
 from tests.bench.runs import BenchError
 from tests.bench.summary import Ratio
-from toolkit.compare.data import EvalData
-from toolkit.compare.measurement import MeasureSettings as MeasureConfig
+from toolkit.comparing.data import EvalData
+from toolkit.comparing.measurement import MeasureSettings as MeasureConfig
 
 DESKTOP = ["--format", "keras", "--format", "savedmodel", "--format", "tflite", "--format", "onnx"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.bench.summary import Ratio
-from toolkit.compare.measurement import Job, Measurement, MeasureSettings
+from toolkit.comparing.measurement import Job, Measurement, MeasureSettings
 from toolkit.metrics import latency_percentiles
 
 GOAL = 1.10  # the agent's p50 within 10% of the bare loop's (issue 22)
@@ -72,7 +72,7 @@ def bare_p50_ms(device, model: Path) -> float:
 def device_ratios(out: Path) -> list[Ratio]:
     """One ratio per float32/int8 .tflite of `out`: agent p50 / bare-loop p50 on the device."""
     from tests.ssh_device import device_venv, start_sshd, stop_sshd
-    from toolkit.compare.ssh import AgentSession, parse_device
+    from toolkit.comparing.ssh import AgentSession, parse_device
     from toolkit.store import load_manifest
 
     preprocessing = load_manifest(out).preprocessing if (out / "manifest.json").exists() else {}

@@ -160,7 +160,8 @@ def latency(rows: list[dict], settings: dict) -> str:
     )
     return (
         "## 2. LiteRT batch-1 latency: toolkit's harness, a bare loop, LiteRT's own tool\n\n"
-        "- **toolkit**: `toolkit.compare.worker.measure_job`, the function `toolkit compare` runs "
+        "- **toolkit**: `toolkit.comparing.worker.measure_job`, the function `toolkit compare` "
+        "runs "
         f"({settings['warmup']} warm-up calls, then {settings['runs']} timed calls of "
         "`LiteRTRunner.bind`'s bare call, `time_calls` with its deadline check).\n"
         "- **bare**: right after it in the same worker process, `LiteRTRunner.bind` sets the "

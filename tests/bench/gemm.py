@@ -48,7 +48,7 @@ def precision(variant: str) -> str:
 
 def _rates(call, size: int, reps: int) -> dict:
     """Median G(FL)OP/s of `call`, one product of two size x size matrices per call."""
-    from toolkit.compare.worker import time_calls
+    from toolkit.comparing.worker import time_calls
 
     samples_ns = time_calls(call, reps, 60.0, warmup=1)
     rates = [2 * size**3 / ns for ns in samples_ns]  # operations per ns = G operations/s

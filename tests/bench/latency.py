@@ -1,6 +1,6 @@
 """Part 2: the toolkit's batch-1 p50 of each .tflite against a bare invoke loop and LiteRT's tool.
 
-The toolkit's figure comes from `toolkit.compare.worker.measure_job`, the function compare runs;
+The toolkit's figure comes from `toolkit.comparing.worker.measure_job`, the function compare runs;
 the bare loop runs right after it in the same worker process, so the two differ only in the timing
 harness.
 """
@@ -19,10 +19,10 @@ import numpy as np
 
 from tests.bench.runs import BenchError, interleave, median, run_timed
 from tests.bench.summary import Ratio
-from toolkit.compare.data import EvalData
-from toolkit.compare.measurement import Job
-from toolkit.compare.measurement import MeasureSettings as MeasureConfig
-from toolkit.compare.worker import measure_job
+from toolkit.comparing.data import EvalData
+from toolkit.comparing.measurement import Job
+from toolkit.comparing.measurement import MeasureSettings as MeasureConfig
+from toolkit.comparing.worker import measure_job
 from toolkit.metrics import latency_percentiles
 from toolkit.process import run_isolated
 

@@ -11,8 +11,8 @@ from unittest import mock
 import numpy as np
 
 from tests.bench.summary import Ratio
-from toolkit.compare.measurement import MeasureSettings as MeasureConfig
-from toolkit.compare.worker import time_calls
+from toolkit.comparing.measurement import MeasureSettings as MeasureConfig
+from toolkit.comparing.worker import time_calls
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 PRODUCT_OPS = (

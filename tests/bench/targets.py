@@ -20,7 +20,7 @@ import typer
 from tests.bench.latency import GOAL_BARE, timed_in_worker, tutorial_data
 from tests.bench.runs import interleave, median
 from tests.bench.summary import Ratio, ratio_table
-from toolkit.compare.measurement import MeasureSettings as MeasureConfig
+from toolkit.comparing.measurement import MeasureSettings as MeasureConfig
 
 # (runtime, artifact): each new runtime on a float32 and an int8 file.
 TIMED = (

@@ -117,8 +117,8 @@ def test_a_float_file_is_refused_with_the_reason(tiny_model_dir, tmp_path):
 def test_estimated_rows_are_vela_figures_never_gated_or_recommended():
     """A compare row for a compiled file: named after its accelerator, status `estimated`,
     Vela's latency in extras and no measured figure; gates and the recommendation skip it."""
-    from toolkit.compare.estimates import estimated_rows
-    from toolkit.compare.judging import gate_failures, recommend
+    from toolkit.comparing.estimates import estimated_rows
+    from toolkit.comparing.judging import gate_failures, recommend
     from toolkit.results import ESTIMATED, Report, Row
     from toolkit.store import Artifact, Manifest
 

@@ -208,7 +208,7 @@ def test_c_array_of_a_replaced_int8_holds_the_mixed_file(tmp_path):
     import numpy as np
 
     from tests.test_quantization import build_outlier_model, synthetic_images
-    from toolkit.export.pipeline import export_artifacts
+    from toolkit.exporting.pipeline import export_artifacts
     from toolkit.options import ExportOptions
 
     build_outlier_model("weights").save(tmp_path / "kws.keras")

@@ -51,7 +51,7 @@ class PacedRunner(Runner):
 def paced_worker(connection, job, path, data, handoff=None) -> None:
     """The local executor's worker with the paced runtime registered (a spawned process
     starts with the registry as toolkit ships it)."""
-    from toolkit.compare.executors.local import measuring_worker
+    from toolkit.comparing.executors.local import measuring_worker
     from toolkit.runners import RUNNERS
 
     RUNNERS[PacedRunner.runtime] = PacedRunner

@@ -206,7 +206,7 @@ def print_export(manifest, out: Path) -> None:
 def print_report(report, out: Path) -> None:
     """Warnings, the table fitted to the terminal, where the files are, and the gate's verdict
     (exit 1 when it failed)."""
-    from toolkit.compare.judging import measured_nothing
+    from toolkit.comparing.judging import measured_nothing
     from toolkit.reporting import report_table
 
     warnings_of(report.warnings)

@@ -21,7 +21,7 @@ class OnnxRuntimeRunner(Runner):
         import onnxruntime as ort
 
         # A device running only onnxruntime lacks the onnx package: there the host checked the
-        # file before sending it (toolkit.compare.executors.ssh).
+        # file before sending it (toolkit.comparing.executors.ssh).
         if importlib.util.find_spec("onnx") is not None:
             from toolkit.formats.onnx import check_external_data
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from toolkit.compare.data import EvalData
-from toolkit.compare.measurement import Job, Measurement
+from toolkit.comparing.data import EvalData
+from toolkit.comparing.measurement import Job, Measurement
 from toolkit.results import FAILED, OK, UNSUPPORTED
 
 STATUSES = (OK, UNSUPPORTED, FAILED)

@@ -13,7 +13,11 @@ from toolkit.data import Dataset, Preprocessing, calibration_sample, load_data
 from toolkit.data.checks import data_sha256
 from toolkit.data.named import fit_inputs
 from toolkit.errors import ExitCode, ToolkitError, warn
-from toolkit.export.model_io import (
+from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant, ethos_u
+from toolkit.exporters.base import committed_names
+from toolkit.exporters.conversion import converter_for
+from toolkit.exporters.tflite_micro import c_identifier
+from toolkit.exporting.model_io import (
     ModelIO,
     describe_model,
     head_labels,
@@ -22,12 +26,8 @@ from toolkit.export.model_io import (
     model_inputs,
     reference_outputs,
 )
-from toolkit.export.validation import VALIDATION_IMAGES, Validator, check_layer_names
-from toolkit.export.variant import VariantExport
-from toolkit.exporters import EXPORTERS, ExportContext, ExportVariant, ethos_u
-from toolkit.exporters.base import committed_names
-from toolkit.exporters.conversion import converter_for
-from toolkit.exporters.tflite_micro import c_identifier
+from toolkit.exporting.validation import VALIDATION_IMAGES, Validator, check_layer_names
+from toolkit.exporting.variant import VariantExport
 from toolkit.figures import FigureProcess
 from toolkit.formats.keras import load_keras_model, serving_function
 from toolkit.fsio import io_errors, read_json, sha256_file

@@ -24,8 +24,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from toolkit import interrupts
-from toolkit.compare.agent import BOOTSTRAP, PROTOCOL
-from toolkit.compare.frames import Channel, ChannelClosed, ProtocolError
+from toolkit.comparing.agent import BOOTSTRAP, PROTOCOL
+from toolkit.comparing.frames import Channel, ChannelClosed, ProtocolError
 from toolkit.errors import ExitCode, ToolkitError
 
 CONNECT_TIMEOUT_SECONDS = 10

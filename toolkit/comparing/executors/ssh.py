@@ -11,11 +11,11 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolkit.compare.data import EvalData
-from toolkit.compare.executors.base import OnResult, Outcome
-from toolkit.compare.frames import ChannelClosed, ProtocolError
-from toolkit.compare.measurement import Job, Measurement
-from toolkit.compare.ssh import AgentSession, DeviceUnreachable, SshDevice, parse_device
+from toolkit.comparing.data import EvalData
+from toolkit.comparing.executors.base import OnResult, Outcome
+from toolkit.comparing.frames import ChannelClosed, ProtocolError
+from toolkit.comparing.measurement import Job, Measurement
+from toolkit.comparing.ssh import AgentSession, DeviceUnreachable, SshDevice, parse_device
 from toolkit.errors import ToolkitError
 from toolkit.fsio import check_artifact_file
 from toolkit.results import FAILED, OK, UNSUPPORTED

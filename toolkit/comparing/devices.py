@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from toolkit import interrupts
-from toolkit.compare.data import EvalData
-from toolkit.compare.machine import describe_machine
-from toolkit.compare.measurement import Measurement, MeasureSettings
+from toolkit.comparing.data import EvalData
+from toolkit.comparing.machine import describe_machine
+from toolkit.comparing.measurement import Measurement, MeasureSettings
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.results import Row
 
@@ -30,7 +30,7 @@ def parse_devices(
 ) -> list:
     """One executor per distinct device, in order: LOCAL, an SshExecutor, or with `cluster` a
     RayExecutor per device label (exit 2 for a device string that is none of these)."""
-    from toolkit.compare.executors.ssh import SshExecutor
+    from toolkit.comparing.executors.ssh import SshExecutor
 
     if cluster is not None:
         return _with_cluster(devices, ssh_config, cluster)
@@ -57,7 +57,7 @@ def parse_devices(
 def _with_cluster(devices: Sequence[str], ssh_config: Path | None, cluster: str) -> list:
     """The devices with `--cluster`: local and ssh:// as without it, every other string a
     device label of the cluster (connected to now, so an unknown label stops everything)."""
-    from toolkit.compare.executors.ray import cluster_executors
+    from toolkit.comparing.executors.ray import cluster_executors
 
     given = [d for d in devices if d == LOCAL or (isinstance(d, str) and d.startswith("ssh://"))]
     labels = list(dict.fromkeys(d for d in devices if d not in given))

@@ -3,7 +3,7 @@
 A node joins as a device with `ray start --address HEAD:6379 --labels device=LABEL`. Each such
 node gets one actor, placed by the node's id label and holding every CPU Ray gives the node, so
 nothing Ray schedules (this compare's other rows, another compare) runs beside a timing; an
-actor's calls run one at a time. The actor is the device agent (`toolkit.compare.agent.Agent`)
+actor's calls run one at a time. The actor is the device agent (`toolkit.comparing.agent.Agent`)
 without its pipe: each job runs in the agent's child process with its timeout and memory cap,
 and its `Measurement` comes back as bytes, capped and read without pickle. Every file is put in
 the object store once and pulled by a node the first time one of its rows needs it (sha256
@@ -24,15 +24,15 @@ from functools import lru_cache
 from pathlib import Path
 
 from toolkit import interrupts
-from toolkit.compare.data import EvalData
-from toolkit.compare.executors.base import OnResult, Outcome
-from toolkit.compare.executors.ssh import (
+from toolkit.comparing.data import EvalData
+from toolkit.comparing.executors.base import OnResult, Outcome
+from toolkit.comparing.executors.ssh import (
     MEASUREMENT_BASE_BYTES,
     MEASUREMENT_BYTES_PER_ITEM,
     checked_artifact,
     file_sha256,
 )
-from toolkit.compare.measurement import Job, Measurement
+from toolkit.comparing.measurement import Job, Measurement
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.results import FAILED, OK, UNSUPPORTED
 
@@ -393,8 +393,14 @@ class DeviceWorker:
     def __init__(self, label: str):
         import tempfile
 
-        from toolkit.compare.agent import FOLDER_PREFIX, PID_NAME, Agent, _start_time, remove_stale
-        from toolkit.compare.frames import Channel
+        from toolkit.comparing.agent import (
+            FOLDER_PREFIX,
+            PID_NAME,
+            Agent,
+            _start_time,
+            remove_stale,
+        )
+        from toolkit.comparing.frames import Channel
 
         self.label = label
         self.folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
@@ -410,7 +416,7 @@ class DeviceWorker:
         """This node: the machine, its Ray node id, address and label, every runtime's version."""
         import ray
 
-        from toolkit.compare.machine import describe_machine
+        from toolkit.comparing.machine import describe_machine
         from toolkit.runners import RUNNERS
 
         context = ray.get_runtime_context()
@@ -425,7 +431,7 @@ class DeviceWorker:
 
         import ray
 
-        from toolkit.compare.agent import PLAIN_NAME
+        from toolkit.comparing.agent import PLAIN_NAME
 
         for name, (sha256, ref) in files.items():
             if self.stored.get(name) == sha256:

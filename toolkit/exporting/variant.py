@@ -10,8 +10,8 @@ from pathlib import Path
 
 from toolkit.cpu import int8_host
 from toolkit.errors import ExitCode, ToolkitError, first_line, warn
-from toolkit.export.validation import Judgement, Validator, judged_metric, validation_failure
 from toolkit.exporters import ExportVariant
+from toolkit.exporting.validation import Judgement, Validator, judged_metric, validation_failure
 from toolkit.fsio import disk_problem, sha256_path, size_bytes
 from toolkit.process import quiet_stderr
 from toolkit.quantization.node_data import NODE_DATA_SUFFIX, NodeDataJobs

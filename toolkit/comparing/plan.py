@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.compare.measurement import Job, MeasureSettings
+from toolkit.comparing.measurement import Job, MeasureSettings
 from toolkit.data import Preprocessing
 from toolkit.results import Row
 from toolkit.store import Artifact, Manifest

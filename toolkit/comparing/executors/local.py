@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from toolkit import interrupts
-from toolkit.compare.data import EvalData
-from toolkit.compare.executors.base import OnResult, Outcome
-from toolkit.compare.measurement import Job, Measurement
-from toolkit.compare.worker import Handoff, measure_job
+from toolkit.comparing.data import EvalData
+from toolkit.comparing.executors.base import OnResult, Outcome
+from toolkit.comparing.measurement import Job, Measurement
+from toolkit.comparing.worker import Handoff, measure_job
 from toolkit.process import IsolatedRun, run_isolated
 from toolkit.results import FAILED, OK, UNSUPPORTED
 from toolkit.runners.base import attempt

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import process
-from toolkit.compare.data import EvalData
-from toolkit.compare.machine import describe_machine
-from toolkit.compare.measurement import Job, Measurement
+from toolkit.comparing.data import EvalData
+from toolkit.comparing.machine import describe_machine
+from toolkit.comparing.measurement import Job, Measurement
 from toolkit.errors import ExitCode, ToolkitError
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from toolkit.arrays import count
 from toolkit.errors import ExitCode, ToolkitError
-from toolkit.export.model_io import (
+from toolkit.exporters import ExportVariant, Tolerance
+from toolkit.exporting.model_io import (
     ModelIO,
     judge_outputs,
     reference_accuracies,
     summary_figures,
     tolerance_failures,
 )
-from toolkit.exporters import ExportVariant, Tolerance
 from toolkit.process import quiet_stderr
 from toolkit.results import finite_or_none
 from toolkit.runners import RUNNERS

@@ -1,9 +1,9 @@
 """Executor registry: where compare's rows run; adding one is one module plus one line here."""
 
-from toolkit.compare.executors.base import Executor, Outcome
-from toolkit.compare.executors.local import LocalExecutor
-from toolkit.compare.executors.ray import RayExecutor
-from toolkit.compare.executors.ssh import SshExecutor
+from toolkit.comparing.executors.base import Executor, Outcome
+from toolkit.comparing.executors.local import LocalExecutor
+from toolkit.comparing.executors.ray import RayExecutor
+from toolkit.comparing.executors.ssh import SshExecutor
 
 EXECUTORS: dict[str, type] = {
     "local": LocalExecutor,

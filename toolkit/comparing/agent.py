@@ -1,8 +1,8 @@
 """The agent compare runs on a device: receives files and jobs over stdin, measures each job with
 the same `measure_job` the local executor uses, and sends back each `Measurement.to_bytes()`.
 
-`python -m toolkit.compare.agent serve FOLDER` answers frames (toolkit.compare.frames) on its
-stdin/stdout; each job runs in `python -m toolkit.compare.agent measure FOLDER`, a child process
+`python -m toolkit.comparing.agent serve FOLDER` answers frames (toolkit.comparing.frames) on its
+stdin/stdout; each job runs in `python -m toolkit.comparing.agent measure FOLDER`, a child process
 it stops on a timeout, on memory over the cap, or when the connection closes. Everything lives
 in FOLDER (a private temp folder made by BOOTSTRAP) and is removed when the agent ends, whatever
 ends it; folders of agents that died without removing theirs go at the next start. Imports stay
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from toolkit.compare.frames import MAGIC, Channel, ChannelClosed, ProtocolError
+from toolkit.comparing.frames import MAGIC, Channel, ChannelClosed, ProtocolError
 
 PROTOCOL = 1
 FOLDER_PREFIX = "toolkit-agent-"
@@ -62,7 +62,7 @@ path = os.path.join(folder, "toolkit.zip")
 with open(path, "wb") as file:
     file.write(package)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [path, os.environ.get("PYTHONPATH")]))
-os.execv(sys.executable, [sys.executable, "-m", "toolkit.compare.agent", "serve", folder])
+os.execv(sys.executable, [sys.executable, "-m", "toolkit.comparing.agent", "serve", folder])
 """
 
 
@@ -111,7 +111,7 @@ def hello() -> dict:
     """The first frame: this Python, the machine, and which runtimes' packages it has."""
     import importlib.util
 
-    from toolkit.compare.machine import describe_machine
+    from toolkit.comparing.machine import describe_machine
     from toolkit.runners import RUNNERS
 
     runtimes = {
@@ -185,7 +185,7 @@ class Agent:
         env = {"OPENBLAS_NUM_THREADS": "1", **os.environ, "TMPDIR": str(self._scratch())}
         with (self.folder / "worker.log").open("wb") as log:
             self.worker = subprocess.Popen(
-                [sys.executable, "-m", "toolkit.compare.agent", "measure", str(self.folder)],
+                [sys.executable, "-m", "toolkit.comparing.agent", "measure", str(self.folder)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -289,9 +289,9 @@ def serve(folder: Path) -> None:
 
 def measure_in_folder(folder: Path) -> None:
     """The worker: measures FOLDER/job.json's job and writes result.bin and status.json."""
-    from toolkit.compare.data import EvalData
-    from toolkit.compare.measurement import Job
-    from toolkit.compare.worker import measure_job
+    from toolkit.comparing.data import EvalData
+    from toolkit.comparing.measurement import Job
+    from toolkit.comparing.worker import measure_job
     from toolkit.data import Preprocessing
     from toolkit.process import _die_with_parent
     from toolkit.runners.base import attempt
@@ -330,7 +330,7 @@ def request_runtime(folder: Path) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("serve", "measure"):
-        print("usage: python -m toolkit.compare.agent serve|measure FOLDER", file=sys.stderr)
+        print("usage: python -m toolkit.comparing.agent serve|measure FOLDER", file=sys.stderr)
         return 2
     folder = Path(argv[1])
     if argv[0] == "serve":

@@ -1,4 +1,4 @@
 """compare: plan rows -> an executor measures each job -> Measurements -> scoring -> judging.
 
-Kept empty of imports: a worker imports `toolkit.compare.worker`, and nothing more should load.
+Kept empty of imports: a worker imports `toolkit.comparing.worker`, and nothing more should load.
 """

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.compare.machine import cpu_model
-from toolkit.compare.measurement import Measurement, MeasureSettings
-from toolkit.compare.plan import REFERENCE
+from toolkit.comparing.machine import cpu_model
+from toolkit.comparing.measurement import Measurement, MeasureSettings
+from toolkit.comparing.plan import REFERENCE
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.metrics import (
     CLASS_KINDS,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.compare.data import EvalData
-from toolkit.compare.devices import LOCAL, measure_on_devices, parse_devices
-from toolkit.compare.estimates import estimated_rows
-from toolkit.compare.executors import Executor, LocalExecutor
-from toolkit.compare.judging import with_tolerances
-from toolkit.compare.measurement import MeasureSettings
-from toolkit.compare.plan import (
+from toolkit.comparing.data import EvalData
+from toolkit.comparing.devices import LOCAL, measure_on_devices, parse_devices
+from toolkit.comparing.estimates import estimated_rows
+from toolkit.comparing.executors import Executor, LocalExecutor
+from toolkit.comparing.judging import with_tolerances
+from toolkit.comparing.measurement import MeasureSettings
+from toolkit.comparing.plan import (
     REFERENCE,
     base_row,
     job_for,
@@ -22,7 +22,7 @@ from toolkit.compare.plan import (
     manifest_preprocessing,
     row_plan,
 )
-from toolkit.compare.scoring import build_report
+from toolkit.comparing.scoring import build_report
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.results import UNSUPPORTED, Report, Row
 from toolkit.store import Manifest
