@@ -21,7 +21,14 @@ from toolkit.comparing.judging import apply_baseline, gate_failures, recommend
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.figures import png_bytes, save_figure
 from toolkit.metrics import flip_details
-from toolkit.reporting import PLOTS, report_markdown, report_table, three_digits, write_reports
+from toolkit.reporting import (
+    PLOTS,
+    report_csv,
+    report_markdown,
+    report_table,
+    three_digits,
+    write_reports,
+)
 from toolkit.reporting.cells import STAR
 from toolkit.reporting.cells import columns as _columns
 from toolkit.reporting.galleries import flip_gallery_figure
@@ -274,6 +281,20 @@ def test_report_csv_has_one_row_per_artifact_with_p50(written, report):
     assert rows[0]["acc_9"] == str(report.rows[0].per_class_accuracy[9])
     assert rows[3]["acc_0"] == ""
     assert ("delta_p50_pct" in rows[0]) == (report.baseline is not None)
+
+
+def test_report_csv_ends_with_within_tolerance_as_report_json_spells_it():
+    """A new column goes last, so no script's column index moves; true/false/empty as
+    report.json's true/false/null."""
+    rows = [ok_row("model.keras", "keras", 0.9, 1.0, 1)]
+    rows += [ok_row(f"m{i}.tflite", "litert", 0.9, 0.1, 1) for i in range(2)]
+    rows[1]["within_tolerance"], rows[2]["within_tolerance"] = True, False
+    rows[2]["tolerance_misses"] = ["snr_db 12.9 < 20"]
+    text = report_csv(report_of(rows))
+    header = text.splitlines()[0].split(",")
+    assert header[-11:] == [*(f"acc_{i}" for i in range(10)), "within_tolerance"]
+    parsed = list(csv.DictReader(io.StringIO(text)))
+    assert [r["within_tolerance"] for r in parsed] == ["", "true", "false"]
 
 
 def test_report_md_names_every_artifact_and_failure(written, report):

@@ -5,7 +5,9 @@ report.csv has one row per (artifact, runtime), columns in this order (an empty 
     latency_p50_ms, latency_p90_ms, latency_p99_ms, latency_mean_ms, latency_std_ms,
     latency_min_ms, throughput_ips, load_ms, size_bytes, peak_rss_mb, rmse, snr_db, cosine,
     [delta_accuracy_pts, delta_p50_pct: only when the rows carry them, i.e. a baseline was given],
-    acc_0 ... acc_<n-1>: per-class accuracy, indexed like `class_names` in report.json.
+    acc_0 ... acc_<n-1>: per-class accuracy, indexed like `class_names` in report.json,
+    within_tolerance: true, false, or empty for the reference and unvalidated files (last, as
+    columns are only ever added at the end).
 Accuracies are fractions (0.8774), as in report.json; the table, Markdown and HTML show percent.
 """
 
@@ -94,7 +96,8 @@ def report_csv(report: Report) -> str:
     docstring."""
     data = report.to_json()
     deltas = list(DELTA_KEYS) if report.baseline is not None else []
-    header = CSV_COLUMNS + deltas + [f"acc_{i}" for i in range(len(report.class_names))]
+    per_class = [f"acc_{i}" for i in range(len(report.class_names))]
+    header = CSV_COLUMNS + deltas + per_class + ["within_tolerance"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
@@ -106,5 +109,7 @@ def report_csv(report: Report) -> str:
             )
         for i, value in enumerate(row["per_class_accuracy"] or []):
             flat[f"acc_{i}"] = value
+        if row["within_tolerance"] is not None:  # as report.json spells it, not Python's True
+            flat["within_tolerance"] = "true" if row["within_tolerance"] else "false"
         writer.writerow({key: "" if flat.get(key) is None else flat[key] for key in header})
     return buffer.getvalue()
