@@ -15,9 +15,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tests.bench import cluster, device
 from tests.bench.any_model import any_model_ratios, mixed_figures, mobilenet_figures
 from tests.bench.detector import detector_figures
-from tests.bench.document import bench_markdown, plot_bench
+from tests.bench.document import bench_markdown
+from tests.bench.figure import plot_bench
 from tests.bench.gemm import (
     explain_short,
     flops_per_image,
@@ -58,12 +60,52 @@ def part(name: str, seconds: dict[str, float]):
     console.print(f"  {name}: {seconds[name]:.0f} s", highlight=False)
 
 
+def optional_part(title: str, skip_reason, measure, seconds: dict[str, float]):
+    """A part that needs what a machine may lack (sshd, Ray, root): `measure` timed as a part,
+    or a function returning the reason it was skipped."""
+    reason = skip_reason()
+    if reason is not None:
+        console.print(f"[bold]{title}[/]: skipped, {reason}", highlight=False)
+        return lambda *args: {"skipped": reason}
+
+    def timed(*args) -> dict:
+        with part(title, seconds):
+            return measure(*args)
+
+    return timed
+
+
 def model_flops(out: Path) -> int:
     from toolkit.formats.keras import load_keras_model
     from toolkit.process import import_tensorflow
 
     import_tensorflow()
     return flops_per_image(load_keras_model(out / "model.keras"))
+
+
+def device_parts(out: Path, reps: int, seconds: dict[str, float]) -> dict:
+    """Parts 10 and 11, on OUT's exported model: the ssh device and the Ray fleet."""
+    title = "10 the ssh device agent vs a bare invoke() loop on the device"
+    measure_device = optional_part(title, device.skip_reason, device.device_timings, seconds)
+    title = "11 compare over two Ray device labels vs one"
+    measure_cluster = optional_part(title, cluster.skip_reason, cluster.cluster_timings, seconds)
+    return {"device": measure_device(out, reps), "cluster": measure_cluster(out, reps)}
+
+
+def bench_ratios(bench: dict) -> list:
+    """Every part's headline ratios, in the parts' order; a skipped part has none."""
+    return [
+        *training_ratios(bench["training"]),
+        *latency_ratios(bench["litert"]),
+        *gemm_ratios(bench["gemm"]),
+        *int8_ratios(bench["int8"]),
+        *pipeline_ratios(bench["pipeline"]),
+        *target_ratios(bench["targets"]["timings"]),
+        *any_model_ratios(**bench["any_model"]),
+        *mlperf_tiny_ratios(bench["mlperf_tiny"]),
+        *([] if "skipped" in bench["device"] else device.device_ratios(bench["device"])),
+        *([] if "skipped" in bench["cluster"] else cluster.cluster_ratios(bench["cluster"])),
+    ]
 
 
 def run_bench(
@@ -122,19 +164,11 @@ def run_bench(
         tempfile.TemporaryDirectory(dir=out) as four,
     ):
         bench["mlperf_tiny"] = mlperf_tiny_figures(Path(four))
+    bench.update(device_parts(out, reps, seconds))
     bench["environment"] = environment(library_versions())
     bench["load_average"]["end"] = os.getloadavg()[0]
     bench["part_seconds"] = seconds
-    ratios = [
-        *training_ratios(bench["training"]),
-        *latency_ratios(bench["litert"]),
-        *gemm_ratios(bench["gemm"]),
-        *int8_ratios(bench["int8"]),
-        *pipeline_ratios(bench["pipeline"]),
-        *target_ratios(bench["targets"]["timings"]),
-        *any_model_ratios(**bench["any_model"]),
-        *mlperf_tiny_ratios(bench["mlperf_tiny"]),
-    ]
+    ratios = bench_ratios(bench)
     bench["ratios"] = [asdict(ratio) for ratio in ratios]
     return bench, ratios
 

@@ -1,9 +1,10 @@
 """compare over two device labels of a Ray cluster against one (issue 23: at most 1.3x).
 
-`python -m tests.bench.cluster --out OUT` re-runs itself inside a network namespace (root:
-`unshare -n`, loopback only), starts the tests' local cluster (a head labelled sim-a and a node
-labelled sim-b, one CPU each), times `toolkit.compare` of OUT with `--device sim-a` and with
-`--device sim-a --device sim-b`, alternating, and prints the ratio of the medians.
+`python -m tests.bench.cluster --out OUT` (part 11 of `make bench`, alone) re-runs itself inside
+a network namespace (root: `unshare -n`, loopback only), starts the tests' local cluster (a head
+labelled sim-a and a node labelled sim-b, one CPU each), times `toolkit.compare` of OUT with
+`--device sim-a` and with `--device sim-a --device sim-b`, alternating, and prints the ratio of
+the medians.
 """
 
 from __future__ import annotations
@@ -48,8 +49,19 @@ def measure(out: Path, reps: int, runtimes) -> dict:
     return {"one": one, "two": two}
 
 
-def cluster_ratio(out: Path, reps: int = REPS, runtimes=("litert", "onnxruntime")) -> Ratio:
-    """The ratio, measured in a namespace of its own (this process stays outside it)."""
+def skip_reason() -> str | None:
+    """Why this part cannot run here (no Ray, no unshare, not root), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install 'toolkit[cluster]')"
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return "needs root and unshare for a loopback-only network namespace"
+    return None
+
+
+def cluster_timings(out: Path, reps: int = REPS, runtimes=("litert", "onnxruntime")) -> dict:
+    """The wall seconds, measured in a namespace of its own (this process stays outside it)."""
     import json
 
     ray_tmp = tempfile.mkdtemp(prefix="tk-ray-", dir="/tmp")
@@ -73,13 +85,38 @@ def cluster_ratio(out: Path, reps: int = REPS, runtimes=("litert", "onnxruntime"
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     one, two = statistics.median(seconds["one"]), statistics.median(seconds["two"])
-    return Ratio(
-        "cluster_two_labels_vs_one",
-        two / one,
-        f"<= {GOAL:.2f}x",
-        two / one <= GOAL,
-        "compare's wall time over two device labels / over one, local Ray cluster",
-        f"one label {one:.1f} s, two {two:.1f} s (medians of {len(seconds['one'])})",
+    return {**seconds, "median_one": one, "median_two": two, "runtimes": list(runtimes)}
+
+
+def cluster_ratios(result: dict) -> list[Ratio]:
+    """compare's wall time over two labels / over one (ratio of the medians)."""
+    one, two = result["median_one"], result["median_two"]
+    return [
+        Ratio(
+            "cluster_two_labels_vs_one",
+            two / one,
+            f"<= {GOAL:.2f}x",
+            two / one <= GOAL,
+            "compare's wall time over two device labels / over one, local Ray cluster",
+            f"one label {one:.1f} s, two {two:.1f} s (medians of {len(result['one'])})",
+        )
+    ]
+
+
+def cluster_markdown(result: dict) -> str:
+    """bench.md's section: each turn's wall seconds, or why the part was skipped."""
+    title = "## 11. compare over two Ray device labels against one\n\n"
+    if "skipped" in result:
+        return title + f"Skipped: {result['skipped']}."
+    lines = ["| turn | one label s | two labels s |", "|---|---|---|"]
+    turns = zip(result["one"], result["two"], strict=True)
+    lines += [f"| {turn} | {one:.1f} | {two:.1f} |" for turn, (one, two) in enumerate(turns, 1)]
+    lines.append(f"| **median** | {result['median_one']:.1f} | {result['median_two']:.1f} |")
+    return (
+        title + "A local Ray cluster in a network namespace of its own (loopback only): a head "
+        "labelled `sim-a` and a node labelled `sim-b`, one CPU each, on this machine's cores. "
+        "`toolkit.compare` of OUT in " + ", ".join(result["runtimes"]) + " with `--device "
+        "sim-a`, then with `--device sim-a --device sim-b`, in turns.\n\n" + "\n".join(lines)
     )
 
 
@@ -94,5 +131,5 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("exported"))
     parser.add_argument("--reps", type=int, default=REPS)
     arguments = parser.parse_args()
-    ratio = cluster_ratio(arguments.out.resolve(), arguments.reps)
+    (ratio,) = cluster_ratios(cluster_timings(arguments.out.resolve(), arguments.reps))
     print(f"{ratio.name}: {ratio.value:.3f}x (goal {ratio.goal}) {ratio.detail}")
