@@ -20,6 +20,7 @@ from pathlib import Path
 
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.options import (
+    CheckedOptions,
     CompareOptions,
     ExportOptions,
     PredictOptions,
@@ -51,7 +52,7 @@ def train(out: str | Path = TrainOptions.out, *, on_progress: Callable | None = 
 
     Returns the `TrainResult` (model, history, test probabilities, metrics.json content).
     """
-    return run_train(TrainOptions.from_keywords(out=out, **options), on_progress)
+    return _called("train", dict(out=out, **options), on_progress)
 
 
 @_in_private_tempdir
@@ -61,13 +62,7 @@ def run_train(options: TrainOptions, on_progress: Callable | None = None):
     from toolkit.store import OutputLock
 
     check_choices(options, "arch", ARCHITECTURES)
-    config = TrainConfig(
-        arch=options.arch,
-        epochs=options.epochs,
-        batch_size=options.batch_size,
-        seed=options.seed,
-        limit=options.limit,
-    )
+    config = TrainConfig(**options.shared_with(TrainConfig))
     with OutputLock(options.out):
         return run_training(
             options.out,
@@ -89,7 +84,7 @@ def export(out: str | Path = ExportOptions.out, *, on_artifact: Callable | None 
     labels) is rebuilt with its most damaging layers in float when `mixed_precision` is "auto".
     Options: `ExportOptions`' fields.
     """
-    return run_export(ExportOptions.from_keywords(out=out, **options), on_artifact)
+    return _called("export", dict(out=out, **options), on_artifact)
 
 
 @_in_private_tempdir
@@ -109,7 +104,7 @@ def compare(out: str | Path = CompareOptions.out, *, on_row: Callable | None = N
     (or `data`; the first `limit` items), writes OUT/report/ and returns the `Report`;
     `report.gate["failures"]` lists what failed a gate. `max_memory` (MB, default half the RAM)
     stops a worker that grows past it. Options: `CompareOptions`' fields."""
-    return run_compare(CompareOptions.from_keywords(out=out, **options), on_row)
+    return _called("compare", dict(out=out, **options), on_row)
 
 
 @_in_private_tempdir
@@ -152,10 +147,7 @@ def _measured_report(options: CompareOptions, manifest, inputs, labels, runtimes
     from toolkit.process import default_max_memory_mb
 
     config = MeasureConfig(
-        threads=options.threads,
-        runs=options.runs,
-        max_seconds=options.max_seconds,
-        batch_size=options.batch_size,
+        **options.shared_with(MeasureConfig),
         timeout_seconds=options.timeout,
         max_memory_mb=options.max_memory or default_max_memory_mb(),
     )
@@ -216,7 +208,7 @@ def report(out: str | Path = ReportOptions.out, **options):
     """Re-renders OUT/report/ (Markdown, CSV, HTML, plots) from its report.json without measuring
     again, against `baseline` when given, keeping the flip galleries in OUT/report/flips/;
     returns the `Report` with its gate re-checked."""
-    return run_report(ReportOptions.from_keywords(out=out, **options))
+    return _called("report", dict(out=out, **options))
 
 
 @_in_private_tempdir
@@ -266,7 +258,7 @@ def predict(images: Sequence[str | Path] = PredictOptions.images, **options) -> 
     """Runs any artifact (default OUT/model.keras) on image or .npy files and/or items of the
     evaluation data (`index`), preprocessed as the manifest says; writes the tutorial's
     prediction figure to `plot` when given. Options: `PredictOptions`' fields."""
-    return run_predict(PredictOptions.from_keywords(images=images, **options))
+    return _called("predict", dict(images=images, **options))
 
 
 @dataclass(frozen=True)
@@ -391,7 +383,7 @@ class Verification:
 def verify(out: str | Path = VerifyOptions.out) -> Verification:
     """Recomputes every checksum of OUT/manifest.json (a read-only folder is checked, not
     repaired)."""
-    return run_verify(VerifyOptions.from_keywords(out=out))
+    return _called("verify", dict(out=out))
 
 
 @_in_private_tempdir
@@ -477,3 +469,21 @@ def checked_manifest(out: Path, verify: bool = True):
             ExitCode.ARTIFACT,
         )
     return manifest
+
+
+# Every command: its options class and the function that runs it on an options object. The
+# keyword API above and the CLI both go through this table.
+COMMANDS: dict[str, tuple[type[CheckedOptions], Callable]] = {
+    "train": (TrainOptions, run_train),
+    "export": (ExportOptions, run_export),
+    "compare": (CompareOptions, run_compare),
+    "report": (ReportOptions, run_report),
+    "predict": (PredictOptions, run_predict),
+    "verify": (VerifyOptions, run_verify),
+}
+
+
+def _called(command: str, keywords: dict, *callback):
+    """`command` run on the options its keyword arguments build (an unknown one is exit 2)."""
+    options_class, run = COMMANDS[command]
+    return run(options_class.from_keywords(**keywords), *callback)

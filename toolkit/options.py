@@ -16,6 +16,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 
 from toolkit.errors import ExitCode, ToolkitError
@@ -152,6 +153,33 @@ class CheckedOptions:
                 ExitCode.USAGE,
             )
         return cls(**keywords)
+
+    @classmethod
+    def from_command_line(cls, params: dict):
+        """The options from a Typer command's parameters, each found by its CLI spelling:
+        `--no-verify` is `not verify`, an Enum its value, an omitted list the default."""
+        keywords = {}
+        for f in fields(cls):
+            spelled = flag(cls, f.name).lstrip("-").replace("-", "_").lower()
+            value = _plain(params[spelled])
+            if spelled == "no_" + f.name:
+                value = not value
+            if value is None and f.default is not None:
+                value = f.default
+            keywords[f.name] = value
+        return cls(**keywords)
+
+    def shared_with(self, cls) -> dict:
+        """These options' values of the fields dataclass `cls` has too, as its keywords."""
+        names = {f.name for f in fields(cls)} & {f.name for f in fields(self)}
+        return {name: getattr(self, name) for name in names}
+
+
+def _plain(value):
+    """An Enum choice (or a list of them) as its value; anything else as it is."""
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value.value if isinstance(value, Enum) else value
 
 
 @dataclass(frozen=True)

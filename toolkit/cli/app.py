@@ -1,23 +1,23 @@
-"""The `toolkit` command line: each command parses its options, builds the options object,
-calls the API once and hands the result to `render`.
+"""The `toolkit` command line: each command declares its options, `_run` builds the options
+object from them and calls the command's entry of `api.COMMANDS`, and `render` prints the result.
 
-Heavy libraries (TensorFlow, ONNX Runtime, LiteRT) are imported inside the commands, so
-`toolkit --help` starts without them.
+Heavy libraries (TensorFlow, ONNX Runtime, LiteRT) are imported inside the API's run functions,
+so `toolkit --help` starts without them.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
 
+from toolkit import api
 from toolkit.cli.options import (
-    Arch,
     ArchChoice,
     Artifact,
     Baseline,
     Batch,
-    BatchMode,
     CalibSamples,
     Cluster,
     CName,
@@ -29,7 +29,6 @@ from toolkit.cli.options import (
     Epochs,
     ExportAccuracyDrop,
     FailOutsideTolerance,
-    Format,
     Formats,
     GateAccuracyDrop,
     Images,
@@ -40,11 +39,9 @@ from toolkit.cli.options import (
     MaxSeconds,
     MinAgreement,
     MixedPrecision,
-    MixedPrecisionMode,
     Model,
     NoValidate,
     NoVerify,
-    Npu,
     Npus,
     Offset,
     Opset,
@@ -53,7 +50,6 @@ from toolkit.cli.options import (
     PredictThreads,
     Resume,
     Runs,
-    Runtime,
     Runtimes,
     Scale,
     Seed,
@@ -65,11 +61,10 @@ from toolkit.cli.options import (
     TrainLimit,
 )
 from toolkit.cli.render import (
+    ArtifactLines,
     EpochProgress,
     RowProgress,
-    artifact_line,
     handles_errors,
-    plain,
     print_export,
     print_predictions,
     print_report,
@@ -115,22 +110,7 @@ def train(
     resume: Resume = TrainOptions.resume,
 ) -> None:
     """Train the tutorial model on Fashion-MNIST; writes model.keras, training/ and plots/."""
-    from toolkit import api
-
-    options = TrainOptions(
-        out=out,
-        data=data,
-        data_dir=data_dir,
-        arch=Arch(arch).value,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        limit=limit,
-        resume=resume,
-    )
-    with EpochProgress(epochs) as progress:
-        result = api.run_train(options, on_progress=progress)
-    print_training(result, out)
+    print_training(_run("train", locals(), EpochProgress(epochs)), out)
 
 
 @app.command()
@@ -156,29 +136,7 @@ def export(
 ) -> None:
     """Export to Keras, SavedModel, TFLite (x4), ONNX (x2), TFLite Micro C arrays and Ethos-U,
     validate each, write the manifest."""
-    from toolkit import api
-
-    options = ExportOptions(
-        out=out,
-        model=model,
-        formats=[Format(f).value for f in format],
-        calib_samples=calib_samples,
-        opset=opset,
-        validate=not no_validate,
-        data=data,
-        scale=scale,
-        offset=offset,
-        mixed_precision=MixedPrecisionMode(mixed_precision).value,
-        min_agreement=min_agreement,
-        max_accuracy_drop=max_accuracy_drop,
-        data_dir=data_dir,
-        batch=BatchMode(batch).value,
-        c_name=c_name,
-        npus=[Npu(n).value for n in npu],
-        input_shapes=list(input_shape),
-    )
-    plain(f"exporting {model or out / 'model.keras'} into {out}/")
-    manifest = api.run_export(options, on_artifact=lambda artifact: plain(artifact_line(artifact)))
+    manifest = _run("export", locals(), ArtifactLines(model, out))
     print_export(manifest, out)
 
 
@@ -206,31 +164,7 @@ def compare(
     cluster: Cluster = CompareOptions.cluster,
 ) -> None:
     """Run every artifact in its runtime: accuracy, agreement, latency, throughput, size, memory."""
-    from toolkit import api
-
-    options = CompareOptions(
-        out=out,
-        threads=threads,
-        runs=runs,
-        max_seconds=max_seconds,
-        batch_size=batch_size,
-        max_accuracy_drop=max_accuracy_drop,
-        baseline=baseline,
-        max_latency_regression=max_latency_regression,
-        fail_outside_tolerance=fail_outside_tolerance,
-        timeout=timeout,
-        max_memory=max_memory,
-        verify=not no_verify,
-        runtimes=[Runtime(r).value for r in runtime] if runtime else None,
-        data=data,
-        limit=limit,
-        data_dir=data_dir,
-        devices=device or CompareOptions.devices,
-        ssh_config=ssh_config,
-        cluster=cluster,
-    )
-    with RowProgress() as progress:
-        report = api.run_compare(options, on_row=progress)
+    report = _run("compare", locals(), RowProgress())
     print_report(report, out)
 
 
@@ -238,9 +172,7 @@ def compare(
 @handles_errors
 def report(out: Out = ReportOptions.out, baseline: Baseline = ReportOptions.baseline) -> None:
     """Re-render OUT/report/ from its report.json (and a baseline) without measuring again."""
-    from toolkit import api
-
-    print_report(api.run_report(ReportOptions(out=out, baseline=baseline)), out)
+    print_report(_run("report", locals()), out)
 
 
 @app.command()
@@ -258,26 +190,22 @@ def predict(
     data_dir: DataDir = PredictOptions.data_dir,
 ) -> None:
     """Run any artifact on inputs: the top classes of a classifier, a summary of other outputs."""
-    from toolkit import api
-
-    options = PredictOptions(
-        images=images or [],
-        out=out,
-        artifact=artifact,
-        index=index or [],
-        plot=plot,
-        threads=threads,
-        verify=not no_verify,
-        data=data,
-        data_dir=data_dir,
-    )
-    print_predictions(api.run_predict(options), top, plot)
+    print_predictions(_run("predict", locals()), top, plot)
 
 
 @app.command()
 @handles_errors
 def verify(out: Out = VerifyOptions.out) -> None:
     """Recompute every checksum in OUT/manifest.json; exit 4 naming each missing or changed file."""
-    from toolkit import api
+    print_verification(_run("verify", locals()), out)
 
-    print_verification(api.run_verify(VerifyOptions(out=out)), out)
+
+def _run(command: str, params: dict, callback: contextlib.AbstractContextManager | None = None):
+    """Runs `command` on the options its Typer parameters build; `callback` (a progress display)
+    is entered only once the options are known to be good."""
+    options_class, run = api.COMMANDS[command]
+    options = options_class.from_command_line(params)
+    if callback is None:
+        return run(options)
+    with callback as on_step:
+        return run(options, on_step)

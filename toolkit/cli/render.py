@@ -159,6 +159,20 @@ class RowProgress:
         return self.progress.__exit__(*exc)
 
 
+class ArtifactLines:
+    """Export's progress: a line naming what is exported where, then a line per artifact."""
+
+    def __init__(self, model: Path | None, out: Path):
+        self.model, self.out = model, out
+
+    def __enter__(self):
+        plain(f"exporting {self.model or self.out / 'model.keras'} into {self.out}/")
+        return lambda artifact: plain(artifact_line(artifact))
+
+    def __exit__(self, *exc):
+        return None
+
+
 def print_training(result, out: Path) -> None:
     """The training summary: accuracy, loss, time, and where the model is."""
     m = result.metrics
