@@ -63,3 +63,35 @@ def test_every_runner_package_is_recorded():
     from toolkit.runners import RUNNERS
 
     assert {runner.package for runner in RUNNERS.values()} <= set(RECORDED_PACKAGES)
+
+
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 500 lines and no function over 60 (decorators and docstring included)."""
+    import ast
+
+    too_long = []
+    for path in sorted((REPO / "toolkit").rglob("*.py")):
+        source = path.read_text()
+        name = path.relative_to(REPO)
+        if (lines := len(source.splitlines())) > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if (lines := node.end_lineno - start + 1) > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}:{start} {node.name}: {lines} lines")
+    assert not too_long, "\n".join(too_long)
+
+
+def test_cli_and_api_share_one_command_table():
+    """Every CLI command runs through api.COMMANDS, and toolkit's API names are that table's."""
+    import toolkit
+    from toolkit.api import COMMANDS
+    from toolkit.cli.app import app
+
+    assert {command.callback.__name__ for command in app.registered_commands} == set(COMMANDS)
+    assert set(toolkit.API) == set(COMMANDS)

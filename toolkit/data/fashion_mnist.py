@@ -178,59 +178,15 @@ def read_idx(path: Path, kind: str, digest: hashlib._Hash | None = None) -> np.n
 
     `kind` is "images" (N, 28, 28) or "labels" (N,). The decompressed bytes are fed to `digest`.
     """
-    expected_magic = _IMAGES_MAGIC if kind == "images" else _LABELS_MAGIC
     try:
         with _open_idx(path) as stream:
-            header = _read_exact(stream, 4, path, "IDX header")
-            magic = int.from_bytes(header, "big")
-            if magic != expected_magic:
-                found = {_IMAGES_MAGIC: "an images file", _LABELS_MAGIC: "a labels file"}.get(
-                    magic, f"magic 0x{magic:08x}"
-                )
-                raise ToolkitError(
-                    f"{path}: expected an IDX {kind} file (magic 0x{expected_magic:08x}), "
-                    f"found {found}",
-                    ExitCode.DATASET,
-                )
-            ndim = magic & 0xFF
-            dims_bytes = _read_exact(stream, 4 * ndim, path, "IDX dimensions")
-            dims = [int.from_bytes(dims_bytes[i : i + 4], "big") for i in range(0, 4 * ndim, 4)]
-            count = dims[0]
-            if kind == "images" and dims[1:] != [IMAGE_SIDE, IMAGE_SIDE]:
-                raise ToolkitError(
-                    f"{path}: expected {IMAGE_SIDE}x{IMAGE_SIDE} images, "
-                    f"header says {dims[1]}x{dims[2]}",
-                    ExitCode.DATASET,
-                )
-            if count > MAX_ITEMS:
-                raise ToolkitError(
-                    f"{path}: header announces {count:,} items, more than the {MAX_ITEMS:,} "
-                    "this reader accepts; refusing to allocate",
-                    ExitCode.DATASET,
-                )
-            item_size = IMAGE_SIDE * IMAGE_SIDE if kind == "images" else 1
-            payload = np.empty(count * item_size, dtype=np.uint8)
-            got = stream.readinto(memoryview(payload))  # type: ignore[attr-defined]
-            while got < payload.size:
-                more = stream.readinto(memoryview(payload)[got:])  # type: ignore[attr-defined]
-                if not more:
-                    raise ToolkitError(
-                        f"{path}: truncated: header announces {count:,} {kind} "
-                        f"({payload.size:,} bytes), found {got:,} bytes",
-                        ExitCode.DATASET,
-                    )
-                got += more
-            # One byte more: reaches the gzip trailer, so a bad CRC or truncated stream shows.
-            if stream.read(1):
-                raise ToolkitError(
-                    f"{path}: trailing data after the {count:,} {kind} the header announces",
-                    ExitCode.DATASET,
-                )
+            header, count = _read_idx_header(stream, path, kind)
+            payload = _read_idx_payload(stream, path, kind, count)
     except (OSError, EOFError, zlib.error) as exc:
         reason = str(exc) or type(exc).__name__
         raise ToolkitError(f"{path}: corrupt or unreadable: {reason}", ExitCode.DATASET) from None
     if digest is not None:
-        digest.update(header + dims_bytes)
+        digest.update(header)
         digest.update(payload)
     if kind == "labels":
         if payload.size and payload.max() >= NUM_CLASSES:
@@ -240,6 +196,60 @@ def read_idx(path: Path, kind: str, digest: hashlib._Hash | None = None) -> np.n
             )
         return payload
     return payload.reshape(count, IMAGE_SIDE, IMAGE_SIDE)
+
+
+def _read_idx_header(stream, path: Path, kind: str) -> tuple[bytes, int]:
+    """(the header's bytes, the item count it announces), refused unless it is `kind`'s."""
+    expected_magic = _IMAGES_MAGIC if kind == "images" else _LABELS_MAGIC
+    header = _read_exact(stream, 4, path, "IDX header")
+    magic = int.from_bytes(header, "big")
+    if magic != expected_magic:
+        found = {_IMAGES_MAGIC: "an images file", _LABELS_MAGIC: "a labels file"}.get(
+            magic, f"magic 0x{magic:08x}"
+        )
+        raise ToolkitError(
+            f"{path}: expected an IDX {kind} file (magic 0x{expected_magic:08x}), found {found}",
+            ExitCode.DATASET,
+        )
+    ndim = magic & 0xFF
+    dims_bytes = _read_exact(stream, 4 * ndim, path, "IDX dimensions")
+    dims = [int.from_bytes(dims_bytes[i : i + 4], "big") for i in range(0, 4 * ndim, 4)]
+    count = dims[0]
+    if kind == "images" and dims[1:] != [IMAGE_SIDE, IMAGE_SIDE]:
+        raise ToolkitError(
+            f"{path}: expected {IMAGE_SIDE}x{IMAGE_SIDE} images, header says {dims[1]}x{dims[2]}",
+            ExitCode.DATASET,
+        )
+    if count > MAX_ITEMS:
+        raise ToolkitError(
+            f"{path}: header announces {count:,} items, more than the {MAX_ITEMS:,} "
+            "this reader accepts; refusing to allocate",
+            ExitCode.DATASET,
+        )
+    return header + dims_bytes, count
+
+
+def _read_idx_payload(stream, path: Path, kind: str, count: int) -> np.ndarray:
+    """The `count` items the header announced, as flat uint8; refuses a short or long file."""
+    item_size = IMAGE_SIDE * IMAGE_SIDE if kind == "images" else 1
+    payload = np.empty(count * item_size, dtype=np.uint8)
+    got = stream.readinto(memoryview(payload))
+    while got < payload.size:
+        more = stream.readinto(memoryview(payload)[got:])
+        if not more:
+            raise ToolkitError(
+                f"{path}: truncated: header announces {count:,} {kind} "
+                f"({payload.size:,} bytes), found {got:,} bytes",
+                ExitCode.DATASET,
+            )
+        got += more
+    # One byte more: reaches the gzip trailer, so a bad CRC or truncated stream shows.
+    if stream.read(1):
+        raise ToolkitError(
+            f"{path}: trailing data after the {count:,} {kind} the header announces",
+            ExitCode.DATASET,
+        )
+    return payload
 
 
 def _read_pair(
