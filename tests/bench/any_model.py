@@ -48,6 +48,18 @@ def _toolkit(*args: str, expect: int | tuple[int, ...] = 0) -> tuple[float, floa
     return seconds, float(peak_mb)
 
 
+def export_and_compare(out: Path, export_args: tuple, compare_args: tuple) -> dict:
+    """`toolkit export` then `toolkit compare` into `out`: each one's seconds and peak MB."""
+    export_s, export_peak = _toolkit("export", "--out", out, *export_args)
+    compare_s, compare_peak = _toolkit("compare", "--out", out, *compare_args)
+    return {
+        "export_seconds": export_s,
+        "compare_seconds": compare_s,
+        "export_peak_mb": export_peak,
+        "compare_peak_mb": compare_peak,
+    }
+
+
 def mobilenet_figures(folder: Path, items: int = 10_000) -> dict:
     from tests import models
     from toolkit.data import Preprocessing
@@ -60,12 +72,10 @@ def mobilenet_figures(folder: Path, items: int = 10_000) -> dict:
     images, labels = models.class_images(items, (96, 96, 3), 2)
     np.savez(folder / "synthetic.npz", x_train=images[:500], x_test=images, y_test=labels)
     out = folder / "out"
-    export_s, export_peak = _toolkit(
-        "export", "--out", out, "--model", folder / "mobilenet.keras",
-        "--data", folder / "synthetic.npz", *DESKTOP,
-    )  # fmt: skip
-    compare_s, compare_peak = _toolkit(
-        "compare", "--out", out, "--runtime", "keras", "--runtime", "litert", "--runs", "200"
+    cli = export_and_compare(
+        out,
+        ("--model", folder / "mobilenet.keras", "--data", folder / "synthetic.npz", *DESKTOP),
+        ("--runtime", "keras", "--runtime", "litert", "--runs", "200"),
     )
     report = json.loads((out / "report" / "report.json").read_text())
     worker_peak = max(r["peak_rss_mb"] or 0 for r in report["rows"])
@@ -78,10 +88,7 @@ def mobilenet_figures(folder: Path, items: int = 10_000) -> dict:
         }
     return {
         "items": items,
-        "export_seconds": export_s,
-        "compare_seconds": compare_s,
-        "export_peak_mb": export_peak,
-        "compare_peak_mb": compare_peak,
+        **cli,
         "largest_worker_peak_mb": worker_peak,
         "litert": {
             name: {**timing, "ratio": timing["toolkit_p50_ms"] / timing["bare_p50_ms"]}

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from tests.bench.any_model import _toolkit
+from tests.bench.any_model import export_and_compare
 
 
 def detector_figures(folder: Path, items: int = 256) -> dict:
@@ -20,9 +20,7 @@ def detector_figures(folder: Path, items: int = 256) -> dict:
         folder, "mobilenet_v2", side=96, count=items
     )
     out = folder / "out"
-    export_s, export_peak = _toolkit("export", "--out", out, "--model", model_path,
-                                     "--data", data_path)  # fmt: skip
-    compare_s, compare_peak = _toolkit("compare", "--out", out, "--runs", "200")
+    cli = export_and_compare(out, ("--model", model_path, "--data", data_path), ("--runs", "200"))
     manifest = json.loads((out / "manifest.json").read_text())
     report = json.loads((out / "report" / "report.json").read_text())
     litert = {
@@ -33,10 +31,7 @@ def detector_figures(folder: Path, items: int = 256) -> dict:
     }  # fmt: skip
     return {
         "items": items,
-        "export_seconds": export_s,
-        "compare_seconds": compare_s,
-        "export_peak_mb": export_peak,
-        "compare_peak_mb": compare_peak,
+        **cli,
         "artifacts": len(manifest["artifacts"]),
         "left_out": [entry["artifact"] for entry in manifest["left_out"]],
         "outputs": [{k: o[k] for k in ("name", "shape", "kind")} for o in manifest["outputs"]],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.exporters.base import ExportVariant, Tolerance
-from toolkit.exporters.tflite_micro import c_source, c_symbol, write_header
+from toolkit.exporters.tflite_micro import c_array_variants, c_source, c_symbol, write_header
 
 ACCELERATORS = (
     "ethos-u55-32",
@@ -264,18 +264,8 @@ def variants(accelerators=DEFAULT_NPUS, sources=("model_int8.tflite",)) -> tuple
                     source=source,
                 )
             )
-            for suffix, write in (("cc", export_vela_source), ("h", export_vela_header)):
-                made.append(
-                    ExportVariant(
-                        "ethos-u",
-                        kind,
-                        f"{compiled}.{suffix}",
-                        None,
-                        ESTIMATE,
-                        partial(write, source=f"{compiled}.tflite"),
-                        source=f"{compiled}.tflite",
-                    )
-                )
+            writers = (export_vela_source, export_vela_header)
+            made += c_array_variants("ethos-u", kind, f"{compiled}.tflite", ESTIMATE, writers)
     return tuple(made)
 
 

@@ -158,16 +158,33 @@ def export_header(model, path: Path, context, source: str) -> None:
 # A C file is not run by compare (no runtime); it is checked byte for byte when written.
 EXACT = Tolerance()
 
-VARIANTS = tuple(
-    ExportVariant(
-        "tflite-micro",
-        variant,
-        f"model_{variant}.{suffix}",
-        None,
-        EXACT,
-        partial(write, source=f"model_{variant}.tflite"),
-        source=f"model_{variant}.tflite",
+
+def c_array_variants(
+    format: str,
+    variant: str,
+    tflite_name: str,
+    tolerance: Tolerance,
+    writers=(export_source, export_header),
+) -> tuple[ExportVariant, ExportVariant]:
+    """The .cc and .h of the TFLite file `tflite_name`, written by `writers` from that file
+    once it is committed."""
+    stem = Path(tflite_name).stem
+    return tuple(
+        ExportVariant(
+            format,
+            variant,
+            f"{stem}.{suffix}",
+            None,
+            tolerance,
+            partial(write, source=tflite_name),
+            source=tflite_name,
+        )
+        for suffix, write in zip(("cc", "h"), writers, strict=True)
     )
+
+
+VARIANTS = tuple(
+    made
     for variant in ("int8", "float32")
-    for suffix, write in (("cc", export_source), ("h", export_header))
+    for made in c_array_variants("tflite-micro", variant, f"model_{variant}.tflite", EXACT)
 )
