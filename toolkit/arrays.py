@@ -7,7 +7,8 @@ model with several inputs are one numpy structured array, a field per input: sli
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -102,3 +103,13 @@ def only(values: Named) -> np.ndarray:
     if len(values) != 1:
         raise ValueError(f"expected one output, found {', '.join(values)}")
     return next(iter(values.values()))
+
+
+def zip_equal(*iterables) -> Iterator[tuple]:
+    """`zip(..., strict=True)` for a device's Python 3.9 (the ssh agent imports the runners):
+    ValueError when the iterables differ in length."""
+    missing = object()
+    for items in itertools.zip_longest(*iterables, fillvalue=missing):
+        if any(item is missing for item in items):
+            raise ValueError("zip_equal: the iterables differ in length")
+        yield items

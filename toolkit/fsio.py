@@ -224,12 +224,18 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
-def sha256_file(path: Path) -> str:
+def sha256_stream(file) -> str:
+    """The SHA-256 of what is left to read in a binary file (`hashlib.file_digest` is 3.11+,
+    and the ssh agent ships this module to a device's Python 3.9)."""
     digest = hashlib.sha256()
-    with open_regular(path, ExitCode.ARTIFACT) as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
+    while chunk := file.read(_CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with open_regular(path, ExitCode.ARTIFACT) as f:
+        return sha256_stream(f)
 
 
 def sha256_tree(folder: Path) -> str:

@@ -123,18 +123,49 @@ def ssh_command(device: SshDevice, ssh_config: Path | None, remote: str) -> list
     return [*command, "--", device.host, remote]
 
 
+# What the agent imports on a device, as globs under toolkit/: the base modules, compare's
+# device side and the data, formats and runners packages. Only these travel, so only these
+# must run on a device's Python 3.9 (tests/test_agent_sources.py checks both).
+AGENT_SOURCES = (
+    "__init__.py",
+    "version.py",
+    "errors.py",
+    "results.py",
+    "arrays.py",
+    "interrupts.py",
+    "scratch.py",
+    "process.py",
+    "fsio.py",
+    "comparing/__init__.py",
+    "comparing/agent.py",
+    "comparing/frames.py",
+    "comparing/worker.py",
+    "comparing/data.py",
+    "comparing/machine.py",
+    "comparing/measurement.py",
+    "data/*.py",
+    "formats/*.py",
+    "runners/*.py",
+)
+
+
+def agent_files() -> list[Path]:
+    """The .py files of toolkit/ the agent zip holds, sorted."""
+    root = Path(__file__).resolve().parents[1]  # toolkit/ (`import toolkit` imports the CLI)
+    return sorted({path for pattern in AGENT_SOURCES for path in root.glob(pattern)})
+
+
 @lru_cache(maxsize=1)
 def agent_package() -> bytes:
-    """toolkit's modules (.py files only) as a zip the device's Python imports from; the same
+    """The agent's modules (AGENT_SOURCES) as a zip the device's Python imports from; the same
     bytes every time, so its sha256 names the version sent."""
-    root = Path(__file__).resolve().parents[1]  # toolkit/ (`import toolkit` imports the CLI)
+    root = Path(__file__).resolve().parents[1]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(root.rglob("*.py")):
-            if "__pycache__" not in path.parts:
-                info = zipfile.ZipInfo(str(Path("toolkit") / path.relative_to(root)))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, path.read_bytes())
+        for path in agent_files():
+            info = zipfile.ZipInfo(str(Path("toolkit") / path.relative_to(root)))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
     return buffer.getvalue()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import ExitCode, ToolkitError
-from toolkit.fsio import open_regular
+from toolkit.fsio import open_regular, sha256_stream
 
 # Far past any real class count, and far below int64's range, where stored labels are cast to.
 MAX_CLASS_INDEX = 2**31 - 1
@@ -101,7 +101,7 @@ def data_sha256(path: Path) -> str:
 def _file_sha256(path: Path) -> str:
     with open_data_file(path) as file:
         try:
-            return hashlib.file_digest(file, "sha256").hexdigest()
+            return sha256_stream(file)
         except OSError as exc:
             raise data_error(path, f"cannot read: {exc.strerror}") from None
 

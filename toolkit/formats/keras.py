@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from toolkit.arrays import zip_equal
 from toolkit.errors import ExitCode, ToolkitError, first_line
 
 INPUT_NAME = "images"
@@ -49,7 +50,7 @@ def call_model(model, inputs: dict, training: bool = False) -> dict:
     # Keras matches a dict to the Input layers' names, however the model was built.
     given = inputs[in_names[0]] if len(in_names) == 1 else {n: inputs[n] for n in in_names}
     flat = keras.tree.flatten(model(given, training=training))
-    return dict(zip(out_names, flat, strict=True))
+    return dict(zip_equal(out_names, flat))
 
 
 def serving_function(model, batch: int | None = None):
@@ -64,7 +65,7 @@ def serving_function(model, batch: int | None = None):
     in_names, _ = io_names(model)
     specs = {
         name: tf.TensorSpec((batch, *tensor.shape[1:]), tf.float32, name=name)
-        for name, tensor in zip(in_names, model.inputs, strict=True)
+        for name, tensor in zip_equal(in_names, model.inputs)
     }
     if len(specs) == 1:  # one positional argument: the signature TF tools expect of one input
 
@@ -104,9 +105,7 @@ def with_input_shapes(model, shapes: dict[str, tuple[int, ...]], path: Path):
     for tensor in model.inputs:
         old = tuple(tensor.shape[1:])
         shape = tuple(shapes.get(tensor.name, old))
-        fits = len(shape) == len(old) and all(
-            o in (None, s) for o, s in zip(old, shape, strict=True)
-        )
+        fits = len(shape) == len(old) and all(o in (None, s) for o, s in zip_equal(old, shape))
         if not fits:
             raise ToolkitError(
                 f"--input-shape {tensor.name}={','.join(map(str, shape))}: does not fit the "
@@ -228,7 +227,7 @@ def check_model_io(model, path: Path, free_inputs_ok: bool = False) -> None:
                 "model float features)",
                 ExitCode.ARTIFACT,
             )
-    for name, tensor in zip(keras_output_names(model), outputs, strict=True):
+    for name, tensor in zip_equal(keras_output_names(model), outputs):
         if any(d is None for d in tuple(tensor.shape)[1:]) and not free_inputs_ok:
             raise ToolkitError(
                 f"{path}: output {name!r} has free dimensions {tuple(tensor.shape)}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.arrays import zip_equal
 from toolkit.formats.keras import set_tf_threads
 from toolkit.runners.base import Runner
 
@@ -27,7 +28,7 @@ class KerasRunner(Runner):
         # Free dimensions (a model fixed by --input-shape at export): the data's shape as given.
         self._shapes = {
             name: None if None in tensor.shape[1:] else tuple(tensor.shape[1:])
-            for name, tensor in zip(self.input_names, self.model.inputs, strict=True)
+            for name, tensor in zip_equal(self.input_names, self.model.inputs)
         }
         self._call = tf.function(lambda x: call_model(self.model, x), reduce_retracing=True)
 
@@ -60,6 +61,6 @@ class KerasRunner(Runner):
             return {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype}
 
         return (
-            [entry(n, t) for n, t in zip(self.input_names, self.model.inputs, strict=True)],
-            [entry(n, t) for n, t in zip(self.output_names, self.model.outputs, strict=True)],
+            [entry(n, t) for n, t in zip_equal(self.input_names, self.model.inputs)],
+            [entry(n, t) for n, t in zip_equal(self.output_names, self.model.outputs)],
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.arrays import zip_equal
 from toolkit.errors import ExitCode, ToolkitError, first_line
 from toolkit.runners.base import Runner
 
@@ -56,7 +57,7 @@ class OnnxRuntimeRunner(Runner):
 
     def _predict_batch(self, inputs):
         values = self.session.run(self.output_names, self._feed(inputs))
-        return dict(zip(self.output_names, values, strict=True))
+        return dict(zip_equal(self.output_names, values))
 
     def _bind(self, inputs):
         import onnxruntime as ort
@@ -69,7 +70,7 @@ class OnnxRuntimeRunner(Runner):
         # Outputs bound to preallocated buffers too, so a timed call allocates nothing; their
         # free dimensions come from one call.
         first = self.session.run(self.output_names, fed)
-        shapes = {name: v.shape for name, v in zip(self.output_names, first, strict=True)}
+        shapes = {name: v.shape for name, v in zip_equal(self.output_names, first)}
         self._output_values = {
             name: ort.OrtValue.ortvalue_from_shape_and_type(shapes[name], np.float32)
             for name in self.output_names

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.arrays import count
+from toolkit.arrays import count, zip_equal
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.runners.base import (
     Runner,
@@ -93,14 +93,14 @@ class OpenVINORunner(Runner):
         from toolkit.formats.tflite import tflite_io
 
         described = tflite_io(self.path)
-        for what, entries in zip(("input", "output"), described, strict=True):
+        for what, entries in zip_equal(("input", "output"), described):
             for entry in entries:
                 if "quantization" in entry:
                     scale = entry["quantization"]["scale"]
                     check_quantization(self.path, scale, f"{what} {entry['name']}")
         return tuple(
-            {e["name"]: (p, e, i) for i, (p, e) in enumerate(zip(group, found, strict=True))}
-            for group, found in zip(ports, described, strict=True)
+            {e["name"]: (p, e, i) for i, (p, e) in enumerate(zip_equal(group, found))}
+            for group, found in zip_equal(ports, described)
         )
 
     def _feed(self, inputs: dict) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.arrays import concatenated
+from toolkit.arrays import concatenated, zip_equal
 from toolkit.formats.tflite_micro import (
     HOST_ARENA_BYTES,
     captured_stderr,
@@ -77,7 +77,7 @@ class TFLiteMicroRunner(Runner):
                 affine = entry["quantization"]
                 shaped = quantize(shaped, affine["scale"], affine["zero_point"], dtype)
             per_input.append([(index, np.ascontiguousarray(x, dtype=dtype)) for x in shaped])
-        return [list(item) for item in zip(*per_input, strict=True)]
+        return [list(item) for item in zip_equal(*per_input)]
 
     def _output_values(self) -> dict:
         values = {}

@@ -7,7 +7,6 @@ The device's folder, and any path it names, is never used on this machine.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from toolkit.comparing.frames import ChannelClosed, ProtocolError
 from toolkit.comparing.measurement import Job, Measurement
 from toolkit.comparing.ssh import AgentSession, DeviceUnreachable, SshDevice, parse_device
 from toolkit.errors import ToolkitError
-from toolkit.fsio import check_artifact_file
+from toolkit.fsio import check_artifact_file, sha256_stream
 from toolkit.results import FAILED, OK, UNSUPPORTED
 
 # A Measurement holds every item's outputs: its cap follows the data set's size.
@@ -26,11 +25,8 @@ MEASUREMENT_BYTES_PER_ITEM = 64 << 10
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_stream(file)
 
 
 def checked_artifact(out: Path, job: Job) -> Path:
