@@ -123,13 +123,62 @@ def test_onnx_int8_tries_7_bit_weights_before_keeping_layers_in_float(outlier_in
         kept = manifest.artifact("model_int8.onnx").quantization
         assert kept["reduce_range"] is True
         assert kept["without_reduce_range"]["agreement"] < 0.97
-    else:  # they missed too: the mixed model replaces it, and says the retry was made
+    else:  # they missed too: the mixed model starts from the closer of the two, and says so
         kept = manifest.artifact("model_mixed_int8.onnx").quantization
-        assert kept["reduce_range"] is False and kept["float_layers"]
-        assert kept["reduce_range_missed"]["problems"][0].startswith("agreement")
-        assert kept["reduce_range_missed"]["validation"]["agreement"] < 0.97
+        assert kept["float_layers"]
+        start = kept["replaces"]["validation"]["agreement"]
+        if kept["reduce_range"]:
+            other = kept["without_reduce_range"]
+        else:
+            assert kept["reduce_range_missed"]["problems"][0].startswith("agreement")
+            other = kept["reduce_range_missed"]["validation"]
+        assert other["agreement"] <= start < 0.97
     float32 = manifest.artifact("model_float32.onnx")
     assert "reduce_range" not in float32.quantization  # only a variant with a retry says so
     host = float32.validation["host"]
     assert host["cpu"] and host["arch"]
     assert set(host["instruction_sets"]) <= set(INT8_FLAGS)
+
+
+def _saturating_int8(model, path, context):
+    """8-bit QDQ calibrated on a thousandth of the inputs' range, so activations saturate: a
+    stand-in for a CPU without VNNI, whose u8s8 sums saturate (every CPU here has VNNI)."""
+    from toolkit.exporters.onnx import shared_prepared_onnx
+    from toolkit.quantization.qdq import quantize_qdq
+
+    quantize_qdq(shared_prepared_onnx(context), path, context.calibration / 1000)
+
+
+def test_the_search_starts_from_7_bit_weights_when_they_came_closer(
+    outlier_inputs, tmp_path, monkeypatch
+):
+    """Both full-int8 files miss; the 7-bit one is closer, so every mixed model is built with
+    7-bit weights, and the manifest says so."""
+    from dataclasses import replace
+
+    import onnx
+    from onnx import numpy_helper
+
+    import toolkit
+    from toolkit.exporters import EXPORTERS
+
+    float32, int8 = EXPORTERS["onnx"]
+    monkeypatch.setitem(EXPORTERS, "onnx", (float32, replace(int8, write=_saturating_int8)))
+    with pytest.warns(ToolkitWarning, match="replaced by model_mixed_int8.onnx"):
+        manifest = toolkit.export(
+            tmp_path / "out",
+            model=outlier_inputs / "model.keras",
+            data=outlier_inputs / "data.npz",
+            formats=["onnx"],
+        )
+    mixed = manifest.artifact("model_mixed_int8.onnx")
+    kept = mixed.quantization
+    assert kept["reduce_range"] is True and "reduce_range_missed" not in kept
+    saturated, start = kept["without_reduce_range"], kept["replaces"]["validation"]
+    assert saturated["agreement"] < start["agreement"] < 0.97 <= mixed.validation["agreement"]
+    graph = onnx.load(str(tmp_path / "out" / mixed.path)).graph
+    weights = [
+        numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8
+    ]
+    weights = [w for w in weights if w.size > 1]  # zero points are scalars or per channel zeros
+    assert weights and max(int(np.abs(w.astype(int)).max()) for w in weights) <= 64  # 7 bits

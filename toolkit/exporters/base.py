@@ -156,10 +156,12 @@ class MixedPrecision:
 class Retry:
     """A second way to write a variant, tried when the first misses its tolerance and before any
     layer is kept in float: the same file name, still full integer. `name` is the manifest's
-    record of it (`quantization.<name>`: true when the second way was kept)."""
+    record of it (`quantization.<name>`: true when the second way's weights were kept).
+    `build_mixed` is MixedPrecision.build the second way, for a search that starts from it."""
 
     name: str
     write: Callable[[object, Path, ExportContext], None]
+    build_mixed: Callable[[object, tuple[str, ...], Path], None]
 
 
 @dataclass(frozen=True)

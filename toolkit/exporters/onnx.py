@@ -74,6 +74,11 @@ def write_mixed(debugger, float_layers, path) -> None:
     debugger.write(path, float_layers)
 
 
+def write_mixed_reduce_range(debugger, float_layers, path) -> None:
+    """A mixed model with 7-bit weights, for a search that starts from the 7-bit file."""
+    debugger.write(path, float_layers, reduce_range=True)
+
+
 def export_onnx_int8(model, path, context):
     """Static int8 QDQ: int8 weights and activations, float input and output at the edges."""
     _convert_qdq(context, path, reduce_range=False)
@@ -109,6 +114,6 @@ VARIANTS = (
         INT8,
         export_onnx_int8,
         MixedPrecision(int8_debugger, write_mixed, "model_mixed_int8.onnx"),
-        retry=Retry("reduce_range", export_onnx_int8_reduce_range),
+        retry=Retry("reduce_range", export_onnx_int8_reduce_range, write_mixed_reduce_range),
     ),
 )

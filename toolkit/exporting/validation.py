@@ -123,3 +123,14 @@ def judged_metric(figures: dict) -> str:
     if figures.get("snr_db") is not None:
         return f"SNR {figures['snr_db']:.1f} dB"
     return "within its tolerance"
+
+
+def judged_figure(figures: dict) -> float:
+    """The figure `judged_metric` names as one number, higher being closer to the reference
+    (minus infinity for a file that was not judged)."""
+    for key in ("agreement", "snr_db"):
+        if figures.get(key) is not None:
+            return float(figures[key])
+    if figures.get("max_abs_diff") is not None:
+        return -float(figures["max_abs_diff"])
+    return float("-inf")

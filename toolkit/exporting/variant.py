@@ -11,7 +11,13 @@ from pathlib import Path
 from toolkit.cpu import int8_host
 from toolkit.errors import ExitCode, ToolkitError, first_line, warn
 from toolkit.exporters import ExportVariant
-from toolkit.exporting.validation import Judgement, Validator, judged_metric, validation_failure
+from toolkit.exporting.validation import (
+    Judgement,
+    Validator,
+    judged_figure,
+    judged_metric,
+    validation_failure,
+)
 from toolkit.fsio import disk_problem, sha256_path, size_bytes
 from toolkit.process import quiet_stderr
 from toolkit.quantization.node_data import NODE_DATA_SUFFIX, NodeDataJobs
@@ -48,7 +54,7 @@ class VariantExport:
             self._write(variant, target)
             errors = self._layer_errors(variant)
             judged = self.validator.judge(variant, target)
-            judged, retried = self._retry(variant, target, judged)
+            judged, retried, variant = self._retry(variant, target, judged)
             if not judged.problems:
                 record = {**self._record(variant, errors), **retried}
                 return self._artifact(variant, target, judged, record)
@@ -65,12 +71,13 @@ class VariantExport:
         return artifact
 
     def _retry(self, variant: ExportVariant, target: Path, judged: Judgement):
-        """(verdict, manifest record) after the variant's second way of writing (ONNX int8:
-        7-bit weights) when the first missed its tolerance: the second file is kept when it
-        passes, else the first is put back for the mixed-precision search. Both are recorded."""
+        """(verdict, manifest record, variant to search from) after the variant's second way of
+        writing (ONNX int8: 7-bit weights) when the first missed its tolerance. The second file
+        is kept when it passes; when both miss, the mixed-precision search starts from the one
+        closer to the reference by the judged metric, built its way. Both are recorded."""
         retry = variant.retry
         if retry is None or not judged.problems:
-            return judged, ({retry.name: False} if retry else {})
+            return judged, ({retry.name: False} if retry else {}), variant
         first = target.with_name(f".first-{target.name}")
         os.replace(target, first)
         try:
@@ -80,13 +87,16 @@ class VariantExport:
             if exc.code != ExitCode.CONVERSION:
                 raise
             again = Judgement({}, [str(exc)], [], [])
-        if not again.problems:
+        if not again.problems or judged_figure(again.figures) > judged_figure(judged.figures):
             first.unlink()
-            return again, {retry.name: True, f"without_{retry.name}": judged.figures}
+            spec = variant.mixed_precision
+            spec = spec and replace(spec, build=retry.build_mixed)
+            second_way = replace(variant, write=retry.write, mixed_precision=spec)
+            return again, {retry.name: True, f"without_{retry.name}": judged.figures}, second_way
         _remove(target)
         os.replace(first, target)
         missed = {"validation": again.figures, "problems": again.problems}
-        return judged, {retry.name: False, f"{retry.name}_missed": missed}
+        return judged, {retry.name: False, f"{retry.name}_missed": missed}, variant
 
     def _write(self, variant: ExportVariant, target: Path) -> None:
         """Runs the converter; its own error becomes a one-line exit-5 reason."""

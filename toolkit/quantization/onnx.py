@@ -61,12 +61,15 @@ class OnnxInt8Debugger:
         self.write(full_int8)
         self.errors = self._layer_errors(full_int8, Path(scratch), debug_samples)
 
-    def write(self, path: Path, float_layers: Sequence[str] = ()) -> Path:
-        """The QDQ model with every node of `float_layers` left in float (float I/O either way)."""
+    def write(
+        self, path: Path, float_layers: Sequence[str] = (), reduce_range: bool = False
+    ) -> Path:
+        """The QDQ model with every node of `float_layers` left in float (float I/O either way),
+        its weights in 7 bits with `reduce_range`."""
         wanted = set(float_layers)
         nodes = [name for name, layer in self._layers.items() if layer in wanted]
         with quiet_stderr():
-            quantize_qdq(self.prepared, path, self.calibration, nodes_to_exclude=nodes)
+            quantize_qdq(self.prepared, path, self.calibration, nodes, reduce_range)
         return path
 
     def _activations(self, model: Path, augmented: Path, images: np.ndarray) -> dict:
