@@ -22,13 +22,16 @@ LABELS = ("sim-a", "sim-b")
 QUICK = {"runs": 20, "max_seconds": 0.2, "batch_size": 8}
 RUNTIMES = ["litert"]
 SIGTERM_EXIT_SECONDS = 60  # a bound for the wait only; the test asserts on what it saw
+CLIENT_PORT = 10001  # Ray Client's server on the head (free: the namespace is this run's alone)
 
 
-def start_cluster():
-    """A head and a second node on 127.0.0.1, each with one CPU and its device label."""
+def start_cluster(client_port: int | None = None):
+    """A head and a second node on 127.0.0.1, each with one CPU and its device label; the head
+    also serves Ray Client on `client_port` when given."""
     from ray.cluster_utils import Cluster
 
     head = {"num_cpus": 1, "labels": {"device": LABELS[0]}, "node_ip_address": "127.0.0.1"}
+    head |= {"ray_client_server_port": client_port} if client_port else {}
     cluster = Cluster(initialize_head=True, head_node_args=head)
     second = cluster.add_node(num_cpus=1, labels={"device": LABELS[1]}, node_ip_address="127.0.0.1")
     cluster.wait_for_nodes()
@@ -134,7 +137,7 @@ def killed(out: Path, address: str, second) -> dict:
 
 
 def main(out: Path, results_path: Path) -> None:
-    cluster, second = start_cluster()
+    cluster, second = start_cluster(CLIENT_PORT)
     address = cluster.address
     results: dict = {"address": address, "nodes": node_ids(cluster)}
     try:
@@ -145,6 +148,8 @@ def main(out: Path, results_path: Path) -> None:
         results["unknown"] = compare(out, address, ["sim-x"])
         results["unknown"]["report_kept"] = saved.read_bytes() == before
         results["no_label"] = compare(out, address, ["local"])
+        # From outside the cluster: Ray Client's ray:// address, then the GCS one again below.
+        results["client"] = compare(out, f"ray://127.0.0.1:{CLIENT_PORT}", LABELS[:1])
         results["sigterm"] = interrupted(out, address)
         results["after_sigterm"] = free_cpus(address)
         results["killed"] = killed(out, address, second)

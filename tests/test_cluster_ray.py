@@ -104,6 +104,19 @@ def test_an_unknown_label_stops_before_anything_runs(scenarios):
 
 
 @pytest.mark.ray
+def test_a_ray_client_address_measures_on_the_labelled_node(scenarios):
+    """`--cluster ray://HOST:PORT`: Ray Client's server on the head, as from outside the cluster
+    (the scenarios after it connect to the GCS address again in the same process)."""
+    client = scenarios["client"]
+    assert "rows" in client, client
+    grouped = _by_device(client["rows"])
+    assert set(grouped) == {"local", LABELS[0]}
+    rows = grouped[LABELS[0]]
+    assert rows and all(row["status"] == "ok" for row in rows), rows
+    assert {row["device"]["node_id"] for row in rows} == {scenarios["nodes"][LABELS[0]]}
+
+
+@pytest.mark.ray
 def test_sigterm_cancels_the_rows_and_keeps_the_previous_report(scenarios):
     stopped = scenarios["sigterm"]
     assert stopped["code"] not in (0, None), stopped
