@@ -35,7 +35,8 @@ def attempt(runtime: str, task: Callable[[], object]) -> tuple[str, object]:
     except ToolkitError as exc:
         return "error", (str(exc), int(exc.code))
     except Exception as exc:  # noqa: BLE001 - a runtime failing is a refusal, not a crash
-        last = traceback.format_exception_only(exc)[-1].strip()
+        # (type, value): the one-argument form is 3.10+, and the ssh agent runs this on 3.9
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return "error", (f"{type(exc).__name__} in {runtime}: {last}", int(ExitCode.ARTIFACT))
 
 
