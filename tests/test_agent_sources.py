@@ -19,11 +19,27 @@ ROOT = Path(__file__).resolve().parents[1] / "toolkit"
 HOST_ONLY = {("__init__.py", "toolkit.cli")}
 
 
+def _isinstance_union(source: str) -> bool:
+    """`isinstance(x, A | B)`: 3.10+ at run time. vermin's union-types check cannot tell these
+    from annotations, which `from __future__ import annotations` leaves unevaluated on 3.9."""
+    return any(
+        isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) in ("isinstance", "issubclass")
+        and len(node.args) == 2
+        and isinstance(node.args[1], ast.BinOp)
+        and isinstance(node.args[1].op, ast.BitOr)
+        for node in ast.walk(ast.parse(source))
+    )
+
+
 def newer_than_device(paths: list[Path]) -> dict[str, tuple]:
-    """Each file vermin finds needing a Python 3 newer than DEVICE_PYTHON, by name."""
+    """Each file needing a Python 3 newer than DEVICE_PYTHON (by vermin), by name."""
     found = {}
     for path in paths:
-        minimum = vermin.detect(path.read_text(), path=str(path))[1]  # [Python 2, Python 3]
+        source = path.read_text()
+        minimum = vermin.detect(source, path=str(path))[1]  # [Python 2, Python 3]
+        if _isinstance_union(source):
+            minimum = max(minimum or (3, 10), (3, 10))
         if minimum is None or minimum > DEVICE_PYTHON:
             found[path.name] = minimum
     return found
@@ -50,6 +66,7 @@ NEWER = {
         "import dataclasses\n@dataclasses.dataclass(slots=True)\nclass A:\n    x = 0\n",
         (3, 10),
     ),
+    "isinstance_union": ("def f(x):\n    return isinstance(x, int | str)\n", (3, 10)),
     "file_digest": (
         "import hashlib\nhashlib.file_digest(open(__file__, 'rb'), 'sha256')\n",
         (3, 11),

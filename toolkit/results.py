@@ -24,7 +24,7 @@ def finite_or_none(value):
         return None
     if isinstance(value, dict):
         return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):  # not `list | tuple`: the ssh agent ships this to 3.9
         return [finite_or_none(v) for v in value]
     return value
 
