@@ -191,4 +191,9 @@ def test_api_calls_leave_nothing_in_the_temp_folder(
     toolkit.compare(out, runs=5, max_seconds=0.1, runtimes=["numpy-dense"])
     with pytest.raises(ToolkitError):
         toolkit.report(tmp_path / "missing")
-    assert sorted(p.name for p in temp.iterdir()) == []
+    # but the folder of multiprocessing's fork server (its socket), which lives as long as this
+    # process and is removed when it exits (test_reliability checks that for the CLI)
+    import multiprocessing.util
+
+    server = Path(multiprocessing.util.get_temp_dir()).name
+    assert sorted(p.name for p in temp.iterdir() if p.name != server) == []

@@ -2,6 +2,7 @@
 isolation, not different numbers, and its Measurement crosses the process boundary unchanged."""
 
 import numpy as np
+import pytest
 
 from toolkit.comparing.data import EvalData
 from toolkit.comparing.executors import EXECUTORS
@@ -64,3 +65,46 @@ def test_an_in_process_measurement_survives_its_bytes(tiny_model_dir, tmp_path):
         sent.peak_rss_mb,
     )
     assert back.extras == sent.extras and back.machine == sent.machine
+
+
+def preloaded(connection) -> None:
+    """A worker that says whether the fork server's preload was imported before it ran."""
+    import sys
+
+    connection.send(("ok", "colorsys" in sys.modules))
+
+
+PROBE = """
+import json
+from toolkit.process import IsolatedRun
+from tests.test_local_executor import preloaded
+print(json.dumps(IsolatedRun(preloaded, (), 60, 4096, preload=("colorsys",)).result()))
+"""
+
+
+@pytest.mark.parametrize(("name_length", "forked"), [(8, True), (120, False)])
+def test_workers_fork_from_a_preloaded_server_or_spawn_when_it_cannot_start(name_length, forked):
+    """A runtime's server_imports are imported once by a fork server its workers fork from;
+    where the server cannot start (its socket's path in a long TMPDIR is over the kernel's
+    limit) the worker is a spawned interpreter instead. Either way the temp folder ends empty."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    repo = Path(__file__).parent.parent
+    temp = Path(tempfile.mkdtemp(prefix="tk-", dir="/tmp")) / ("t" * name_length)
+    temp.mkdir()
+    try:
+        env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(repo)}
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=repo
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == ["ok", forked]
+        assert list(temp.iterdir()) == []
+    finally:
+        shutil.rmtree(temp.parent)

@@ -18,6 +18,7 @@ import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 import zlib
@@ -651,6 +652,7 @@ def _hungry_worker(connection, megabytes: int) -> None:
 
 KILLED_PARENT = """
 import sys
+import tempfile
 from tests.test_reliability import _sleeping_worker
 from toolkit.process import run_isolated
 run_isolated(_sleeping_worker, (sys.argv[1],), 300, 1e9)
@@ -702,7 +704,7 @@ def test_compare_passes_max_memory_to_every_worker(exported_dir, tmp_path, monke
     seen = []
 
     class NotMeasured:
-        def __init__(self, target, args, timeout_seconds, max_memory_mb):
+        def __init__(self, target, args, timeout_seconds, max_memory_mb, preload=()):
             seen.append(max_memory_mb)
 
         def result(self, on_poll=lambda: None):
@@ -745,6 +747,14 @@ def test_commands_leave_nothing_in_the_system_temp_folder(exported_dir, tmp_path
     env = {"TMPDIR": str(system_temp)}
     ok = run_toolkit("predict", "--index", "0", "--out", exported_dir, env=env, timeout=300)
     assert ok.returncode == 0, ok.stderr
+    # compare's reference worker comes from a fork server, whose socket needs a short path
+    short_temp = Path(tempfile.mkdtemp(prefix="tk-", dir="/tmp"))
+    out = copy_of(exported_dir, tmp_path)
+    compare = ["compare", "--out", out, "--runtime", "litert", "--limit", "20", "--runs", "5"]
+    compared = run_toolkit(*compare, env={"TMPDIR": str(short_temp)})
+    assert compared.returncode == 0, compared.stderr
+    assert list(short_temp.iterdir()) == []
+    short_temp.rmdir()
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(b"not a model")
     failed = run_toolkit("predict", "--index", "0", "--artifact", broken, "--no-verify", env=env)

@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from toolkit import interrupts
@@ -97,10 +97,18 @@ def without_matplotlib():
 def start_child(process) -> None:
     """Starts a spawned multiprocessing `process` with CHILD_ENVIRONMENT in its environment;
     this process's own environment is as before once it has started."""
+    with _child_environment():
+        process.start()
+
+
+@contextlib.contextmanager
+def _child_environment():
+    """CHILD_ENVIRONMENT added to this process's environment (where the user did not set it)
+    while a child process starts."""
     added = {key: value for key, value in CHILD_ENVIRONMENT.items() if key not in os.environ}
     os.environ.update(added)
     try:
-        process.start()
+        yield
     finally:
         for key in added:
             os.environ.pop(key, None)
@@ -189,12 +197,13 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _isolated_entry(parent: int, target, *args) -> None:
-    """What every worker does first: die with its parent, leave Ctrl-C to the parent (which stops
-    it), and keep its scratch in a private temp folder removed when it ends."""
+def _isolated_entry(parent: int | None, target, *args) -> None:
+    """What every worker does first: die with its parent (None: whoever forked it, a fork
+    server), leave Ctrl-C to the parent (which stops it), and keep its scratch in a private temp
+    folder removed when it ends."""
     from toolkit.scratch import private_tempdir
 
-    _die_with_parent(parent)
+    _die_with_parent(os.getppid() if parent is None else parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with private_tempdir():
         target(*args)
@@ -210,13 +219,26 @@ def describe_exit(code: int | None) -> str:
 class IsolatedRun:
     """`target(connection, *args)` in a spawned process: started now, waited for later, so the
     next worker can import while this one works. A crash, a hang or memory over
-    `max_memory_mb` stops it and becomes ("error", reason)."""
+    `max_memory_mb` stops it and becomes ("error", reason).
 
-    def __init__(self, target, args: tuple, timeout_seconds: float, max_memory_mb: float):
-        context = multiprocessing.get_context("spawn")
+    With `preload` (module names), the process is forked from this process's fork server, which
+    imported them once: the workers of a runtime whose import is long (TensorFlow) skip it.
+    The server never runs anything else, so each worker still starts from a clean state."""
+
+    def __init__(
+        self,
+        target,
+        args: tuple,
+        timeout_seconds: float,
+        max_memory_mb: float,
+        preload: Sequence[str] = (),
+    ):
+        context = (preload and _fork_server(preload)) or multiprocessing.get_context("spawn")
+        self._forked = context.get_start_method() == "forkserver"
         self._receiver, sender = context.Pipe(duplex=False)
+        parent = None if self._forked else os.getpid()
         self._process = context.Process(
-            target=_isolated_entry, args=(os.getpid(), target, sender, *args), daemon=True
+            target=_isolated_entry, args=(parent, target, sender, *args), daemon=True
         )
         start_child(self._process)
         sender.close()
@@ -237,10 +259,37 @@ class IsolatedRun:
         return self._process.is_alive()
 
     def stop(self) -> None:
+        """Ends the worker (it may still be tidying up after it sent) and removes what that
+        left of its private temp folder."""
         if self._process.is_alive():
             self._process.kill()
         self._process.join(5)
         self._receiver.close()
+        remove_private_tempdirs(self._process.pid)
+        if self._forked:  # its temp folder is the fork server's
+            from toolkit.scratch import system_tempdir
+
+            with system_tempdir():
+                remove_private_tempdirs(self._process.pid)
+
+
+def _fork_server(preload: Sequence[str]):
+    """The forkserver context, its server (one per process, kept until the process exits)
+    started with `preload` imported and this process's environment before any private temp
+    folder: the server, its socket and the workers it forks outlive such a folder. None when
+    it cannot start (its socket's path in a long TMPDIR is over the kernel's limit)."""
+    from multiprocessing import forkserver
+
+    from toolkit.scratch import system_tempdir
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(preload))  # read when the server starts
+    try:
+        with system_tempdir(), _child_environment():
+            forkserver.ensure_running()
+    except OSError:
+        return None
+    return context
 
 
 def _reply(process, receiver, timeout_seconds: float, max_memory_mb: float, on_poll) -> tuple:

@@ -11,20 +11,42 @@ import os
 import shutil
 import tempfile
 
+# (TMPDIR, tempfile.tempdir) as they were before each private folder now in use, outermost first
+_outside: list[tuple[str | None, str | None]] = []
+
 
 @contextlib.contextmanager
 def private_tempdir():
     """Points `tempfile` and TMPDIR (read by C++ code and child processes) at a new folder under
     the system temp folder, and removes that folder afterwards."""
     folder = tempfile.mkdtemp(prefix=f"toolkit-{os.getpid()}-")
-    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
-    os.environ["TMPDIR"] = tempfile.tempdir = folder
+    _outside.append((os.environ.get("TMPDIR"), tempfile.tempdir))
+    _point_at(folder, folder)
     try:
         yield folder
     finally:
-        tempfile.tempdir = saved_tempdir
-        if saved_env is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved_env
+        _point_at(*_outside.pop())
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def system_tempdir():
+    """The temp folder as it was before this process's first private one, for what outlives
+    that folder (a fork server, its socket and the workers it starts later)."""
+    if not _outside:
+        yield
+        return
+    current = (os.environ.get("TMPDIR"), tempfile.tempdir)
+    _point_at(*_outside[0])
+    try:
+        yield
+    finally:
+        _point_at(*current)
+
+
+def _point_at(env: str | None, tempdir: str | None) -> None:
+    tempfile.tempdir = tempdir
+    if env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = env

@@ -54,6 +54,9 @@ class Runner(ABC):
     module: ClassVar[str] = ""  # the runtime's Python module, imported before load time is measured
     package: ClassVar[str] = ""  # the distribution whose version reports record
     suffixes: ClassVar[tuple[str, ...]] = ()  # file types it opens ("/" for a folder)
+    # Modules a fork server imports once for all of this runtime's local workers, when importing
+    # them is long; () starts each worker as a fresh interpreter.
+    server_imports: ClassVar[tuple[str, ...]] = ()
     input_names: list[str]  # the file's inputs and outputs, set by each runner when loaded
     output_names: list[str]
     predict_batch: int = 256  # items per runtime call in `predict` (1 for a static batch of 1)

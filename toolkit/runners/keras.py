@@ -14,6 +14,7 @@ class KerasRunner(Runner):
     module = "keras"
     package = "keras"
     suffixes = (".keras",)
+    server_imports = ("toolkit.runners.tensorflow_server",)
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)

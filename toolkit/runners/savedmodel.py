@@ -14,6 +14,7 @@ class SavedModelRunner(Runner):
     module = "tensorflow"
     package = "tensorflow"
     suffixes = ("/",)
+    server_imports = ("toolkit.runners.tensorflow_server",)
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)

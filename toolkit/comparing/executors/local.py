@@ -19,6 +19,7 @@ from toolkit.comparing.measurement import Job, Measurement
 from toolkit.comparing.worker import Handoff, measure_job
 from toolkit.process import IsolatedRun, run_isolated
 from toolkit.results import FAILED, OK, UNSUPPORTED
+from toolkit.runners import RUNNERS
 from toolkit.runners.base import attempt
 
 AHEAD = 2  # workers started together, ahead of the one measuring
@@ -55,6 +56,13 @@ def measure_isolated(job: Job, path: Path, data: EvalData, worker=measuring_work
     return run_isolated(worker, (job, path, data), settings.timeout_seconds, settings.max_memory_mb)
 
 
+def preload(job: Job) -> tuple[str, ...]:
+    """What the fork server of the job's runtime imports (none: a spawned interpreter), with
+    this module, whose worker function each forked process runs."""
+    imports = RUNNERS[job.runtime].server_imports if job.runtime in RUNNERS else ()
+    return (*imports, __name__) if imports else ()
+
+
 class LocalExecutor:
     """Every job in its own spawned process on this machine, paced (see the module's note)."""
 
@@ -79,7 +87,9 @@ class _PacedRun:
         job, handoff = self.jobs[i], Handoff.create(self.context)
         args = (job, self.out / job.artifact, self.data, handoff)
         settings = job.settings
-        run = IsolatedRun(self.worker, args, settings.timeout_seconds, settings.max_memory_mb)
+        run = IsolatedRun(
+            self.worker, args, settings.timeout_seconds, settings.max_memory_mb, preload(job)
+        )
         return run, handoff
 
     def start_after(self, i: int) -> None:
