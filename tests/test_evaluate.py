@@ -21,6 +21,9 @@ from toolkit.runners.litert import LiteRTRunner
 
 runner = CliRunner()
 QUICK = ["--runs", "20", "--max-seconds", "0.1"]  # latency figures are not what is tested here
+# The first 1,000 test images, those export validated each file on: every row's figures are
+# exercised, at a tenth of the items (`make run` compares all 10,000).
+ITEMS = ["--limit", "1000"]
 
 
 def crashing_worker(connection, *args):
@@ -122,7 +125,9 @@ def test_baseline_deltas_and_latency_gate_match_artifact_and_runtime():
 def compared_dir(exported_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "out"
     shutil.copytree(exported_dir, out)
-    result = runner.invoke(app, ["compare", "--out", str(out), *QUICK, "--max-accuracy-drop", "5"])
+    result = runner.invoke(
+        app, ["compare", "--out", str(out), *QUICK, *ITEMS, "--max-accuracy-drop", "5"]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -282,7 +287,7 @@ def test_accuracy_gate_fails_the_command_naming_the_offender(compared_dir, tmp_p
         untrained, out / "model.keras", np.zeros((1, 28, 28), np.float32), 17, tmp_path / "build"
     )
     export_tflite(untrained, out / "model_float16.tflite", context)
-    args = ["compare", "--out", str(out), *QUICK, "--max-accuracy-drop", "5"]
+    args = ["compare", "--out", str(out), *QUICK, *ITEMS, "--max-accuracy-drop", "5"]
     refused = runner.invoke(app, args)
     assert refused.exit_code == 4 and "model_float16.tflite: changed" in refused.output
     baseline = str(compared_dir / "report" / "report.json")

@@ -365,7 +365,7 @@ def _fake_measure(bad: dict[str, float]):
     artifacts, without starting a process."""
 
     class FakeRun:
-        def __init__(self, target, args, timeout_seconds, max_memory_mb):
+        def __init__(self, target, args, timeout_seconds, max_memory_mb, preload=()):
             _, path, self.data = args[:3]
             self.value = bad.get(Path(path).name, 0.1)
 
