@@ -1,10 +1,10 @@
 """Compare on a real local Ray cluster, run by tests/test_cluster_ray.py inside a network
 namespace of its own (only 127.0.0.1 exists there, so no test traffic leaves loopback).
 
-`python -m tests.cluster_scenarios OUT RESULTS.json` starts a head labelled device=sim-a and a
-second node labelled device=sim-b (one CPU each), runs each scenario against them and writes
-what happened as JSON; the test module asserts on it. One cluster serves every scenario: the
-node kill comes last.
+`python -m tests.cluster_scenarios FOLDER` exports a tiny classifier, starts a head labelled
+device=sim-a and a second node labelled device=sim-b (one CPU each), runs each scenario against
+them and writes what happened as JSON; the test module asserts on it. One cluster serves every
+scenario: the node kill comes last. tests/conftest.py starts it when the session starts.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ LABELS = ("sim-a", "sim-b")
 QUICK = {"runs": 20, "max_seconds": 0.2, "batch_size": 8}
 RUNTIMES = ["litert"]
 SIGTERM_EXIT_SECONDS = 60  # a bound for the wait only; the test asserts on what it saw
+SCENARIO_SECONDS = 300  # a bound on the whole background run
+SHAPE, COUNT = (12, 12), 64  # the tiny classifier's input and items per split
 CLIENT_PORT = 10001  # Ray Client's server on the head (free: the namespace is this run's alone)
 
 
@@ -159,5 +162,57 @@ def main(out: Path, results_path: Path) -> None:
         shutil.rmtree(Path(os.environ["RAY_TMPDIR"]) / "ray", ignore_errors=True)
 
 
+def namespaces_work() -> bool:
+    """Network namespaces available: unshare and ip installed, and root."""
+    return bool(shutil.which("unshare") and shutil.which("ip")) and (
+        subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    )
+
+
+def can_run() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None and namespaces_work()
+
+
+def in_background(folder: Path) -> None:
+    """Runs every scenario in a network namespace of its own, detached, writing into `folder`:
+    exported/out (a tiny classifier exported for the cluster tests), results.json then `done`,
+    and log.txt. Started when the session starts, it runs beside the other tests (it
+    waits on Ray much of the time); tests/test_cluster_ray.py waits for `done`."""
+    folder.mkdir(parents=True)
+    # Ray's unix sockets live under RAY_TMPDIR: a path short enough for them (108 bytes).
+    ray_tmp = tempfile.mkdtemp(prefix="tk-ray-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "TMPDIR": str(folder)}
+    script = f"{sys.executable} -m tests.cluster_scenarios {folder}"
+    with open(folder / "log.txt", "wb") as log:
+        subprocess.Popen(
+            ["timeout", str(SCENARIO_SECONDS), "unshare", "-n", "--"]
+            + ["sh", "-c", f"ip link set lo up && exec {script}"],
+            cwd=Path(__file__).parent.parent,
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # not stopped with the worker that started it
+        )
+
+
+def run_all(folder: Path) -> None:
+    """The background run (see in_background): the export, then every scenario."""
+    from tests.models import export_tiny_classifier
+
+    try:
+        (folder / "model").mkdir()
+        out = export_tiny_classifier(folder / "model", SHAPE, COUNT, 2)
+        # A copy for the tests that compare on their own while the scenarios write reports.
+        shutil.copytree(out, folder / "exported.building" / "out")
+        (folder / "exported.building").rename(folder / "exported")
+        main(out, folder / "results.json")
+    finally:
+        (folder / "done").touch()
+        shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    run_all(Path(sys.argv[1]))

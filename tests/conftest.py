@@ -10,12 +10,63 @@ from toolkit.process import import_tensorflow
 
 TINY = {"limit": 2000, "epochs": 2}
 
+# pytest-xdist hands out modules in collection order. First, longest first, the modules that
+# build their own models: the workers start working at once (the session's trained and exported
+# folders are built by one worker while the others wait) and end together. Last, the Ray
+# tests, which wait for the scenarios started in the background when the session starts.
+FIRST = (
+    "test_any_model.py",
+    "test_multi_io_heads.py",
+    "test_model.py",
+    "test_multi_io.py",
+    "test_mixed_precision.py",
+    "test_multi_io_single.py",
+)
+LAST = ("test_cluster_ray.py",)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        if name in FIRST:
+            return FIRST.index(name)
+        return len(FIRST) + 1 if name in LAST else len(FIRST)
+
+    items.sort(key=rank)  # stable: the order within each rank is kept
+
 
 @pytest.fixture(scope="session")
 def dataset():
     from toolkit.data import load_dataset
 
     return load_dataset()
+
+
+def run_root(tmp_path_factory) -> Path:
+    """The test run's own folder, shared by the pytest-xdist workers."""
+    import os
+
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster_scenarios_started(request, tmp_path_factory) -> Path:
+    """The Ray cluster's scenarios (tests/cluster_scenarios.py) started once per run, in the
+    background, as soon as a worker starts, when any selected test needs them: they wait on
+    Ray much of their time, which the other tests use."""
+    import fcntl
+
+    from tests.cluster_scenarios import can_run, in_background
+
+    folder = run_root(tmp_path_factory) / "cluster-scenarios"
+    if not any(item.get_closest_marker("ray") for item in request.session.items):
+        return folder
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not folder.exists() and can_run():
+            in_background(folder)
+    return folder
 
 
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], None], copy_to: Path) -> Path:
@@ -29,8 +80,7 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], None], copy_
     import os
     import shutil
 
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's own folder
+    root = run_root(tmp_path_factory)
     shared = root / f"{name}.shared"
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even on an error
