@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_builds import build_exported, build_trained, shared_folder
 from toolkit.process import import_tensorflow
-
-TINY = {"limit": 2000, "epochs": 2}
 
 # pytest-xdist hands out modules in collection order. First, longest first, the modules that
 # build their own models: the workers start working at once (the session's trained and exported
@@ -50,61 +49,74 @@ def run_root(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def started_once(root: Path, name: str, start: Callable[[], None]) -> None:
+    """Calls `start` once per test run, whichever worker comes first."""
+    import fcntl
+
+    with open(root / f"{name}.started", "a") as marker:
+        fcntl.flock(marker, fcntl.LOCK_EX)
+        if marker.tell() == 0:
+            start()
+            marker.write("started\n")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cluster_scenarios_started(request, tmp_path_factory) -> Path:
     """The Ray cluster's scenarios (tests/cluster_scenarios.py) started once per run, in the
     background, as soon as a worker starts, when any selected test needs them: they wait on
     Ray much of their time, which the other tests use."""
-    import fcntl
-
     from tests.cluster_scenarios import can_run, in_background
 
-    folder = run_root(tmp_path_factory) / "cluster-scenarios"
-    if not any(item.get_closest_marker("ray") for item in request.session.items):
-        return folder
-    with open(f"{folder}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not folder.exists() and can_run():
-            in_background(folder)
+    root = run_root(tmp_path_factory)
+    folder = root / "cluster-scenarios"
+    if any(item.get_closest_marker("ray") for item in request.session.items) and can_run():
+        started_once(root, "cluster-scenarios", lambda: in_background(folder))
     return folder
 
 
-def built_once(tmp_path_factory, name: str, build: Callable[[Path], None], copy_to: Path) -> Path:
-    """`copy_to`, a private copy of a folder `build` fills once per test run: under pytest-xdist
-    the first worker to ask builds it under a file lock, the others wait and copy its result.
-
-    Each worker keeps its own copy, so nothing one worker's commands write (a lock file, a
-    report) is seen by another's; a build that fails leaves nothing, and the next asker retries.
-    """
-    import fcntl
-    import os
-    import shutil
+@pytest.fixture(scope="session", autouse=True)
+def shared_builds_started(request, tmp_path_factory) -> None:
+    """The trained and exported folders built in the background from the session's start,
+    when any selected test needs them, while the workers run the tests that do not."""
+    import subprocess
+    import sys
 
     root = run_root(tmp_path_factory)
-    shared = root / f"{name}.shared"
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even on an error
-        if not shared.is_dir():
-            staging = root / f"{name}.building-{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
-            build(staging / "out")
-            staging.rename(shared)
-    shutil.copytree(shared / "out", copy_to, symlinks=True, dirs_exist_ok=True)
+    needed = {"trained_dir", "exported_dir", "exported_copy"}
+    if not any(needed & set(item.fixturenames) for item in request.session.items):
+        return
+
+    def start() -> None:
+        with open(root / "shared-builds.log", "wb") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.shared_builds", str(root)],
+                cwd=Path(__file__).parent.parent,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # not stopped with the worker that started it
+            )
+
+    started_once(root, "shared-builds", start)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None], copy_to: Path) -> Path:
+    """`copy_to`, a private copy of a folder `build` fills once per test run
+    (tests/shared_builds.py): each worker keeps its own copy, so nothing one worker's commands
+    write (a lock file, a report) is seen by another's."""
+    import shutil
+
+    shared = shared_folder(run_root(tmp_path_factory), name, build)
+    shutil.copytree(shared, copy_to, symlinks=True, dirs_exist_ok=True)
     return copy_to
 
 
 @pytest.fixture(scope="session")
-def trained_dir(tmp_path_factory, dataset) -> Path:
+def trained_dir(tmp_path_factory) -> Path:
     """An output folder holding a tiny trained tutorial model and its training outputs."""
-
-    def build(out: Path) -> None:
-        from toolkit.model import TrainConfig, save_training_outputs, train
-
-        import_tensorflow()
-        result = train(dataset, TrainConfig(**TINY), out / "training" / "checkpoint")
-        save_training_outputs(out, dataset, result)
-
-    return built_once(tmp_path_factory, "trained", build, tmp_path_factory.mktemp("trained"))
+    return built_once(
+        tmp_path_factory, "trained", build_trained, tmp_path_factory.mktemp("trained")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -112,13 +124,7 @@ def exported_dir(tmp_path_factory, trained_dir) -> Path:
     """The tiny model exported to every registered format, with its manifest."""
 
     def build(out: Path) -> None:
-        import shutil
-
-        from toolkit.exporting.pipeline import export_artifacts
-        from toolkit.options import ExportOptions
-
-        shutil.copytree(trained_dir, out)
-        export_artifacts(ExportOptions(out=out))
+        build_exported(out, trained_dir)
 
     copy_to = tmp_path_factory.mktemp("exported") / "out"
     return built_once(tmp_path_factory, "exported", build, copy_to)
