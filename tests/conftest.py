@@ -52,10 +52,11 @@ def run_root(tmp_path_factory) -> Path:
 def started_once(root: Path, name: str, start: Callable[[], None]) -> None:
     """Calls `start` once per test run, whichever worker comes first."""
     import fcntl
+    import os
 
     with open(root / f"{name}.started", "a") as marker:
         fcntl.flock(marker, fcntl.LOCK_EX)
-        if marker.tell() == 0:
+        if os.fstat(marker.fileno()).st_size == 0:
             start()
             marker.write("started\n")
 
