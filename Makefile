@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 # the Fashion-MNIST files, g++ (the tflite-micro tests compile the generated C arrays),
 # chromium (the report page's test loads report.html in a real browser) and openssh-server
 # (the `--device ssh://` tests start a real sshd on loopback) and iproute2 (the `--cluster` tests
-# bring up loopback in the network namespace their Ray cluster runs in).
+# bring up loopback in the network namespace their Ray cluster runs in) and qemu-user (the
+# AVX2-only CPU that tests/test_cpu_without_vnni.py runs ONNX Runtime's int8 on).
 system:
 	@missing=""; \
 	[ -d $(DATASET_DIR) ] || missing="$$missing dataset-fashion-mnist"; \
@@ -27,6 +28,7 @@ system:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
+	command -v qemu-x86_64 >/dev/null || missing="$$missing qemu-user"; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
 		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi
