@@ -9,10 +9,12 @@ import pytest
 from tests.shared_builds import build_exported, build_trained, shared_folder
 from toolkit.process import import_tensorflow
 
-# pytest-xdist hands out modules in collection order. First, longest first, the modules that
-# build their own models: the workers start working at once (the session's trained and exported
-# folders are built by one worker while the others wait) and end together. Last, the Ray
-# tests, which wait for the scenarios started in the background when the session starts.
+# pytest-xdist hands out modules in this order (the Makefile turns off its reordering by size):
+# first, longest first, the modules that build their own models, while a background process
+# builds the session's trained and exported folders (see shared_builds_started); then the
+# longest of those that use them; the rest as collected; last, the Ray tests, which wait for
+# the scenarios started in the background when the session starts. Longest first, the workers
+# end together.
 FIRST = (
     "test_any_model.py",
     "test_multi_io_heads.py",
@@ -20,6 +22,11 @@ FIRST = (
     "test_multi_io.py",
     "test_mixed_precision.py",
     "test_multi_io_single.py",
+    "test_robustness.py",
+    "test_reliability.py",
+    "test_evaluate.py",
+    "test_api.py",
+    "test_exporting.py",
 )
 LAST = ("test_cluster_ray.py",)
 
