@@ -41,10 +41,9 @@ run: setup
 # One pytest worker per logical CPU (pytest-xdist; `auto` counts physical cores, one on a
 # 2-vCPU VM with SMT), a module per worker at a time: module fixtures (a compare of every
 # artifact, an sshd, a Ray cluster) are built once, not once per worker. The session's trained
-# and exported folders are built once for all, in the background (tests/conftest.py), and the
-# modules are handed out in the order tests/conftest.py sets, not reordered by their size.
+# and exported folders are built once for all, in the background (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q -n logical --maxprocesses 4 --dist loadscope --no-loadscope-reorder
+	$(PY) -m pytest -q -n logical --maxprocesses 4 --dist loadscope
 
 lint: setup
 	$(VENV)/bin/ruff check .

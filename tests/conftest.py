@@ -9,38 +9,6 @@ import pytest
 from tests.shared_builds import build_exported, build_trained, shared_folder
 from toolkit.process import import_tensorflow
 
-# pytest-xdist hands out modules in this order (the Makefile turns off its reordering by size):
-# first, longest first, the modules that build their own models, while a background process
-# builds the session's trained and exported folders (see shared_builds_started); then the
-# longest of those that use them; the rest as collected; last, the Ray tests, which wait for
-# the scenarios started in the background when the session starts. Longest first, the workers
-# end together.
-FIRST = (
-    "test_any_model.py",
-    "test_multi_io_heads.py",
-    "test_model.py",
-    "test_multi_io.py",
-    "test_mixed_precision.py",
-    "test_multi_io_single.py",
-    "test_robustness.py",
-    "test_reliability.py",
-    "test_evaluate.py",
-    "test_api.py",
-    "test_exporting.py",
-)
-LAST = ("test_cluster_ray.py",)
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        name = item.path.name
-        if name in FIRST:
-            return FIRST.index(name)
-        return len(FIRST) + 1 if name in LAST else len(FIRST)
-
-    items.sort(key=rank)  # stable: the order within each rank is kept
-
-
 @pytest.fixture(scope="session")
 def dataset():
     from toolkit.data import load_dataset
