@@ -9,6 +9,7 @@ import pytest
 from tests.shared_builds import build_exported, build_trained, shared_folder
 from toolkit.process import import_tensorflow
 
+
 @pytest.fixture(scope="session")
 def dataset():
     from toolkit.data import load_dataset
