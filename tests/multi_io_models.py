@@ -201,6 +201,7 @@ def export_and_compare(tmp_path_factory, build, name, formats=("all",), runtimes
 # The judging of one head's kind is the host's work: a TFLite family in LiteRT proves it, and
 # the multi-output models prove every format and runtime.
 JUDGING_ONLY = {"formats": ("keras", "tflite"), "runtimes": ["keras", "litert"]}
+DESKTOP = {"formats": ("keras", "tflite", "onnx"), "runtimes": ["keras", "litert", "onnxruntime"]}
 
 
 def check_every_variant_and_runtime(manifest, report):
