@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.shared_builds import build_exported, build_trained, shared_folder
 from toolkit.process import import_tensorflow
+
+TINY = {"limit": 2000, "epochs": 2}
 
 
 @pytest.fixture(scope="session")
@@ -51,49 +52,42 @@ def cluster_scenarios_started(request, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session", autouse=True)
-def shared_builds_started(request, tmp_path_factory) -> None:
-    """The trained and exported folders built in the background from the session's start,
-    when any selected test needs them, while the workers run the tests that do not."""
-    import subprocess
-    import sys
-
-    root = run_root(tmp_path_factory)
-    needed = {"trained_dir", "exported_dir", "exported_copy"}
-    if not any(needed & set(item.fixturenames) for item in request.session.items):
-        return
-
-    def start() -> None:
-        with open(root / "shared-builds.log", "wb") as log:
-            subprocess.Popen(
-                [sys.executable, "-m", "tests.shared_builds", str(root)],
-                cwd=Path(__file__).parent.parent,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # not stopped with the worker that started it
-            )
-
-    started_once(root, "shared-builds", start)
-
-
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], None], copy_to: Path) -> Path:
-    """`copy_to`, a private copy of a folder `build` fills once per test run
-    (tests/shared_builds.py): each worker keeps its own copy, so nothing one worker's commands
-    write (a lock file, a report) is seen by another's."""
+    """`copy_to`, a private copy of a folder `build` fills once per test run: under pytest-xdist
+    the first worker to ask builds it under a file lock, the others wait and copy its result.
+
+    Each worker keeps its own copy, so nothing one worker's commands write (a lock file, a
+    report) is seen by another's; a build that fails leaves nothing, and the next asker retries.
+    """
+    import fcntl
+    import os
     import shutil
 
-    shared = shared_folder(run_root(tmp_path_factory), name, build)
-    shutil.copytree(shared, copy_to, symlinks=True, dirs_exist_ok=True)
+    root = run_root(tmp_path_factory)
+    shared = root / f"{name}.shared"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even on an error
+        if not shared.is_dir():
+            staging = root / f"{name}.building-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            build(staging / "out")
+            staging.rename(shared)
+    shutil.copytree(shared / "out", copy_to, symlinks=True, dirs_exist_ok=True)
     return copy_to
 
 
 @pytest.fixture(scope="session")
-def trained_dir(tmp_path_factory) -> Path:
+def trained_dir(tmp_path_factory, dataset) -> Path:
     """An output folder holding a tiny trained tutorial model and its training outputs."""
-    return built_once(
-        tmp_path_factory, "trained", build_trained, tmp_path_factory.mktemp("trained")
-    )
+
+    def build(out: Path) -> None:
+        from toolkit.model import TrainConfig, save_training_outputs, train
+
+        import_tensorflow()
+        result = train(dataset, TrainConfig(**TINY), out / "training" / "checkpoint")
+        save_training_outputs(out, dataset, result)
+
+    return built_once(tmp_path_factory, "trained", build, tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +95,13 @@ def exported_dir(tmp_path_factory, trained_dir) -> Path:
     """The tiny model exported to every registered format, with its manifest."""
 
     def build(out: Path) -> None:
-        build_exported(out, trained_dir)
+        import shutil
+
+        from toolkit.exporting.pipeline import export_artifacts
+        from toolkit.options import ExportOptions
+
+        shutil.copytree(trained_dir, out)
+        export_artifacts(ExportOptions(out=out))
 
     copy_to = tmp_path_factory.mktemp("exported") / "out"
     return built_once(tmp_path_factory, "exported", build, copy_to)

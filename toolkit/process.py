@@ -265,12 +265,11 @@ class IsolatedRun:
             self._process.kill()
         self._process.join(5)
         self._receiver.close()
-        remove_private_tempdirs(self._process.pid)
-        if self._forked:  # its temp folder is the fork server's
-            from toolkit.scratch import system_tempdir
+        from toolkit.scratch import system_tempdir
 
-            with system_tempdir():
-                remove_private_tempdirs(self._process.pid)
+        # A forked worker's temp folder is under the fork server's, a spawned one's under ours.
+        with system_tempdir() if self._forked else contextlib.nullcontext():
+            remove_private_tempdirs(self._process.pid)
 
 
 def _fork_server(preload: Sequence[str]):
