@@ -225,7 +225,8 @@ def predict_isolated(
     is one line and exit 4, not a dead CLI."""
     memory = default_max_memory_mb() if max_memory_mb is None else max_memory_mb
     args = (runner_class, path, inputs, threads)
-    status, result = run_isolated(_predict_worker, args, timeout_seconds, memory)
+    preload = (*runner_class.server_imports, __name__) if runner_class.server_imports else ()
+    status, result = run_isolated(_predict_worker, args, timeout_seconds, memory, preload)
     if status == "ok":
         return result
     message, code = result if isinstance(result, tuple) else (result, ExitCode.ARTIFACT)

@@ -27,6 +27,9 @@ PR_SET_PDEATHSIG = 1  # prctl(2): a signal the kernel sends when the parent dies
 # thread per core costs CPU at numpy's import while the other workers import too.
 CHILD_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1"}
 
+# What a fork server preloads for workers that need TensorFlow (its module imports it).
+TENSORFLOW_SERVER = "toolkit.tensorflow_server"
+
 
 @contextlib.contextmanager
 def quiet_stderr():
@@ -233,14 +236,9 @@ class IsolatedRun:
         max_memory_mb: float,
         preload: Sequence[str] = (),
     ):
-        context = (preload and _fork_server(preload)) or multiprocessing.get_context("spawn")
-        self._forked = context.get_start_method() == "forkserver"
+        context, self._forked = _worker_context("spawn", preload)
         self._receiver, sender = context.Pipe(duplex=False)
-        parent = None if self._forked else os.getpid()
-        self._process = context.Process(
-            target=_isolated_entry, args=(parent, target, sender, *args), daemon=True
-        )
-        start_child(self._process)
+        self._process = _started(context, self._forked, target, sender, args)
         sender.close()
         self.timeout_seconds, self.max_memory_mb = timeout_seconds, max_memory_mb
 
@@ -265,11 +263,35 @@ class IsolatedRun:
             self._process.kill()
         self._process.join(5)
         self._receiver.close()
-        from toolkit.scratch import system_tempdir
+        _remove_worker_tempdirs(self._process.pid, self._forked)
 
-        # A forked worker's temp folder is under the fork server's, a spawned one's under ours.
-        with system_tempdir() if self._forked else contextlib.nullcontext():
-            remove_private_tempdirs(self._process.pid)
+
+def _worker_context(start_method: str, preload: Sequence[str]):
+    """(the multiprocessing context a worker starts in, whether a fork server forks it): the
+    fork server that imported `preload` when there is one, else `start_method`."""
+    context = (preload and start_method == "spawn" and _fork_server(preload)) or None
+    if context is not None:
+        return context, True
+    return multiprocessing.get_context(start_method), False
+
+
+def _started(context, by_server: bool, target, connection, args: tuple):
+    """The worker process running `target(connection, *args)`, started. One a fork server
+    forked dies with that server; any other with this process."""
+    parent = None if by_server else os.getpid()
+    process = context.Process(
+        target=_isolated_entry, args=(parent, target, connection, *args), daemon=True
+    )
+    start_child(process)
+    return process
+
+
+def _remove_worker_tempdirs(pid: int, by_server: bool) -> None:
+    from toolkit.scratch import system_tempdir
+
+    # A forked worker's temp folder is under the fork server's, a spawned one's under ours.
+    with system_tempdir() if by_server else contextlib.nullcontext():
+        remove_private_tempdirs(pid)
 
 
 def _fork_server(preload: Sequence[str]):
@@ -316,15 +338,20 @@ class RequestWorker:
     time, for work whose imports cost more than the work (a converter): started once, asked
     many times. The worker answers with any status but "error", which is this side's: a
     crash, a hang or memory over `max_memory_mb` stops it, and it is then `broken`. "fork"
-    as `start_method` only where the caller knows forking this process is safe."""
+    as `start_method` only where the caller knows forking this process is safe; with `preload`
+    a spawned worker is forked from the fork server instead (`IsolatedRun`)."""
 
-    def __init__(self, target, args: tuple, max_memory_mb: float, start_method: str = "spawn"):
-        context = multiprocessing.get_context(start_method)
+    def __init__(
+        self,
+        target,
+        args: tuple,
+        max_memory_mb: float,
+        start_method: str = "spawn",
+        preload: Sequence[str] = (),
+    ):
+        context, self._forked = _worker_context(start_method, preload)
         self._connection, child_end = context.Pipe()
-        self._process = context.Process(
-            target=_isolated_entry, args=(os.getpid(), target, child_end, *args), daemon=True
-        )
-        start_child(self._process)
+        self._process = _started(context, self._forked, target, child_end, args)
         child_end.close()
         self.max_memory_mb, self.broken = max_memory_mb, False
 
@@ -361,7 +388,7 @@ class RequestWorker:
             self._process.kill()
         self._process.join(5)
         self._connection.close()
-        remove_private_tempdirs(self._process.pid)
+        _remove_worker_tempdirs(self._process.pid, self._forked)
 
 
 def remove_private_tempdirs(pid: int) -> None:
@@ -374,6 +401,9 @@ def remove_private_tempdirs(pid: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_isolated(target, args: tuple, timeout_seconds: float, max_memory_mb: float) -> tuple:
-    """Runs `target(connection, *args)` in a spawned process and returns what it sends."""
-    return IsolatedRun(target, args, timeout_seconds, max_memory_mb).result()
+def run_isolated(
+    target, args: tuple, timeout_seconds: float, max_memory_mb: float, preload: Sequence[str] = ()
+) -> tuple:
+    """Runs `target(connection, *args)` in a spawned process (forked from the fork server of
+    `preload`, as `IsolatedRun`) and returns what it sends."""
+    return IsolatedRun(target, args, timeout_seconds, max_memory_mb, preload).result()

@@ -5,7 +5,9 @@ export's own process that would end the whole command with no message, its priva
 left behind and every other variant lost. In the child, it ends one variant: that variant is
 left out with the reason and a new child serves the next. One child serves every conversion of
 an export, because a TensorFlow import costs more than a conversion: it is forked from the
-export once TensorFlow is imported (`fork_safe`), and converts ahead while the export validates.
+export once TensorFlow is imported (`fork_safe`), else from the fork server that imported it
+(in a process with threads, as the API's caller may be), and converts ahead while the export
+validates.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import numpy as np
 
 from toolkit.arrays import packed
 from toolkit.errors import first_line
-from toolkit.process import RequestWorker, default_max_memory_mb, import_tensorflow, quiet_stderr
+from toolkit.process import (
+    TENSORFLOW_SERVER,
+    RequestWorker,
+    default_max_memory_mb,
+    import_tensorflow,
+    quiet_stderr,
+)
 
 # A conversion that takes longer is taken for hung. Generous: a large model's int8 calibration
 # is long, and an export has no timeout option of its own.
@@ -121,7 +129,8 @@ class ConverterProcess:
         self._start(warm, "fork" if warm and fork_safe() else "spawn")
 
     def _start(self, warm: bool = True, start_method: str = "spawn") -> RequestWorker:
-        worker = RequestWorker(self.serve, (warm,), self.max_memory_mb, start_method)
+        preload = (TENSORFLOW_SERVER, __name__) if warm else ()
+        worker = RequestWorker(self.serve, (warm,), self.max_memory_mb, start_method, preload)
         self._worker, self._ready, self._pending = worker, False, []
         return worker
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.formats.keras import set_tf_threads
+from toolkit.process import TENSORFLOW_SERVER
 from toolkit.runners.base import Runner
 
 
@@ -14,7 +15,7 @@ class SavedModelRunner(Runner):
     module = "tensorflow"
     package = "tensorflow"
     suffixes = ("/",)
-    server_imports = ("toolkit.runners.tensorflow_server",)
+    server_imports = (TENSORFLOW_SERVER,)
 
     def __init__(self, path, threads=1):
         super().__init__(path, threads)
