@@ -524,6 +524,7 @@ class SegfaultingRunner:
     """Stands in for LiteRT on a hostile .tflite: the process dies of SIGSEGV while loading."""
 
     runtime = "litert"
+    server_imports = ()
 
     def __init__(self, path, threads=1):
         os.kill(os.getpid(), signal.SIGSEGV)
@@ -531,6 +532,7 @@ class SegfaultingRunner:
 
 class RefusingRunner:
     runtime = "litert"
+    server_imports = ()
 
     def __init__(self, path, threads=1):
         raise ToolkitError(f"{path}: not a valid TFLite model", ExitCode.ARTIFACT)
