@@ -46,26 +46,23 @@ def test_same_seed_gives_bit_identical_weights(dataset, tmp_path):
 def test_sigterm_keeps_the_epoch_and_resume_matches_an_uninterrupted_run(tmp_path):
     """Interrupt a real `toolkit train` process, resume it, and get bit-identical weights."""
     import signal
-    import subprocess
-    import sys
     import time
 
     import keras
 
-    # Small epochs (each process's cost is TensorFlow's import and the epoch's compilation), but
-    # many: the signal must land well before the last one.
+    from tests.cli_process import CliProcess, run_cli
+
+    # Small epochs (each process's cost is the epoch's compilation), but many: the signal must
+    # land well before the last one.
     options = ["--limit", "256", "--epochs", "40", "--seed", "3"]
 
     def command(out, *extra):
-        return [sys.executable, "-m", "toolkit", "train", "--out", str(out), *options, *extra]
+        return ["train", "--out", out, *options, *extra]
 
-    straight = subprocess.Popen(  # beside the interrupted run: it depends on nothing there
-        command(tmp_path / "straight"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    # beside the interrupted run: it depends on nothing there
+    straight = CliProcess(*command(tmp_path / "straight"))
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(
-        command(interrupted), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    process = CliProcess(*command(interrupted))
     state = interrupted / "training" / "checkpoint" / "state.json"
     deadline = time.monotonic() + 120
     while not state.exists() and time.monotonic() < deadline and process.poll() is None:
@@ -76,7 +73,7 @@ def test_sigterm_keeps_the_epoch_and_resume_matches_an_uninterrupted_run(tmp_pat
     assert "--resume" in stderr and "Traceback" not in stderr
     assert not (interrupted / "model.keras").exists()
 
-    resumed = subprocess.run(command(interrupted, "--resume"), capture_output=True, text=True)
+    resumed = run_cli(*command(interrupted, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     _, straight_stderr = straight.communicate(timeout=300)
     assert straight.returncode == 0, straight_stderr

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cli_process import CliProcess
 from tests.test_robustness import (
     assert_refused,
     copy_of,
@@ -220,13 +221,7 @@ def test_a_signal_landing_in_a_destructor_is_not_lost():
 def test_a_signal_during_export_ends_in_130_with_the_outputs_intact(exported_dir, tmp_path, signum):
     out = copy_of(exported_dir, tmp_path)
     before = snapshot(out)
-    process = subprocess.Popen(
-        toolkit_command("export", "--out", out, "--format", "tflite"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    process = CliProcess("export", "--out", out, "--format", "tflite")
     deadline = time.monotonic() + 120
     while not staging_folders(out) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)

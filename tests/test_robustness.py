@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tests.cli_process import CliProcess, run_cli
 from toolkit.arrays import only
 from toolkit.cli import app
 from toolkit.errors import ExitCode, ToolkitError
@@ -512,21 +513,19 @@ def toolkit_command(*args) -> list[str]:
     return [sys.executable, "-m", "toolkit", *(str(a) for a in args)]
 
 
-# `toolkit export` whose moves out of the staging folder each wait 0.5 s: the commit takes
-# milliseconds, so without this no poll ever sees the folder mid-commit. Nothing else changes.
-SLOW_COMMIT = """
-import os, sys, time
-from toolkit.store import STAGING_PREFIX
-from toolkit.cli import app
+def slow_commit() -> None:
+    """Makes this process's moves out of the staging folder each wait 0.5 s: the commit takes
+    milliseconds, so without this no poll ever sees the folder mid-commit. Nothing else
+    changes."""
+    from toolkit.store import STAGING_PREFIX
 
-def replace(src, dst, _replace=os.replace):
-    if STAGING_PREFIX in str(src) and STAGING_PREFIX not in str(dst):
-        time.sleep(0.5)
-    _replace(src, dst)
+    def replace(src, dst, _replace=os.replace):
+        if STAGING_PREFIX in str(src) and STAGING_PREFIX not in str(dst):
+            time.sleep(0.5)
+        _replace(src, dst)
 
-os.replace = replace
-app()
-"""
+    os.replace = replace
+
 
 KILL_MOMENTS = {
     # moment: (--format values, kill when this path exists in the staging folder, next command)
@@ -544,10 +543,7 @@ def test_export_killed_at_any_moment_leaves_a_verifiable_folder(exported_dir, tm
     out = copy_of(exported_dir, tmp_path)
     before = snapshot(out)
     args = ["export", "--out", out, *(f"--format={f}" for f in formats)]
-    command = toolkit_command(*args)
-    if formats:
-        command = [sys.executable, "-c", SLOW_COMMIT, *map(str, args)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = CliProcess(*args, prepare=slow_commit if formats else None)
     seen, deadline = False, time.monotonic() + 120
     try:
         while not seen and process.poll() is None and time.monotonic() < deadline:
@@ -555,7 +551,7 @@ def test_export_killed_at_any_moment_leaves_a_verifiable_folder(exported_dir, tm
             time.sleep(0.002)
     finally:
         process.kill()
-        process.wait(30)
+        process.communicate(30)
     assert seen, f"export ended (exit {process.returncode}) before: {moment}"
 
     after = snapshot(out)
@@ -681,13 +677,11 @@ def limited_file_size(nbytes: int):
 
 def toolkit_under_file_limit(limit: int, *args) -> subprocess.CompletedProcess:
     """Runs the CLI in a process whose files cannot grow past `limit` bytes: a full disk."""
-    return subprocess.run(
-        toolkit_command(*args),
-        preexec_fn=limited_file_size(limit),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli(*args, prepare=functools.partial(_limit_file_size, limit))
+
+
+def _limit_file_size(nbytes: int) -> None:
+    limited_file_size(nbytes)()
 
 
 @pytest.mark.parametrize(

@@ -269,7 +269,7 @@ class IsolatedRun:
 def _worker_context(start_method: str, preload: Sequence[str]):
     """(the multiprocessing context a worker starts in, whether a fork server forks it): the
     fork server that imported `preload` when there is one, else `start_method`."""
-    context = (preload and start_method == "spawn" and _fork_server(preload)) or None
+    context = (preload and start_method == "spawn" and fork_server(preload)) or None
     if context is not None:
         return context, True
     return multiprocessing.get_context(start_method), False
@@ -294,7 +294,7 @@ def _remove_worker_tempdirs(pid: int, by_server: bool) -> None:
         remove_private_tempdirs(pid)
 
 
-def _fork_server(preload: Sequence[str]):
+def fork_server(preload: Sequence[str]):
     """The forkserver context, its server (one per process, kept until the process exits)
     started with `preload` imported and this process's environment before any private temp
     folder: the server, its socket and the workers it forks outlive such a folder. None when
