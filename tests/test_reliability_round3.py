@@ -71,6 +71,25 @@ def test_class_names_are_counted_against_the_model_outputs(tmp_path, names, outp
     assert says == f"{data}: class_names: {names} class names for {outputs} classes"
 
 
+@pytest.mark.parametrize("where", ["class_names", "outputs"])
+def test_a_manifest_whose_class_names_miscount_the_scores_is_refused(exported_copy, where):
+    """A hand-edited manifest: `predict` named a true class by the label's position in the list."""
+    import toolkit
+
+    path = exported_copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if where == "class_names":
+        manifest["class_names"] = manifest["class_names"][:3]
+    else:
+        manifest["outputs"][0]["class_names"] = manifest["outputs"][0]["class_names"][:3]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ToolkitError) as caught:
+        toolkit.predict(out=exported_copy, index=[0], verify=False)
+    assert caught.value.code == ExitCode.ARTIFACT
+    assert str(caught.value).startswith(f"{path}: not a valid toolkit manifest (")
+    assert "3 " in str(caught.value) and "10 scores" in str(caught.value)
+
+
 def test_scaled_inputs_that_overflow_float32_are_refused_before_converting(tmp_path):
     model = _save(_dense_model(4, 2), tmp_path)
     finite = tmp_path / "finite.npz"

@@ -107,6 +107,7 @@ class Manifest:
             for record in ("quantization", "npu"):  # reports open these paths
                 if "per_layer" in entry.get(record, {}):
                     plain_relative(entry[record]["per_layer"], f"artifact {record}.per_layer")
+        _check_class_counts(data)
         return cls(**{**data, "artifacts": [Artifact(**a) for a in data["artifacts"]]})
 
     def artifact(self, name: str) -> Artifact:
@@ -114,6 +115,30 @@ class Manifest:
             if artifact.name == name:
                 return artifact
         raise ToolkitError(f"{MANIFEST_NAME}: no artifact named {name}", ExitCode.ARTIFACT)
+
+
+def _check_class_counts(data: dict) -> None:
+    """Each classifier output's class names are as many as its scores (a reader indexes the
+    names by the score's position); the manifest's own list is the first classifier's."""
+    classifiers = [
+        output
+        for output in data.get("outputs", [])
+        if isinstance(output, dict) and output.get("kind") == "classifier"
+    ]
+    for output in classifiers:
+        shape, names = output.get("shape"), output.get("class_names")
+        count = shape[-1] if isinstance(shape, list) and shape else None
+        if not isinstance(count, int):
+            continue
+        if isinstance(names, list) and names and len(names) != count:
+            raise ValueError(
+                f"output {output.get('name')!r} has {count} scores but {len(names)} class_names"
+            )
+        if output is classifiers[0] and data["class_names"] and len(data["class_names"]) != count:
+            raise ValueError(
+                f"field 'class_names' has {len(data['class_names'])} names for the "
+                f"{count} scores of output {output.get('name')!r}"
+            )
 
 
 def load_manifest(out: Path) -> Manifest:
