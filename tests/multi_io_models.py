@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-SENSOR = 8  # values of the two-input model's sensor vector
+SENSOR = 8  # values of the sensor vector of the models with two inputs
 
 
 def _images(rng, count: int, shape: tuple, classes: int):
@@ -72,17 +72,22 @@ def two_input(classes: int = 3, side: int = 16):
 
 
 def multi_task(side: int = 16):
-    """Two softmax heads with their own labels (4 shapes, 2 colours); outputs given in the
-    order (shape, colour) while Keras lists them by name."""
+    """An image and a sensor vector in, two softmax heads with their own labels (4 shapes,
+    2 colours) out; outputs given in the order (shape, colour) while Keras lists them by
+    name. Several inputs and several outputs at once: the model every format and runtime
+    takes (the others' subjects need fewer)."""
     import keras
     from keras import layers
 
     image = keras.Input((side, side, 3), name="image")
+    sensor = keras.Input((SENSOR,), name="sensor")
     x = layers.Conv2D(8, 3, strides=2, activation="relu")(image)
     x = layers.GlobalAveragePooling2D()(layers.Conv2D(16, 3, strides=2, activation="relu")(x))
+    x = layers.Concatenate()([x, layers.Dense(8, activation="relu")(sensor)])
     shape = layers.Dense(4, activation="softmax", name="shape")(x)
     colour = layers.Dense(2, activation="softmax", name="colour")(x)
-    return keras.Model(image, {"shape": shape, "colour": colour}, name="multi_task")
+    inputs = {"image": image, "sensor": sensor}
+    return keras.Model(inputs, {"shape": shape, "colour": colour}, name="multi_task")
 
 
 def single_head(activation: str, side: int = 12):
@@ -139,10 +144,13 @@ def build_multi_task(folder: Path, count: int = 64) -> tuple[Path, Path]:
         images, shape = _images(rng, count, (16, 16, 3), 4)
         colour = rng.integers(0, 2, count)
         images[colour == 1, :, :, 2] = 255  # a blue channel for colour 1
-        arrays |= {f"x_{split}": images, f"y_{split}/shape": shape, f"y_{split}/colour": colour}
+        sensor = rng.random((count, SENSOR), dtype=np.float32)
+        arrays |= {f"x_{split}/image": images, f"x_{split}/sensor": sensor}
+        arrays |= {f"y_{split}/shape": shape, f"y_{split}/colour": colour}
     model = multi_task()
     targets = {"shape": arrays["y_train/shape"], "colour": arrays["y_train/colour"]}
-    fit(model, arrays["x_train"] / 255.0, targets, "sparse_categorical_crossentropy")
+    inputs = {"image": arrays["x_train/image"] / 255.0, "sensor": arrays["x_train/sensor"]}
+    fit(model, inputs, targets, "sparse_categorical_crossentropy")
     arrays["class_names/colour"] = np.array(["red", "blue"])
     return write(folder, "multi_task", model, arrays)
 

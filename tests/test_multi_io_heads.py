@@ -1,6 +1,6 @@
-"""Models with several outputs, end to end (issue 25): a two-head classifier whose Keras and
-TFLite output orders differ, and an SSD-lite-style detector (boxes and class scores), each
-output judged on its own kind in every runtime."""
+"""Models with several outputs, end to end (issue 25): a two-head classifier with two inputs
+whose Keras and TFLite output orders differ, in every format and runtime, and an SSD-lite-style
+detector (boxes and class scores) in the desktop ones, each output judged on its own kind."""
 
 import json
 
@@ -35,6 +35,10 @@ def test_two_heads_are_judged_each_with_its_labels(multi_task):
     assert {h["kind"] for h in heads.values()} == {"classifier"}
     assert heads["colour"]["class_names"] == ["red", "blue"]
     assert heads["shape"]["class_names"] == ["0", "1", "2", "3"]
+    assert [i["name"] for i in manifest.inputs] == ["image", "sensor"]
+    for artifact in manifest.artifacts:  # every format keeps both inputs' names
+        if artifact.inputs:
+            assert {i["name"] for i in artifact.inputs} == {"image", "sensor"}, artifact.name
     # TFLite orders the outputs its own way; every runtime's row is matched by name.
     keras_order = [o["name"] for o in manifest.artifact("model.keras").outputs]
     tflite_order = [o["name"] for o in manifest.artifact("model_float32.tflite").outputs]
