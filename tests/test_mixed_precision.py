@@ -182,3 +182,28 @@ def test_the_search_starts_from_7_bit_weights_when_they_came_closer(
     ]
     weights = [w for w in weights if w.size > 1]  # zero points are scalars or per channel zeros
     assert weights and max(int(np.abs(w.astype(int)).max()) for w in weights) <= 64  # 7 bits
+
+
+def test_the_warning_of_a_model_judged_by_snr_names_its_snr(outlier_inputs, tmp_path):
+    """The same int8-hostile weights behind linear outputs: values, judged by SNR, whose
+    warning said "(agreement nan)" before."""
+    import keras
+
+    import toolkit
+
+    model = keras.saving.load_model(outlier_inputs / "model.keras")
+    model.get_layer("probabilities").activation = keras.activations.linear
+    model.save(tmp_path / "values.keras")
+    with np.load(outlier_inputs / "data.npz") as arrays:
+        np.savez(tmp_path / "data.npz", x_train=arrays["x_train"], x_test=arrays["x_test"])
+    with pytest.warns(ToolkitWarning) as warned:
+        manifest = toolkit.export(
+            tmp_path / "out",
+            model=tmp_path / "values.keras",
+            data=tmp_path / "data.npz",
+            formats=["tflite"],
+        )
+    assert manifest.outputs[0]["kind"] == "values"
+    replaced = [str(w.message) for w in warned if "replaced by model_mixed_int8" in str(w.message)]
+    assert len(replaced) == 1 and "nan" not in replaced[0], replaced
+    assert replaced[0].endswith(" dB)") and "(SNR " in replaced[0]
