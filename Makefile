@@ -41,9 +41,10 @@ run: setup
 # One pytest worker per logical CPU (pytest-xdist; `auto` counts physical cores, one on a
 # 2-vCPU VM with SMT), a module per worker at a time: module fixtures (a compare of every
 # artifact, an sshd, a Ray cluster) are built once, not once per worker. The session's trained
-# and exported folders are built by one worker for all (tests/conftest.py).
+# and exported folders are built by one worker for all, while the others run the modules that
+# do not need them: tests/conftest.py orders the modules, which xdist then keeps.
 test: setup
-	$(PY) -m pytest -q -n logical --maxprocesses 4 --dist loadscope
+	$(PY) -m pytest -q -n logical --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
 lint: setup
 	$(VENV)/bin/ruff check .

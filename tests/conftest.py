@@ -9,6 +9,54 @@ import pytest
 from toolkit.process import import_tensorflow
 
 TINY = {"limit": 2000, "epochs": 2}
+# The session's folders built once for every worker (`built_once`): a worker that asks while
+# another builds them waits.
+SHARED_BUILDS = {"trained_dir", "exported_dir"}
+
+
+# Seconds each of the longest modules took in `make test` (2 workers, 2 cores, AVX-512), for
+# the order below; any other module counts 0.2 s a test. Stale figures only cost balance.
+MODULE_SECONDS = {
+    "tests/test_robustness.py": 110,
+    "tests/test_any_model.py": 60,
+    "tests/test_reliability.py": 55,
+    "tests/test_multi_io_heads.py": 40,
+    "tests/test_model.py": 30,
+    "tests/test_api.py": 30,
+    "tests/test_evaluate.py": 25,
+    "tests/test_device_ssh.py": 25,
+    "tests/test_multi_io.py": 25,
+    "tests/test_mixed_precision.py": 20,
+    "tests/test_report.py": 15,
+    "tests/test_exporting.py": 15,
+    "tests/test_quantization.py": 15,
+    "tests/test_multi_io_single.py": 10,
+    "tests/test_init.py": 10,
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Orders the modules for `make test` (pytest-xdist hands whole modules to its workers in
+    this order, with --no-loadscope-reorder): longest first, so that no long one starts last,
+    except that the second is the longest module that needs neither shared folder: its worker
+    has work while the first worker builds them (`built_once`), instead of waiting."""
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def seconds(name):
+        return MODULE_SECONDS.get(name, 0.2 * len(modules[name]))
+
+    def needs_shared(name):
+        fixtures = (set(getattr(item, "fixturenames", ())) for item in modules[name])
+        return any(SHARED_BUILDS & names for names in fixtures)
+
+    ordered = sorted(modules, key=seconds, reverse=True)
+    free = [name for name in ordered if not needs_shared(name)]
+    if free and ordered[0] != free[0]:
+        ordered.remove(free[0])
+        ordered.insert(1, free[0])
+    items[:] = [item for name in ordered for item in modules[name]]
 
 
 @pytest.fixture(scope="session")
