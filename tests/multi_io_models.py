@@ -104,7 +104,8 @@ def fit(model, x, y, loss, steps: int = 4) -> None:
     import keras
 
     keras.utils.set_random_seed(0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss)
+    # Eagerly: tracing the training step costs more than these few steps take.
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss, run_eagerly=True)
     model.fit(x, y, batch_size=32, epochs=steps, verbose=0)
 
 
