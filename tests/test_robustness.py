@@ -665,23 +665,15 @@ def test_every_writer_refuses_a_locked_output(locked_out, monkeypatch, args):
     assert snapshot(out) == before
 
 
-def limited_file_size(nbytes: int):
-    """preexec_fn: files larger than `nbytes` fail with EFBIG, like a disk that is full."""
-
-    def limit() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() fails instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
-
-    return limit
+def limit_file_size(nbytes: int) -> None:
+    """Makes files of this process larger than `nbytes` fail with EFBIG, like a full disk."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() fails instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
 
 
 def toolkit_under_file_limit(limit: int, *args) -> subprocess.CompletedProcess:
     """Runs the CLI in a process whose files cannot grow past `limit` bytes: a full disk."""
-    return run_cli(*args, prepare=functools.partial(_limit_file_size, limit))
-
-
-def _limit_file_size(nbytes: int) -> None:
-    limited_file_size(nbytes)()
+    return run_cli(*args, prepare=functools.partial(limit_file_size, limit))
 
 
 @pytest.mark.parametrize(

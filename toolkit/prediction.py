@@ -225,7 +225,7 @@ def predict_isolated(
     is one line and exit 4, not a dead CLI."""
     memory = default_max_memory_mb() if max_memory_mb is None else max_memory_mb
     args = (runner_class, path, inputs, threads)
-    preload = (*runner_class.server_imports, __name__) if runner_class.server_imports else ()
+    preload = runner_class.server_imports
     status, result = run_isolated(_predict_worker, args, timeout_seconds, memory, preload)
     if status == "ok":
         return result

@@ -236,7 +236,7 @@ class IsolatedRun:
         max_memory_mb: float,
         preload: Sequence[str] = (),
     ):
-        context, self._forked = _worker_context("spawn", preload)
+        context, self._forked = _worker_context("spawn", preload, target)
         self._receiver, sender = context.Pipe(duplex=False)
         self._process = _started(context, self._forked, target, sender, args)
         sender.close()
@@ -266,12 +266,14 @@ class IsolatedRun:
         _remove_worker_tempdirs(self._process.pid, self._forked)
 
 
-def _worker_context(start_method: str, preload: Sequence[str]):
+def _worker_context(start_method: str, preload: Sequence[str], target):
     """(the multiprocessing context a worker starts in, whether a fork server forks it): the
-    fork server that imported `preload` when there is one, else `start_method`."""
-    context = (preload and start_method == "spawn" and fork_server(preload)) or None
-    if context is not None:
-        return context, True
+    fork server that imported `preload` and `target`'s module when there is one, else
+    `start_method`."""
+    if preload and start_method == "spawn":
+        context = fork_server((*preload, target.__module__))
+        if context is not None:
+            return context, True
     return multiprocessing.get_context(start_method), False
 
 
@@ -349,7 +351,7 @@ class RequestWorker:
         start_method: str = "spawn",
         preload: Sequence[str] = (),
     ):
-        context, self._forked = _worker_context(start_method, preload)
+        context, self._forked = _worker_context(start_method, preload, target)
         self._connection, child_end = context.Pipe()
         self._process = _started(context, self._forked, target, child_end, args)
         child_end.close()

@@ -129,7 +129,7 @@ class ConverterProcess:
         self._start(warm, "fork" if warm and fork_safe() else "spawn")
 
     def _start(self, warm: bool = True, start_method: str = "spawn") -> RequestWorker:
-        preload = (TENSORFLOW_SERVER, __name__) if warm else ()
+        preload = (TENSORFLOW_SERVER,) if warm else ()
         worker = RequestWorker(self.serve, (warm,), self.max_memory_mb, start_method, preload)
         self._worker, self._ready, self._pending = worker, False, []
         return worker

@@ -57,10 +57,8 @@ def measure_isolated(job: Job, path: Path, data: EvalData, worker=measuring_work
 
 
 def preload(job: Job) -> tuple[str, ...]:
-    """What the fork server of the job's runtime imports (none: a spawned interpreter), with
-    this module, whose worker function each forked process runs."""
-    imports = RUNNERS[job.runtime].server_imports if job.runtime in RUNNERS else ()
-    return (*imports, __name__) if imports else ()
+    """What the fork server of the job's runtime imports (none: a spawned interpreter)."""
+    return RUNNERS[job.runtime].server_imports if job.runtime in RUNNERS else ()
 
 
 class LocalExecutor:
