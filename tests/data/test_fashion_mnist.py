@@ -193,6 +193,32 @@ def test_evaluation_reads_the_test_split_only(tmp_path):
     np.testing.assert_array_equal(dataset.test_labels, written[TEST_LABELS])
 
 
+def test_a_process_inflates_each_file_once_until_it_changes(tmp_path, monkeypatch):
+    """train, export and compare called in one Python session read the files once; the arrays
+    are read-only, so no caller changes what the next one gets; a rewritten file is read again."""
+    written = write_dataset(tmp_path)
+    reads = []
+    read_files = data_module._read_pair_from_files
+
+    def counted(folder, images, labels):
+        reads.append(images.stem)
+        return read_files(folder, images, labels)
+
+    monkeypatch.setattr(data_module, "_read_pair_from_files", counted)
+    first = load_dataset(tmp_path)
+    again = load_dataset(tmp_path)
+    assert sorted(reads) == sorted([TRAIN_IMAGES.stem, TEST_IMAGES.stem])
+    assert again.test_images is first.test_images
+    with pytest.raises(ValueError, match="read-only"):
+        first.test_images[0, 0, 0] = 1
+    changed = 255 - written[TEST_IMAGES]
+    path = write_idx(tmp_path, TEST_IMAGES, gz(idx_bytes(changed)))
+    later = path.stat().st_mtime_ns + 10**9  # the same size: only the time tells them apart
+    os.utime(path, ns=(later, later))
+    np.testing.assert_array_equal(load_dataset(tmp_path, train=False).test_images, changed)
+    assert reads.count(TEST_IMAGES.stem) == 2
+
+
 def test_normalize_gives_float32_in_unit_interval(tmp_path):
     images = read_idx(write_idx(tmp_path, TRAIN_IMAGES, GOOD_GZ), "images")
     scaled = normalize(images)
