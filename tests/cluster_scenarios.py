@@ -81,7 +81,7 @@ def compare(out: Path, address: str, devices, on_row=None, **options) -> dict:
             cluster=address,
             devices=list(devices),
             on_row=on_row,
-            **{"runtimes": RUNTIMES, **QUICK, **options},
+            **{"runtimes": RUNTIMES, "figures": False, **QUICK, **options},
         )
     except ToolkitError as exc:
         return {"error": str(exc), "code": int(exc.code), "seconds": time.perf_counter() - start}
@@ -94,7 +94,7 @@ def interrupted(out: Path, address: str) -> dict:
     before = (out / "report" / "report.json").read_bytes()
     command = [sys.executable, "-m", "toolkit", "compare", "--out", str(out)]
     command += ["--cluster", address, "--device", LABELS[0], "--device", LABELS[1]]
-    command += ["--runtime", "litert", "--runs", "10000000", "--max-seconds", "20"]
+    command += ["--runtime", "litert", "--runs", "10000000", "--max-seconds", "20", "--no-figures"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     tmp = Path(os.environ["TMPDIR"])
     deadline = time.monotonic() + SIGTERM_EXIT_SECONDS

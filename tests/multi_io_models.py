@@ -192,9 +192,11 @@ CALIBRATION = 32  # int8 calibration samples: a few suffice for the checks
 RUNTIMES = {"keras", "tensorflow", "litert", "onnxruntime", "tflite-micro", "openvino"}
 
 
-def export_and_compare(tmp_path_factory, build, name, formats=("all",), runtimes=None):
+def export_and_compare(
+    tmp_path_factory, build, name, formats=("all",), runtimes=None, figures=False
+):
     """The model `build` writes, exported to `formats` and compared in `runtimes` (every
-    installed one by default)."""
+    installed one by default); the report's figures only when asked (test_report draws them)."""
     import toolkit
 
     folder = tmp_path_factory.mktemp(name)
@@ -203,7 +205,7 @@ def export_and_compare(tmp_path_factory, build, name, formats=("all",), runtimes
     manifest = toolkit.export(
         out, model=model_path, data=data_path, calib_samples=CALIBRATION, formats=list(formats)
     )
-    report = toolkit.compare(out, **QUICK, runtimes=runtimes)
+    report = toolkit.compare(out, **QUICK, runtimes=runtimes, figures=figures)
     return manifest, report, out
 
 

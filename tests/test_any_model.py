@@ -50,7 +50,9 @@ FORMATS = ["tflite", "onnx"]
 RUNTIMES = ["litert", "onnxruntime"]
 
 
-def _export_and_compare(tmp_path, model_path, data, formats=FORMATS, runtimes=RUNTIMES, **export):
+def _export_and_compare(
+    tmp_path, model_path, data, formats=FORMATS, runtimes=RUNTIMES, figures=False, **export
+):
     import toolkit
 
     out = tmp_path / "out"
@@ -60,7 +62,7 @@ def _export_and_compare(tmp_path, model_path, data, formats=FORMATS, runtimes=RU
     assert manifest.left_out == [], manifest.left_out
     # model.keras, the reference, is listed whatever the formats
     assert len(manifest.artifacts) == len(selected_variants(sorted({"keras", *formats})))
-    report = toolkit.compare(out, **QUICK, runtimes=runtimes)
+    report = toolkit.compare(out, **QUICK, runtimes=runtimes, figures=figures)
     assert all(row.ok for row in report.rows), [(r.key, r.error) for r in report.rows if not r.ok]
     assert {row.runtime for row in report.rows} == {"keras", *runtimes}  # keras: the reference
     return out, manifest, report
@@ -142,7 +144,7 @@ def test_anomaly_autoencoder_gets_generic_figures(tmp_path):
     model.save(model_path)
     data = tmp_path / "features.npz"
     np.savez(data, x_train=features, x_test=features[::-1])
-    out, manifest, report = _export_and_compare(tmp_path, model_path, data)
+    out, manifest, report = _export_and_compare(tmp_path, model_path, data, figures=True)
     assert manifest.task == "other" and manifest.class_names == []
     assert manifest.preprocessing["scale"] == 1.0  # float data: identity by default
     for row in report.rows:
@@ -171,7 +173,7 @@ def test_unlabelled_data_with_1000_classes_calibrates_on_the_evaluation_sample(t
     )
     assert manifest.data["calibration"] == "evaluation sample" and not manifest.data["labelled"]
     assert manifest.task == "classification" and len(manifest.class_names) == 1000
-    report = toolkit.compare(out, **QUICK, runtimes=["litert"])
+    report = toolkit.compare(out, **QUICK, runtimes=["litert"], figures=False)
     rows = {row.artifact: row for row in report.rows}
     assert rows["model_float32.tflite"].agreement == 1.0
     assert all(row.accuracy is None for row in report.rows)
@@ -207,7 +209,9 @@ def test_train_compare_and_predict_on_your_own_data(tmp_path):
     exported = run(app, export)
     assert exported.exit_code == 0, exported.output
     compared = run(
-        app, ["compare", "--out", out, "--limit", "10", "--runtime", "litert", "--runs", "20"]
+        app,
+        ["compare", "--out", out, "--limit", "10", "--runtime", "litert", "--runs", "20"]
+        + ["--no-figures"],
     )
     assert compared.exit_code == 0, compared.output
     report = json.loads((tmp_path / "out" / "report" / "report.json").read_text())

@@ -294,6 +294,7 @@ def test_compare_on_the_loopback_device_matches_local_and_an_unreachable_one_fai
         runtimes=["keras", "litert"],  # ONNX Runtime's identity is the agent test's
         devices=["local", loopback, closed],
         ssh_config=config,
+        figures=False,
     )
     local = {row.key: row for row in report.rows if row.device_name == "local"}
     remote = [row for row in report.rows if row.device_name == str(_parsed(loopback))]
@@ -341,7 +342,7 @@ def test_an_interrupted_compare_leaves_nothing_on_the_device(
     device_tmp = tmp_path / "device"
     device_tmp.mkdir()
     command = [sys.executable, "-m", "toolkit", "compare", "--out", str(out)]
-    command += ["--runtime", "litert", "--runs", "10000000", "--max-seconds", "60"]
+    command += ["--runtime", "litert", "--runs", "10000000", "--max-seconds", "60", "--no-figures"]
     command += ["--device", ssh_device.url(tmpdir=str(device_tmp))]
     command += ["--ssh-config", str(ssh_device.config)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

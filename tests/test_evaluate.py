@@ -16,6 +16,7 @@ from toolkit.comparing.judging import apply_baseline, gate_failures
 from toolkit.comparing.measurement import Job
 from toolkit.comparing.measurement import MeasureSettings as MeasureConfig
 from toolkit.comparing.worker import time_calls
+from toolkit.reporting import PLOTS
 from toolkit.results import Report
 from toolkit.runners.litert import LiteRTRunner
 
@@ -190,7 +191,7 @@ def test_a_row_outside_its_tolerance_is_marked_never_recommended_and_can_fail_th
             artifact["validation"]["tolerance"] = {"max_abs_diff": 1e-9}
     (out / "manifest.json").write_text(json.dumps(manifest))
     args = ["--out", str(out), *QUICK, "--runtime", "litert", "--limit", "500"]
-    result = runner.invoke(app, ["compare", *args, "--fail-outside-tolerance"])
+    result = runner.invoke(app, ["compare", *args, "--fail-outside-tolerance", "--no-figures"])
     assert result.exit_code == 1, result.output
     assert "gate: model_int8.tflite: outside the tolerance it was validated to" in result.output
     assert "⚠ model_int8.tflite: outside the tolerance" in result.output
@@ -291,8 +292,9 @@ def test_accuracy_gate_fails_the_command_naming_the_offender(compared_dir, tmp_p
     refused = runner.invoke(app, args)
     assert refused.exit_code == 4 and "model_float16.tflite: changed" in refused.output
     baseline = str(compared_dir / "report" / "report.json")
-    # LiteRT alone: the gate's logic is what is tested here, not every runtime again.
-    only_litert = ["--runtime", "litert", "--no-verify", "--baseline", baseline]
+    # LiteRT alone: the gate's logic is what is tested here, not every runtime again. A gate's
+    # run needs no figures: the page gets the tables, `toolkit report` draws the plots later.
+    only_litert = ["--runtime", "litert", "--no-verify", "--baseline", baseline, "--no-figures"]
     result = runner.invoke(app, [*args, *only_litert])
     assert result.exit_code == 1, result.output
     assert "model_float16.tflite: accuracy" in result.output
@@ -300,6 +302,14 @@ def test_accuracy_gate_fails_the_command_naming_the_offender(compared_dir, tmp_p
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["gate"]["failures"]
     assert all("delta_p50_pct" in row for row in report["rows"])
+    assert any(row["flipped"] for row in report["rows"])  # a gallery was due, and not drawn
+    # Only export's per-layer plot is there, copied as every report does.
+    pngs = {p.relative_to(out / "report").as_posix() for p in (out / "report").rglob("*.png")}
+    assert pngs == {"quantization/model_int8.tflite.png"}
+    assert (out / "report" / "report.html").read_text().count("data:image/png") == 1
+    redrawn = runner.invoke(app, ["report", "--out", str(out)])
+    assert redrawn.exit_code == 1 and "model_float16.tflite: accuracy" in redrawn.output
+    assert {p.name for p in (out / "report").glob("*.png")} == set(PLOTS)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,10 @@ from toolkit.cli import app
 
 @pytest.fixture(scope="module")
 def multi_task(tmp_path_factory):
-    return models.export_and_compare(tmp_path_factory, models.build_multi_task, "multi_task")
+    # The figures of a report with several outputs are drawn here.
+    return models.export_and_compare(
+        tmp_path_factory, models.build_multi_task, "multi_task", figures=True
+    )
 
 
 @pytest.fixture(scope="module")

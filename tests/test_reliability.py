@@ -715,7 +715,7 @@ def test_compare_passes_max_memory_to_every_worker(exported_dir, tmp_path, monke
 
     monkeypatch.setattr(toolkit.comparing.executors.local, "IsolatedRun", NotMeasured)
     out = copy_of(exported_dir, tmp_path)
-    result = invoke("compare", "--out", out, "--max-memory", "300")
+    result = invoke("compare", "--out", out, "--max-memory", "300", "--no-figures")
     assert result.exit_code == 4 and seen == [300] * len(seen) and seen
 
 

@@ -426,7 +426,8 @@ def test_compare_command_reports_non_finite_outputs_as_failed(exported_dir, tmp_
     out = copy_of(exported_dir, tmp_path)
     bad = {"model_int8.tflite": float("nan")}
     monkeypatch.setattr(local, "IsolatedRun", _fake_measure(bad))
-    result = invoke("compare", "--out", out, "--max-accuracy-drop", "100", "--runtime", "litert")
+    gated = ["--max-accuracy-drop", "100", "--runtime", "litert", "--no-figures"]
+    result = invoke("compare", "--out", out, *gated)
     assert result.exit_code == ExitCode.GATE, result.output
     assert "gate: model_int8.tflite: could not be measured: outputs contain NaN" in result.output
     report = json.loads((out / "report" / "report.json").read_text())
@@ -441,7 +442,8 @@ def test_compare_in_which_no_artifact_runs_exits_4(exported_dir, tmp_path):
     out = copy_of(exported_dir, tmp_path)
     for path in out.glob("*.tflite"):
         path.write_bytes(b"not a flatbuffer" * 8)
-    result = invoke("compare", "--out", out, "--no-verify", "--runtime", "litert", "--runs", "3")
+    only = ["--no-verify", "--runtime", "litert", "--runs", "3", "--no-figures"]
+    result = invoke("compare", "--out", out, *only)
     assert_refused(result, 4, out / "report" / "report.json", "no artifact could be measured")
     rows = json.loads((out / "report" / "report.json").read_text())["rows"]
     litert = [row["status"] for row in rows if row["runtime"] == "litert"]

@@ -130,13 +130,14 @@ def run_compare(options: CompareOptions, on_row: Callable | None = None):
         measured = installed_runtimes(options.runtimes)
         # A figure process and a thread of this one import pyplot beside the runtimes' imports;
         # the two then share the report's figures.
-        with FigureProcess() as figures:
-            threading.Thread(target=pyplot, name="import pyplot").start()
+        with FigureProcess(lazy=not options.figures) as figures:
+            if options.figures:
+                threading.Thread(target=pyplot, name="import pyplot").start()
             report = _measured_report(options, manifest, inputs, labels, measured, on_row)
             if earlier is not None:
                 report = _with_baseline(report, earlier, options.baseline)
             report = _judged(report, options)
-            write_reports(report, out / "report", inputs, figures)
+            write_reports(report, out / "report", inputs, figures, draw=options.figures)
     return report
 
 

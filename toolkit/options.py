@@ -267,6 +267,8 @@ class CompareOptions(CheckedOptions):
     data: str | Path | None = option(None)
     limit: int | None = option(None, 1)
     data_dir: Path | None = option(None)
+    # The report's plots and flip galleries; without them, a gate's run skips their drawing.
+    figures: bool = option(True, flag="--no-figures")
     # Where rows run: "local" (this machine) and ssh://[user@]host[:port][?python=PATH] devices.
     devices: tuple[str, ...] = option(("local",), flag="--device", nonempty=True)
     ssh_config: Path | None = option(None)  # ssh's -F: another client config file

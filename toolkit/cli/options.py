@@ -77,6 +77,14 @@ FailOutsideTolerance = Annotated[
         help="Gate: fail (exit 1) when a row misses the tolerance its file was validated to.",
     ),
 ]
+NoFigures = Annotated[
+    bool,
+    typer.Option(
+        "--no-figures",
+        help="Skip the report's plots and flip galleries (a quicker gate); "
+        "`toolkit report` draws the plots later.",
+    ),
+]
 
 # train
 ArchChoice = Annotated[Arch, typer.Option(help="mlp: the tutorial model; cnn: a small conv net.")]

@@ -31,6 +31,7 @@ def write_reports(
     folder: Path,
     inputs: np.ndarray | None = None,
     figures: FigureProcess | None = None,
+    draw: bool = True,
 ) -> list[Path]:
     """Writes report.json/.csv/.md, the plots, the flip galleries and report.html, all into a
     staging folder beside `folder` that then replaces it whole; returns the final paths
@@ -38,17 +39,21 @@ def write_reports(
 
     Galleries are drawn from `inputs` (the evaluation set, indexed like `top_flips`); without
     them, those already in `folder/flips/` are kept. A `figures` process takes the next figure
-    whenever it is idle while this one draws the others.
+    whenever it is idle while this one draws the others. Without `draw`, no plot or gallery is
+    drawn (`compare --no-figures`): the page shows the tables only.
     """
     report = Report.from_json(report.to_json())  # render what report.json says, as re-renders do
     with Staging(folder.parent) as staging:
         staged = staging.dir / folder.name
-        paths = _write_files(report, staged, inputs, folder, figures)
+        paths = _write_files(report, staged, inputs, folder, figures, draw)
         staging.commit([folder.name])
     return [folder / path.relative_to(staged) for path in paths]
 
 
-def _write_files(report: Report, staged: Path, inputs, folder: Path, figures) -> list[Path]:
+def _write_files(
+    report: Report, staged: Path, inputs, folder: Path, figures, draw: bool
+) -> list[Path]:
+    jobs = _figure_jobs(report, inputs) if draw else []
     paths = [
         # allow_nan=False: to_json maps non-finite figures to null, so report.json stays JSON.
         write_text(
@@ -56,7 +61,7 @@ def _write_files(report: Report, staged: Path, inputs, folder: Path, figures) ->
         ),
         write_text(staged / "report.csv", report_csv(report)),
         write_text(staged / "report.md", report_markdown(report)),
-        *_draw_figures(_figure_jobs(report, inputs), staged, figures),
+        *_draw_figures(jobs, staged, figures),
     ]
     if inputs is None:  # a re-render without the data keeps the galleries drawn before
         for row in _galleries(report):
