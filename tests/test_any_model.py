@@ -198,7 +198,8 @@ def test_train_compare_and_predict_on_your_own_data(tmp_path):
         app, ["train", "--out", out, "--data", str(tmp_path / "small.npz"), "--arch", "cnn"]
     )
     assert small.exit_code == 2 and "--arch cnn needs items of at least 10x10" in small.output
-    trained = run(app, ["train", "--out", out, "--data", data, "--epochs", "1", "--arch", "cnn"])
+    train = ["train", "--out", out, "--data", data, "--epochs", "1", "--arch", "cnn"]
+    trained = run(app, [*train, "--no-figures"])
     assert trained.exit_code == 0, trained.output
     import keras
 

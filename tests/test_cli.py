@@ -66,6 +66,22 @@ def test_train_writes_every_output(tmp_path):
     assert not list(out.rglob(".*tmp*"))
 
 
+def test_train_without_figures_writes_no_plots_and_removes_stale_ones(trained_dir, tmp_path):
+    import shutil
+
+    from toolkit.model import TRAINING_FIGURES
+
+    out = Path(shutil.copytree(trained_dir, tmp_path / "out"))
+    assert all((out / "plots" / name).exists() for name in TRAINING_FIGURES)
+    result = runner.invoke(
+        app, ["train", "--out", str(out), "--limit", "100", "--epochs", "1", "--no-figures"]
+    )
+    assert result.exit_code == 0, result.output
+    # plots of another model must not sit beside the new one as if they were its own
+    assert not any((out / "plots" / name).exists() for name in TRAINING_FIGURES)
+    assert json.loads((out / "training" / "metrics.json").read_text())["train_images"] == 100
+
+
 def test_option_ranges_are_usage_errors(tmp_path):
     for args in (["--epochs", "0"], ["--batch-size", "0"], ["--limit", "0"], ["--arch", "rnn"]):
         result = runner.invoke(app, ["train", "--out", str(tmp_path), *args])

@@ -54,7 +54,7 @@ def test_sigterm_keeps_the_epoch_and_resume_matches_an_uninterrupted_run(tmp_pat
 
     # Small epochs (each process's cost is the epoch's compilation), but many: the signal must
     # land well before the last one.
-    options = ["--limit", "256", "--epochs", "40", "--seed", "3"]
+    options = ["--limit", "256", "--epochs", "40", "--seed", "3", "--no-figures"]
 
     def command(out, *extra):
         return ["train", "--out", out, *options, *extra]

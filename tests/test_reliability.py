@@ -629,7 +629,9 @@ def test_a_corrupt_checkpoint_through_the_cli_is_one_line(trained_dir, tmp_path)
     folder = out / "training" / "checkpoint"
     folder.mkdir(parents=True)
     (folder / "state.json").write_text(json.dumps({"epochs_done": "many"}))
-    result = invoke("train", "--out", out, "--resume", "--epochs", "1", "--limit", "100")
+    result = invoke(
+        "train", "--out", out, "--resume", "--epochs", "1", "--limit", "100", "--no-figures"
+    )
     assert_refused(result, 2, folder / "state.json", "corrupt checkpoint")
 
 

@@ -71,6 +71,7 @@ def run_train(options: TrainOptions, on_progress: Callable | None = None):
             options.resume,
             on_progress=on_progress,
             data=options.data,
+            figures=options.figures,
         )
 
 

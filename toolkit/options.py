@@ -195,6 +195,7 @@ class TrainOptions(CheckedOptions):
     seed: int = option(0, 0, MAX_SEED)
     limit: int | None = option(None, 1)  # train on the first N training items only
     resume: bool = option(False)
+    figures: bool = option(True, flag="--no-figures")  # plots/; without, a quicker run
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ from toolkit.cli.options import (
     MinAgreement,
     MixedPrecision,
     Model,
-    NoFigures,
+    NoReportFigures,
+    NoTrainingFigures,
     NoValidate,
     NoVerify,
     Npus,
@@ -109,6 +110,7 @@ def train(
     seed: Seed = TrainOptions.seed,
     limit: TrainLimit = TrainOptions.limit,
     resume: Resume = TrainOptions.resume,
+    no_figures: NoTrainingFigures = not TrainOptions.figures,
 ) -> None:
     """Train the tutorial model on Fashion-MNIST; writes model.keras, training/ and plots/."""
     print_training(_run("train", locals(), EpochProgress(epochs)), out)
@@ -160,7 +162,7 @@ def compare(
     data: Data = CompareOptions.data,
     limit: CompareLimit = CompareOptions.limit,
     data_dir: DataDir = CompareOptions.data_dir,
-    no_figures: NoFigures = not CompareOptions.figures,
+    no_figures: NoReportFigures = not CompareOptions.figures,
     device: Devices = None,
     ssh_config: SshConfig = CompareOptions.ssh_config,
     cluster: Cluster = CompareOptions.cluster,

@@ -77,7 +77,7 @@ FailOutsideTolerance = Annotated[
         help="Gate: fail (exit 1) when a row misses the tolerance its file was validated to.",
     ),
 ]
-NoFigures = Annotated[
+NoReportFigures = Annotated[
     bool,
     typer.Option(
         "--no-figures",
@@ -87,6 +87,13 @@ NoFigures = Annotated[
 ]
 
 # train
+NoTrainingFigures = Annotated[
+    bool,
+    typer.Option(
+        "--no-figures",
+        help="Skip plots/ (a quicker run); an earlier run's plots there are removed.",
+    ),
+]
 ArchChoice = Annotated[Arch, typer.Option(help="mlp: the tutorial model; cnn: a small conv net.")]
 Epochs = Annotated[int, _bounded(TrainOptions, "epochs", "Training epochs (tutorial: 10).")]
 TrainBatch = Annotated[int, _bounded(TrainOptions, "batch_size", "Batch size (tutorial: 32).")]

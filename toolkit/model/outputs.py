@@ -103,6 +103,28 @@ class FigureWorkers:
         self.predictions.close()
 
 
+class NoFigures:
+    """FigureWorkers' stand-in for a run without figures (`train --no-figures`): nothing is
+    drawn, and the figures of an earlier run are removed rather than left beside a new model."""
+
+    def draw_dataset_figures(self, dataset: Dataset) -> None:
+        pass
+
+    def draw_result_figures(self, dataset: Dataset, result: TrainResult) -> None:
+        pass
+
+    def write(self, folder: Path) -> list[Path]:
+        for name in TRAINING_FIGURES:
+            (folder / name).unlink(missing_ok=True)
+        return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
 def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> list[Path]:
     """model.keras, training/{history.json,history.csv,metrics.json} and the figures in plots/."""
     started = time.perf_counter()
@@ -112,7 +134,11 @@ def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> l
 
 
 def _save_outputs(
-    out: Path, dataset: Dataset, result: TrainResult, figures: FigureWorkers, started: float
+    out: Path,
+    dataset: Dataset,
+    result: TrainResult,
+    figures: FigureWorkers | NoFigures,
+    started: float,
 ) -> list[Path]:
     """Saves while the workers draw the result figures; metrics.json last, with the timings
     (`in_process`: seconds since `started`)."""
@@ -149,6 +175,7 @@ def run_training(
     on_dataset: Callable[[Dataset], None] = lambda dataset: None,
     on_progress: Callable[[int, int, int, dict[str, float]], None] | None = None,
     data: str | Path | None = None,
+    figures: bool = True,
 ) -> TrainResult:
     """`toolkit train`: every output in `out`, with only the dataset's reading, TensorFlow's
     import, training and saving on the critical path.
@@ -157,20 +184,20 @@ def run_training(
     import (GIL hand-offs and page faults in one process) by more than the reading takes. Two
     worker processes draw the figures; those that need only the dataset while TensorFlow imports
     on the other core, not while the model trains on both. `on_dataset` sees the dataset before
-    training starts (e.g. to warn that it is not verified).
+    training starts (e.g. to warn that it is not verified). Without `figures`, none is drawn.
     """
     from toolkit.process import import_tensorflow
 
     start = time.perf_counter()
     seconds = {}
-    with FigureWorkers() as figures:
+    with FigureWorkers() if figures else NoFigures() as drawing:
         with timed(seconds, "dataset_wait"):
             dataset = load_data(data, data_dir)
-        figures.draw_dataset_figures(dataset)
+        drawing.draw_dataset_figures(dataset)
         with timed(seconds, "tensorflow_import"):
             import_tensorflow()
         on_dataset(dataset)
         result = train(dataset, config, out / "training" / "checkpoint", resume, on_progress)
         result.metrics["seconds"] = {**seconds, **result.metrics["seconds"]}
-        _save_outputs(out, dataset, result, figures, start)
+        _save_outputs(out, dataset, result, drawing, start)
     return result
