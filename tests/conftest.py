@@ -133,7 +133,7 @@ def trained_dir(tmp_path_factory, dataset) -> Path:
 
         import_tensorflow()
         result = train(dataset, TrainConfig(**TINY), out / "training" / "checkpoint")
-        save_training_outputs(out, dataset, result)
+        save_training_outputs(out, dataset, result, figures=False)  # test_cli draws them
 
     return built_once(tmp_path_factory, "trained", build, tmp_path_factory.mktemp("trained"))
 

@@ -106,6 +106,7 @@ def export_tiny_classifier(folder: Path, shape=(12, 12), count: int = 64, seed: 
         data=folder / "data.npz",
         formats=["keras", "tflite", "onnx"],
         calib_samples=32,
+        figures=False,
     )
     return folder / "out"
 

@@ -196,14 +196,20 @@ def export_and_compare(
     tmp_path_factory, build, name, formats=("all",), runtimes=None, figures=False
 ):
     """The model `build` writes, exported to `formats` and compared in `runtimes` (every
-    installed one by default); the report's figures only when asked (test_report draws them)."""
+    installed one by default); export's and the report's figures only when asked (test_report
+    draws them)."""
     import toolkit
 
     folder = tmp_path_factory.mktemp(name)
     model_path, data_path = build(folder)
     out = folder / "out"
     manifest = toolkit.export(
-        out, model=model_path, data=data_path, calib_samples=CALIBRATION, formats=list(formats)
+        out,
+        model=model_path,
+        data=data_path,
+        calib_samples=CALIBRATION,
+        formats=list(formats),
+        figures=figures,
     )
     report = toolkit.compare(out, **QUICK, runtimes=runtimes, figures=figures)
     return manifest, report, out

@@ -57,7 +57,13 @@ def _export_and_compare(
 
     out = tmp_path / "out"
     manifest = toolkit.export(
-        out, model=model_path, data=data, formats=formats, calib_samples=CALIBRATION, **export
+        out,
+        model=model_path,
+        data=data,
+        formats=formats,
+        calib_samples=CALIBRATION,
+        figures=figures,
+        **export,
     )
     assert manifest.left_out == [], manifest.left_out
     # model.keras, the reference, is listed whatever the formats
@@ -169,7 +175,12 @@ def test_unlabelled_data_with_1000_classes_calibrates_on_the_evaluation_sample(t
 
     out = tmp_path / "out"
     manifest = toolkit.export(
-        out, model=model_path, data=data, formats=["tflite"], calib_samples=CALIBRATION
+        out,
+        model=model_path,
+        data=data,
+        formats=["tflite"],
+        calib_samples=CALIBRATION,
+        figures=False,
     )
     assert manifest.data["calibration"] == "evaluation sample" and not manifest.data["labelled"]
     assert manifest.task == "classification" and len(manifest.class_names) == 1000
@@ -207,6 +218,7 @@ def test_train_compare_and_predict_on_your_own_data(tmp_path):
     assert tuple(model.inputs[0].shape) == (None, 12, 12, 3) and model.outputs[0].shape[-1] == 4
     # One epoch on 64 items leaves near-ties int8 flips: SNR judges int8 (see resnet8 above).
     export = ["export", "--out", out, "--data", data, "--format", "tflite", "--min-agreement", "0"]
+    export += ["--no-figures"]
     exported = run(app, export)
     assert exported.exit_code == 0, exported.output
     compared = run(

@@ -100,7 +100,9 @@ def test_channel_last_input_model_exports(tmp_path, dataset):
     source = tmp_path / "elsewhere.keras"
     model.save(source)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["export", "--out", str(out), "--model", str(source)])
+    result = runner.invoke(
+        app, ["export", "--out", str(out), "--model", str(source), "--no-figures"]
+    )
     assert result.exit_code == 0, result.output
     manifest = load_manifest(out)
     assert len(manifest.artifacts) == len(ALL_VARIANTS)
@@ -113,12 +115,21 @@ def test_format_option_writes_only_that_format_and_keeps_the_rest(exported_dir, 
     out = tmp_path / "copy"
     shutil.copytree(exported_dir, out)
     before = load_manifest(out)
-    result = runner.invoke(app, ["export", "--out", str(out), "--format", "onnx"])
+    layers = out / "quantization"
+    assert {"model_int8.onnx.png", "model_int8.tflite.png"} <= {p.name for p in layers.iterdir()}
+    (layers / "model_int8.onnx.json").write_text("{}")  # to see it rewritten
+    command = ["export", "--out", str(out), "--format", "onnx", "--no-figures"]
+    result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
     assert result.output.count(".onnx") >= 2 and ".tflite" not in result.output
     after = load_manifest(out)
     assert {a.name for a in after.artifacts} == {a.name for a in before.artifacts}
     assert verify_manifest(out, after) == []
+    # --no-figures: the rewritten file's record, no plot (the old one described the old file);
+    # the files it did not rewrite keep theirs
+    assert json.loads((layers / "model_int8.onnx.json").read_text())["tensors"]
+    assert not (layers / "model_int8.onnx.png").exists()
+    assert (layers / "model_int8.tflite.png").is_file()
 
 
 def test_registry_formats_are_the_cli_choices(tmp_path):
@@ -132,7 +143,7 @@ def test_registry_formats_are_the_cli_choices(tmp_path):
 def test_a_partial_export_into_a_new_folder_still_lists_the_reference(trained_dir, tmp_path):
     out = tmp_path / "new"
     args = ["export", "--out", str(out), "--model", str(trained_dir / "model.keras")]
-    result = runner.invoke(app, [*args, "--format", "tflite", "--no-validate"])
+    result = runner.invoke(app, [*args, "--format", "tflite", "--no-validate", "--no-figures"])
     assert result.exit_code == 0, result.output
     manifest = load_manifest(out)
     assert {a.name for a in manifest.artifacts} == {"model.keras"} | {

@@ -32,6 +32,7 @@ def test_auto_replaces_full_int8_with_a_mixed_model(outlier_inputs, tmp_path):
             model=outlier_inputs / "model.keras",
             data=outlier_inputs / "data.npz",
             formats=["tflite", "onnx"],
+            figures=False,
         )
     names = {a.name for a in manifest.artifacts}
     # Dynamic-range int8 has no mixed fallback (it keeps activations in float already): out.
@@ -55,7 +56,7 @@ def test_auto_replaces_full_int8_with_a_mixed_model(outlier_inputs, tmp_path):
 def test_off_leaves_int8_out_naming_the_worst_layers(outlier_inputs, tmp_path):
     out = tmp_path / "out"
     args = ["export", "--out", str(out), "--model", str(outlier_inputs / "model.keras")]
-    args += ["--data", str(outlier_inputs / "data.npz"), "--format", "tflite"]
+    args += ["--data", str(outlier_inputs / "data.npz"), "--format", "tflite", "--no-figures"]
     result = CliRunner().invoke(app, [*args, "--mixed-precision", "off"])
     assert result.exit_code == 5, result.output
     assert "model_int8.tflite: validation against the Keras reference failed" in result.output
@@ -78,6 +79,7 @@ def test_a_tighter_bound_set_by_the_user_is_recorded(outlier_inputs, tmp_path):
         mixed_precision="off",
         min_agreement=0.5,
         max_accuracy_drop=50,
+        figures=False,
     )
     int8 = manifest.artifact("model_int8.onnx")  # 0.92 agreement is enough for 0.5
     assert int8.validation["tolerance"] == {
@@ -98,7 +100,7 @@ def test_a_failing_debugger_costs_the_record_not_the_file(trained_dir, tmp_path,
     monkeypatch.setattr(debugger_module, "TFLiteInt8Debugger", refuse)
     with pytest.warns(ToolkitWarning, match="model_int8.tflite: no per-layer error"):
         manifest = toolkit.export(
-            tmp_path / "out", model=trained_dir / "model.keras", formats=["tflite"]
+            tmp_path / "out", model=trained_dir / "model.keras", formats=["tflite"], figures=False
         )
     assert manifest.artifact("model_int8.tflite").quantization == {}
     assert manifest.left_out == []
@@ -117,6 +119,7 @@ def test_onnx_int8_tries_7_bit_weights_before_keeping_layers_in_float(outlier_in
             model=outlier_inputs / "model.keras",
             data=outlier_inputs / "data.npz",
             formats=["onnx"],
+            figures=False,
         )
     names = {a.name for a in manifest.artifacts}
     if "model_int8.onnx" in names:  # 7-bit weights held the tolerance: full int8 is kept
@@ -170,6 +173,7 @@ def test_the_search_starts_from_7_bit_weights_when_they_came_closer(
             model=outlier_inputs / "model.keras",
             data=outlier_inputs / "data.npz",
             formats=["onnx"],
+            figures=False,
         )
     mixed = manifest.artifact("model_mixed_int8.onnx")
     kept = mixed.quantization
@@ -202,6 +206,7 @@ def test_the_warning_of_a_model_judged_by_snr_names_its_snr(outlier_inputs, tmp_
             model=tmp_path / "values.keras",
             data=tmp_path / "data.npz",
             formats=["tflite"],
+            figures=False,
         )
     assert manifest.outputs[0]["kind"] == "values"
     replaced = [str(w.message) for w in warned if "replaced by model_mixed_int8" in str(w.message)]

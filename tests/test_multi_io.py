@@ -69,7 +69,9 @@ def test_bad_data_is_refused_naming_the_array(two_input_files, change, named):
     data = folder / "bad.npz"
     np.savez(data, **arrays)
     with pytest.raises(ToolkitError, match=named) as refused:
-        toolkit.export(folder / "out", model=model_path, data=data, formats=["tflite"])
+        toolkit.export(
+            folder / "out", model=model_path, data=data, formats=["tflite"], figures=False
+        )
     assert refused.value.code == ExitCode.DATASET
     assert not (folder / "out" / "manifest.json").exists()
 
@@ -85,7 +87,7 @@ def test_free_spatial_dimensions_are_fixed_by_input_shape(tmp_path):
     model.save(tmp_path / "free.keras")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "data.npz", x_test=rng.integers(0, 255, (8, 20, 24, 3), dtype=np.uint8))
-    common = {"model": tmp_path / "free.keras", "data": tmp_path / "data.npz"}
+    common = {"model": tmp_path / "free.keras", "data": tmp_path / "data.npz", "figures": False}
     with pytest.raises(ToolkitError, match="--input-shape H,W,3") as refused:
         toolkit.export(tmp_path / "out", formats=["tflite"], **common)
     assert refused.value.code == ExitCode.ARTIFACT

@@ -38,7 +38,7 @@ def _refused(code: ExitCode, **export) -> str:
     import toolkit
 
     with pytest.raises(ToolkitError) as caught:
-        toolkit.export(**export)
+        toolkit.export(**export, figures=False)
     assert caught.value.code == code and "\n" not in str(caught.value)
     assert not (export["out"] / "manifest.json").exists()
     return str(caught.value)
@@ -134,6 +134,7 @@ def test_an_unreachable_tolerance_is_a_left_out_variant_and_the_manifest_is_stri
         data=data,
         formats=["tflite"],
         min_agreement=1.0,
+        figures=False,
     )
     left_out = {entry["artifact"]: entry["reason"] for entry in manifest.left_out}
     assert "unreachable: still failing with" in left_out["model_int8.tflite"]

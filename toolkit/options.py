@@ -220,6 +220,7 @@ class ExportOptions(CheckedOptions):
     npus: tuple[str, ...] = option(("ethos-u55-128", "ethos-u85-256"), flag="--npu", nonempty=True)
     # Free input dimensions fixed at export: "NAME=H,W,C" per input, or "H,W,C" for one input.
     input_shapes: tuple[str, ...] = option((), flag="--input-shape")
+    figures: bool = option(True, flag="--no-figures")  # quantization/*.png; the records remain
 
     def check(self) -> None:
         if self.c_name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.c_name):

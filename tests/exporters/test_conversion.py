@@ -76,7 +76,7 @@ def test_a_converter_that_crashes_natively_leaves_one_variant_out(tiny, tmp_path
     np.savez(data, x_test=tiny.inputs[:100], x_train=tiny.inputs[:100])
     out = tmp_path / "out"
     args = ["export", "--out", str(out), "--model", str(tiny.folder / "model.keras")]
-    args += ["--data", str(data), "--format", "tflite", "--calib-samples", "50"]
+    args += ["--data", str(data), "--format", "tflite", "--calib-samples", "50", "--no-figures"]
     done = subprocess.run(
         [sys.executable, "-c", CRASHING_EXPORT, *args],
         cwd=ROOT,

@@ -197,7 +197,7 @@ def test_cli_batch_dynamic_keeps_todays_graph_and_the_manifest_says_so(tiny, tmp
     np.savez(data, x_test=tiny.inputs[:100], x_train=tiny.inputs[:100])
     out = tmp_path / "out"
     args = ["export", "--out", str(out), "--model", str(tiny.folder / "model.keras")]
-    args += ["--data", str(data), "--format", "tflite", "--calib-samples", "50"]
+    args += ["--data", str(data), "--format", "tflite", "--calib-samples", "50", "--no-figures"]
     refused = CliRunner().invoke(app, [*args, "--c-name", "9-lives"])
     assert refused.exit_code == 2 and "--c-name" in refused.output
     done = CliRunner().invoke(app, [*args, "--batch", "dynamic"])

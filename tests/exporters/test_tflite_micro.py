@@ -226,6 +226,7 @@ def test_c_array_of_a_replaced_int8_holds_the_mixed_file(tmp_path):
                 formats=["tflite-micro", "ethos-u"],
                 data=tmp_path / "data.npz",
                 npus=["ethos-u55-64"],
+                figures=False,
             )
         )
     names = {a.name for a in manifest.artifacts}

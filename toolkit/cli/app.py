@@ -40,6 +40,7 @@ from toolkit.cli.options import (
     MinAgreement,
     MixedPrecision,
     Model,
+    NoQuantizationFigures,
     NoReportFigures,
     NoTrainingFigures,
     NoValidate,
@@ -136,6 +137,7 @@ def export(
     c_name: CName = ExportOptions.c_name,
     npu: Npus = ExportOptions.npus,
     input_shape: InputShapes = ExportOptions.input_shapes,
+    no_figures: NoQuantizationFigures = not ExportOptions.figures,
 ) -> None:
     """Export to Keras, SavedModel, TFLite (x4), ONNX (x2), TFLite Micro C arrays and Ethos-U,
     validate each, write the manifest."""

@@ -108,6 +108,14 @@ Resume = Annotated[
 ]
 
 # export
+NoQuantizationFigures = Annotated[
+    bool,
+    typer.Option(
+        "--no-figures",
+        help="Skip the per-layer int8 plots, quantization/*.png (a quicker export); "
+        "the .json records are written.",
+    ),
+]
 Model = Annotated[Path | None, _path_option("Keras model to export (default: OUT/model.keras).")]
 Formats = Annotated[list[Format], typer.Option("--format", help="Format(s) to write; repeatable.")]
 CalibSamples = Annotated[

@@ -168,8 +168,8 @@ def export_artifacts(
         # A figure process draws the per-layer int8 plots beside the conversions. It starts now
         # when an int8 variant is selected, so that pyplot's import runs beside the conversions
         # too: started by the first int8 variant, export waited for its plots at the end. An
-        # export without int8 starts none.
-        drawing = any(variant.mixed_precision for variant in variants)
+        # export without int8, or without figures, starts none.
+        drawing = options.figures and any(variant.mixed_precision for variant in variants)
         with OutputLock(out), FigureProcess(lazy=not drawing) as figures:
             recover_staging(out)
             kept = _kept_artifacts(out, source.sha256, committed_names(variants))
@@ -182,8 +182,9 @@ def export_artifacts(
                     c_identifier(options.c_name or source.path.stem), converter,
                 )  # fmt: skip
                 export = VariantExport(
-                    staging.dir, context, source.validator, options.mixed_precision, out, figures
-                )
+                    staging.dir, context, source.validator, options.mixed_precision, out,
+                    figures if drawing else None,
+                )  # fmt: skip
                 artifacts, left_out = _export_each(export, context, variants, on_artifact)
                 export.write_plots()
                 written = [a.name for a in artifacts] + export.carry_quantization_records(out)

@@ -36,15 +36,17 @@ class VariantExport:
     def __init__(self, folder: Path, context, validator: Validator, mixed: str, out: Path, figures):
         self.folder, self.context, self.validator = folder, context, validator
         self.mixed, self.out = mixed, out
-        self.figures, self.plots = figures, []  # per-layer plots, drawn in a figure process
+        # per-layer plots, drawn in a figure process; None: the records only (--no-figures)
+        self.figures, self.plots = figures, []
         self.node_data = NodeDataJobs()  # Model Explorer files, written by child processes
 
     def write_plots(self) -> None:
         """Waits for the per-layer plots and writes them beside their records."""
         from toolkit.figures import write_png
 
-        for path, png in zip(self.plots, self.figures.pngs(), strict=True):
-            write_png(png, path)
+        if self.figures is not None:
+            for path, png in zip(self.plots, self.figures.pngs(), strict=True):
+                write_png(png, path)
         for problem in self.node_data.finish():
             warn(problem)
 
@@ -130,8 +132,9 @@ class VariantExport:
         folder.mkdir(exist_ok=True)
         record = folder / f"{variant.filename}.json"
         record.write_text(json.dumps(finite_or_none(layer_errors_json(variant.filename, errors))))
-        self.figures.draw(layer_errors_figure, errors, variant.filename)
-        self.plots.append(record.with_suffix(".png"))
+        if self.figures is not None:
+            self.figures.draw(layer_errors_figure, errors, variant.filename)
+            self.plots.append(record.with_suffix(".png"))
         if variant.format == "tflite":
             target = folder / f"{variant.filename}{NODE_DATA_SUFFIX}"
             self.node_data.start(record, self.folder / variant.filename, target, errors.plot_metric)
@@ -225,17 +228,29 @@ class VariantExport:
 
     def carry_quantization_records(self, out: Path) -> list[str]:
         """The quantization/ folder to commit: this export's records plus the earlier ones of
-        variants it did not rewrite (a partial export keeps the others' records)."""
+        variants it did not rewrite (a partial export keeps the others' records). None of a
+        rewritten variant's earlier files is kept, even one this export did not write (its plot
+        under --no-figures, node data without Model Explorer): it would describe the old file."""
         import shutil
 
         staged, earlier = self.folder / QUANTIZATION_DIR, out / QUANTIZATION_DIR
         if not staged.is_dir():
             return []
+        rewritten = {_recorded_artifact(record.name) for record in staged.iterdir()}
         if earlier.is_dir():
             for record in earlier.iterdir():
-                if record.is_file() and not (staged / record.name).exists():
+                if record.is_file() and _recorded_artifact(record.name) not in rewritten:
                     shutil.copyfile(record, staged / record.name)
         return [QUANTIZATION_DIR]
+
+
+def _recorded_artifact(name: str) -> str:
+    """The artifact a quantization/ file describes: "model_int8.tflite" for its .json, .png and
+    node data."""
+    for suffix in (NODE_DATA_SUFFIX, ".json", ".png"):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
 
 
 def _fixed_batch(inputs: list[dict]) -> int | None:

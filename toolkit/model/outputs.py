@@ -125,12 +125,15 @@ class NoFigures:
         pass
 
 
-def save_training_outputs(out: Path, dataset: Dataset, result: TrainResult) -> list[Path]:
-    """model.keras, training/{history.json,history.csv,metrics.json} and the figures in plots/."""
+def save_training_outputs(
+    out: Path, dataset: Dataset, result: TrainResult, figures: bool = True
+) -> list[Path]:
+    """model.keras, training/{history.json,history.csv,metrics.json} and, with `figures`, the
+    figures in plots/."""
     started = time.perf_counter()
-    with FigureWorkers() as figures:
-        figures.draw_dataset_figures(dataset)
-        return _save_outputs(out, dataset, result, figures, started)
+    with FigureWorkers() if figures else NoFigures() as drawing:
+        drawing.draw_dataset_figures(dataset)
+        return _save_outputs(out, dataset, result, drawing, started)
 
 
 def _save_outputs(
