@@ -733,7 +733,8 @@ def test_train_on_a_full_disk_exits_6_and_keeps_the_previous_model(trained_dir, 
     out = copy_of(trained_dir, tmp_path)
     before = (out / "model.keras").read_bytes()
     result = toolkit_under_file_limit(
-        (checkpoint + model) // 2, "train", "--out", out, "--epochs", "1", "--limit", "500"
+        (checkpoint + model) // 2,
+        *("train", "--out", out, "--epochs", "1", "--limit", "500", "--no-figures"),
     )
     assert result.returncode == ExitCode.IO, result.stderr
     assert "Traceback" not in result.stderr
