@@ -1,6 +1,7 @@
 """The command line: help without TensorFlow, train through the CLI, exit codes."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,14 +74,18 @@ def test_train_without_figures_writes_no_plots_and_removes_stale_ones(trained_di
 
     out = Path(shutil.copytree(trained_dir, tmp_path / "out"))
     (out / "plots").mkdir(exist_ok=True)
-    for name in TRAINING_FIGURES:  # an earlier run's
+    for name in TRAINING_FIGURES[1:]:  # an earlier run's
         (out / "plots" / name).write_bytes(b"\x89PNG\r\n\x1a\n")
+    victim = tmp_path / "victim.png"  # a link planted among them: removed, never followed
+    victim.write_bytes(b"precious")
+    (out / "plots" / TRAINING_FIGURES[0]).symlink_to(victim)
     result = runner.invoke(
         app, ["train", "--out", str(out), "--limit", "100", "--epochs", "1", "--no-figures"]
     )
     assert result.exit_code == 0, result.output
     # plots of another model must not sit beside the new one as if they were its own
-    assert not any((out / "plots" / name).exists() for name in TRAINING_FIGURES)
+    assert not any(os.path.lexists(out / "plots" / name) for name in TRAINING_FIGURES)
+    assert victim.read_bytes() == b"precious"
     assert json.loads((out / "training" / "metrics.json").read_text())["train_images"] == 100
 
 

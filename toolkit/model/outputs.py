@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.data import Dataset, load_data
-from toolkit.fsio import atomic_path, sha256_file, write_json, write_text
+from toolkit.fsio import (
+    atomic_path,
+    check_replaceable,
+    io_errors,
+    sha256_file,
+    write_json,
+    write_text,
+)
 from toolkit.model.config import TrainConfig, TrainResult
 from toolkit.model.training import since, timed, train
 
@@ -115,7 +122,10 @@ class NoFigures:
 
     def write(self, folder: Path) -> list[Path]:
         for name in TRAINING_FIGURES:
-            (folder / name).unlink(missing_ok=True)
+            path = folder / name
+            check_replaceable(path)  # a folder or a FIFO there is refused, as a write would be
+            with io_errors(path):
+                path.unlink(missing_ok=True)  # a link itself, never what it points to
         return []
 
     def __enter__(self):
