@@ -45,6 +45,11 @@ def _path_option(help: str, *names: str):
     return typer.Option(*names, help=help, callback=fits_path_limits)
 
 
+def _no_figures(help: str):
+    """Each command's --no-figures, with what that command then skips."""
+    return Annotated[bool, typer.Option("--no-figures", help=help)]
+
+
 def _bounded(cls, name: str, help: str, **more):
     """A typer.Option whose min and max are those of `cls`'s field `name`."""
     return typer.Option(**limits(cls, name), help=help, **more)
@@ -77,23 +82,15 @@ FailOutsideTolerance = Annotated[
         help="Gate: fail (exit 1) when a row misses the tolerance its file was validated to.",
     ),
 ]
-NoReportFigures = Annotated[
-    bool,
-    typer.Option(
-        "--no-figures",
-        help="Skip the report's plots and flip galleries (a quicker gate); "
-        "`toolkit report` draws the plots later.",
-    ),
-]
+NoReportFigures = _no_figures(
+    "Skip the report's plots and flip galleries (a quicker gate); "
+    "`toolkit report` draws the plots later."
+)
 
 # train
-NoTrainingFigures = Annotated[
-    bool,
-    typer.Option(
-        "--no-figures",
-        help="Skip plots/ (a quicker run); an earlier run's plots there are removed.",
-    ),
-]
+NoTrainingFigures = _no_figures(
+    "Skip plots/ (a quicker run); an earlier run's plots there are removed."
+)
 ArchChoice = Annotated[Arch, typer.Option(help="mlp: the tutorial model; cnn: a small conv net.")]
 Epochs = Annotated[int, _bounded(TrainOptions, "epochs", "Training epochs (tutorial: 10).")]
 TrainBatch = Annotated[int, _bounded(TrainOptions, "batch_size", "Batch size (tutorial: 32).")]
@@ -108,14 +105,10 @@ Resume = Annotated[
 ]
 
 # export
-NoQuantizationFigures = Annotated[
-    bool,
-    typer.Option(
-        "--no-figures",
-        help="Skip the per-layer int8 plots, quantization/*.png (a quicker export); "
-        "the .json records are written.",
-    ),
-]
+NoQuantizationFigures = _no_figures(
+    "Skip the per-layer int8 plots, quantization/*.png (a quicker export); "
+    "the .json records are written."
+)
 Model = Annotated[Path | None, _path_option("Keras model to export (default: OUT/model.keras).")]
 Formats = Annotated[list[Format], typer.Option("--format", help="Format(s) to write; repeatable.")]
 CalibSamples = Annotated[

@@ -135,13 +135,18 @@ class NoFigures:
         pass
 
 
+def training_figures(figures: bool) -> FigureWorkers | NoFigures:
+    """The figure workers of a run, or their stand-in when it draws none."""
+    return FigureWorkers() if figures else NoFigures()
+
+
 def save_training_outputs(
     out: Path, dataset: Dataset, result: TrainResult, figures: bool = True
 ) -> list[Path]:
     """model.keras, training/{history.json,history.csv,metrics.json} and, with `figures`, the
     figures in plots/."""
     started = time.perf_counter()
-    with FigureWorkers() if figures else NoFigures() as drawing:
+    with training_figures(figures) as drawing:
         drawing.draw_dataset_figures(dataset)
         return _save_outputs(out, dataset, result, drawing, started)
 
@@ -203,7 +208,7 @@ def run_training(
 
     start = time.perf_counter()
     seconds = {}
-    with FigureWorkers() if figures else NoFigures() as drawing:
+    with training_figures(figures) as drawing:
         with timed(seconds, "dataset_wait"):
             dataset = load_data(data, data_dir)
         drawing.draw_dataset_figures(dataset)
