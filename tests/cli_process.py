@@ -16,7 +16,8 @@ from pathlib import Path
 
 from toolkit.process import TENSORFLOW_SERVER, fork_server
 
-PRELOAD = (TENSORFLOW_SERVER, "toolkit.cli", __name__)
+# The test worker's TensorFlow server, which then also imports these (if it starts it).
+ALSO_PRELOAD = ("toolkit.cli", __name__)
 
 
 def _command(
@@ -53,7 +54,7 @@ class CliProcess:
     `prepare`, a module-level function, runs in the process first (e.g. to limit its files)."""
 
     def __init__(self, *args, env: dict | None = None, prepare: Callable[[], None] | None = None):
-        context = fork_server(PRELOAD)
+        context = fork_server((TENSORFLOW_SERVER,), ALSO_PRELOAD)
         assert context is not None, "no fork server (a temp folder path too long for its socket)"
         self._folder = Path(tempfile.mkdtemp(prefix="cli-"))
         self._stdout, self._stderr = self._folder / "stdout", self._folder / "stderr"

@@ -67,26 +67,32 @@ def test_an_in_process_measurement_survives_its_bytes(tiny_model_dir, tmp_path):
     assert back.extras == sent.extras and back.machine == sent.machine
 
 
+PRELOADS = (("colorsys",), ("wave",))  # modules nothing else here imports
+
+
 def preloaded(connection) -> None:
-    """A worker that says whether the fork server's preload was imported before it ran."""
+    """A worker that says which fork server's preload was imported before it ran."""
     import sys
 
-    connection.send(("ok", "colorsys" in sys.modules))
+    connection.send(("ok", [preload[0] in sys.modules for preload in PRELOADS]))
 
 
 PROBE = """
 import json
 from toolkit.process import IsolatedRun
-from tests.test_local_executor import preloaded
-print(json.dumps(IsolatedRun(preloaded, (), 60, 4096, preload=("colorsys",)).result()))
+from tests.test_local_executor import PRELOADS, preloaded
+runs = [IsolatedRun(preloaded, (), 60, 4096, preload=preload) for preload in PRELOADS * 2]
+print(json.dumps([run.result() for run in runs]))
 """
 
 
 @pytest.mark.parametrize(("name_length", "forked"), [(8, True), (120, False)])
 def test_workers_fork_from_a_preloaded_server_or_spawn_when_it_cannot_start(name_length, forked):
-    """A runtime's server_imports are imported once by a fork server its workers fork from;
-    where the server cannot start (its socket's path in a long TMPDIR is over the kernel's
-    limit) the worker is a spawned interpreter instead. Either way the temp folder ends empty."""
+    """A runtime's server_imports are imported once by a fork server its workers fork from, one
+    server per distinct preload (a LiteRT worker is not forked with TensorFlow in it), reused by
+    later workers; where a server cannot start (its socket's path in a long TMPDIR is over the
+    kernel's limit) the worker is a spawned interpreter instead. Either way the temp folder
+    ends empty."""
     import json
     import os
     import shutil
@@ -104,7 +110,9 @@ def test_workers_fork_from_a_preloaded_server_or_spawn_when_it_cannot_start(name
             [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=repo
         )
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout) == ["ok", forked]
+        own_preload_only = [[True, False], [False, True]] * 2
+        expected = own_preload_only if forked else [[False, False]] * 4
+        assert json.loads(done.stdout) == [["ok", seen] for seen in expected]
         assert list(temp.iterdir()) == []
     finally:
         shutil.rmtree(temp.parent)

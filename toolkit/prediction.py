@@ -221,7 +221,7 @@ def predict_isolated(
     max_memory_mb: float | None = None,
 ) -> dict[str, np.ndarray]:
     """The runner's outputs by name for model-ready `inputs` (one array, or arrays by input
-    name), computed in a spawned process so a runtime that crashes or hangs on a hostile file
+    name), computed in a process of its own so a runtime that crashes or hangs on a hostile file
     is one line and exit 4, not a dead CLI."""
     memory = default_max_memory_mb() if max_memory_mb is None else max_memory_mb
     args = (runner_class, path, inputs, threads)

@@ -224,9 +224,10 @@ class IsolatedRun:
     next worker can import while this one works. A crash, a hang or memory over
     `max_memory_mb` stops it and becomes ("error", reason).
 
-    With `preload` (module names), the process is forked from this process's fork server, which
-    imported them once: the workers of a runtime whose import is long (TensorFlow) skip it.
-    The server never runs anything else, so each worker still starts from a clean state."""
+    With `preload` (module names), the process is forked from this process's fork server of
+    `preload` (`fork_server`), which imported them once: the workers skip a new interpreter's
+    start and those imports (TensorFlow's the longest). The server never runs anything else,
+    so each worker still starts from a clean state."""
 
     def __init__(
         self,
@@ -268,10 +269,10 @@ class IsolatedRun:
 
 def _worker_context(start_method: str, preload: Sequence[str], target):
     """(the multiprocessing context a worker starts in, whether a fork server forks it): the
-    fork server that imported `preload` and `target`'s module when there is one, else
-    `start_method`."""
+    fork server of `preload` (which also imported `target`'s module if it started it) when
+    there is one, else `start_method`."""
     if preload and start_method == "spawn":
-        context = fork_server((*preload, target.__module__))
+        context = fork_server(preload, also=(target.__module__,))
         if context is not None:
             return context, True
     return multiprocessing.get_context(start_method), False
@@ -296,23 +297,23 @@ def _remove_worker_tempdirs(pid: int, by_server: bool) -> None:
         remove_private_tempdirs(pid)
 
 
-def fork_server(preload: Sequence[str]):
-    """The forkserver context, its server (one per process, kept until the process exits)
-    started with `preload` imported and this process's environment before any private temp
-    folder: the server, its socket and the workers it forks outlive such a folder. None when
-    it cannot start (its socket's path in a long TMPDIR is over the kernel's limit)."""
-    from multiprocessing import forkserver
-
+def fork_server(preload: Sequence[str], also: Sequence[str] = ()):
+    """A forkserver context whose processes are forked from this process's fork server of
+    `preload` (`toolkit.fork_servers`: one per distinct `preload`, kept until the process
+    exits), started on first use with `preload` and `also` imported and this process's
+    environment before any private temp folder: the server, its socket and the workers it forks
+    outlive such a folder. None when it cannot start (its socket's path in a long TMPDIR is
+    over the kernel's limit)."""
+    from toolkit import fork_servers
     from toolkit.scratch import system_tempdir
 
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(preload))  # read when the server starts
+    key = tuple(preload)
     try:
         with system_tempdir(), _child_environment():
-            forkserver.ensure_running()
+            fork_servers.server(key, tuple(also)).ensure_running()
     except OSError:
         return None
-    return context
+    return fork_servers.ServerContext(key)
 
 
 def _reply(process, receiver, timeout_seconds: float, max_memory_mb: float, on_poll) -> tuple:
@@ -341,7 +342,7 @@ class RequestWorker:
     many times. The worker answers with any status but "error", which is this side's: a
     crash, a hang or memory over `max_memory_mb` stops it, and it is then `broken`. "fork"
     as `start_method` only where the caller knows forking this process is safe; with `preload`
-    a spawned worker is forked from the fork server instead (`IsolatedRun`)."""
+    a spawned worker is forked from the fork server of `preload` instead (`IsolatedRun`)."""
 
     def __init__(
         self,

@@ -1,9 +1,11 @@
-"""The local executor: each job in a spawned process of this machine, paced against the others.
+"""The local executor: each job in a process of its own on this machine, paced against the others.
 
-A crash, a hang or memory over the cap ends one process and becomes a failed row. Workers start
-AHEAD at a time and import their runtimes together: the first ones before anything loads, later
-ones while the current worker computes outputs, never while it loads or times. Starting a worker
-is a new interpreter: two that start together pay for it once.
+A crash, a hang or memory over the cap ends one process and becomes a failed row. Each worker is
+forked from a server that imported what it needs before its runtime (numpy and toolkit's
+modules; TensorFlow for the TensorFlow rows): a new interpreter per row cost more than most
+rows' measuring. Workers start AHEAD at a time and import their runtimes together: the first
+ones before anything loads, later ones while the current worker computes outputs, never while
+it loads or times.
 """
 
 from __future__ import annotations
@@ -51,18 +53,19 @@ def outcome(status: str, result) -> Outcome:
 
 
 def measure_isolated(job: Job, path: Path, data: EvalData, worker=measuring_worker) -> tuple:
-    """Runs one job in a spawned process: a crash, abort or hang becomes ("error", reason)."""
+    """Runs one job in a process of its own: a crash, abort or hang becomes ("error", reason)."""
     settings = job.settings
     return run_isolated(worker, (job, path, data), settings.timeout_seconds, settings.max_memory_mb)
 
 
 def preload(job: Job) -> tuple[str, ...]:
-    """What the fork server of the job's runtime imports (none: a spawned interpreter)."""
+    """What the fork server of the job's runtime imports (none: a spawned interpreter, for a
+    runtime a test registered)."""
     return RUNNERS[job.runtime].server_imports if job.runtime in RUNNERS else ()
 
 
 class LocalExecutor:
-    """Every job in its own spawned process on this machine, paced (see the module's note)."""
+    """Every job in its own process on this machine, paced (see the module's note)."""
 
     def __init__(self, worker=measuring_worker):
         self.worker = worker  # a test may wrap it (e.g. to register a runtime of its own)
