@@ -47,6 +47,29 @@ def test_idle_only_once_every_queued_figure_is_back_and_pngs_keep_their_order():
         assert figures.idle() and figures.pngs() == []
 
 
+def modules_before_start(connection) -> None:
+    """A figure worker that says which of pyplot and another server's preload it had before it
+    started."""
+    import sys
+
+    connection.send([name in sys.modules for name in ("matplotlib.pyplot", "colorsys")])
+    connection.close()
+
+
+def test_figure_processes_fork_from_a_server_that_imported_pyplot_and_nothing_heavier():
+    """Every figure process of a process forks from one server that imported pyplot (each
+    spawned interpreter imported it again), and from no other server (TensorFlow's, in a
+    process that has one): its memory and start stay a figure process's."""
+    from toolkit.figures import start_worker
+    from toolkit.process import fork_server
+
+    assert fork_server(("colorsys",)) is not None  # started first: a server of its own
+    for _ in range(2):
+        connection = start_worker(modules_before_start)
+        assert connection.recv() == [True, False]
+        connection.close()
+
+
 def test_answered_predictions_look_like_a_full_render_of_the_answered_grid():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (PREDICTIONS_SHOWN, 28, 28), np.uint8)

@@ -77,13 +77,27 @@ def send_job(connection, draw, *args, trim: bool = True) -> None:
     connection.send((draw, args, trim))
 
 
+# What the fork server of figure processes imports (its module imports pyplot).
+FIGURE_SERVER = "toolkit.figure_server"
+
+
+def start_figure_server():
+    """Starts this process's figure server, which imports pyplot once for every figure process
+    this process forks from it, and returns its context (None where it cannot start). It does
+    not wait: the server imports while this process works, and the first fork waits for it."""
+    from toolkit.process import fork_server
+
+    return fork_server((FIGURE_SERVER,))
+
+
 def start_worker(target):
-    """`target(connection)` in a spawned daemon process; returns this side's connection."""
+    """`target(connection)` in a daemon process forked from this process's figure server (a
+    spawned interpreter where the server cannot start); returns this side's connection."""
     import multiprocessing
 
     from toolkit.process import start_child
 
-    context = multiprocessing.get_context("spawn")
+    context = start_figure_server() or multiprocessing.get_context("spawn")
     here, there = context.Pipe()
     start_child(context.Process(target=target, args=(there,), daemon=True))
     there.close()  # so the worker sees EOF when this side closes
@@ -91,16 +105,17 @@ def start_worker(target):
 
 
 class FigureProcess:
-    """A spawned process drawing figures while this one works: `draw(fn, *args)` queues one
+    """A process drawing figures while this one works: `draw(fn, *args)` queues one
     (`fn` returns a matplotlib figure), `pngs()` waits for the queued figures' PNG bytes, in
-    order. It imports pyplot as it starts: now, or at the first `draw` when `lazy` (a caller
-    that may draw nothing pays nothing). A daemon that ends when its pipe closes, so nothing
-    waits for its interpreter to shut down and a killed parent leaves no process behind."""
+    order. It is forked at the first `draw` from the figure server, which starts now and imports
+    pyplot meanwhile, or at that first `draw` when `lazy` (a caller that may draw nothing pays
+    nothing). A daemon that ends when its pipe closes, so nothing waits for its interpreter to
+    shut down and a killed parent leaves no process behind."""
 
     def __init__(self, lazy: bool = False):
         self.connection, self.queued, self.received = None, 0, []
         if not lazy:
-            self._start()
+            start_figure_server()
 
     def _start(self) -> None:
         self.connection = start_worker(figure_worker)

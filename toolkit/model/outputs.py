@@ -33,7 +33,8 @@ TRAINING_FIGURES = (
 
 
 class FigureWorkers:
-    """Two spawned processes that draw the training figures while this one trains and saves.
+    """Two processes that draw the training figures while this one trains and saves, forked
+    from the figure server once the dataset is read.
 
     Drawing takes longer than training's saving and nothing here needs it on the critical path.
     The slowest figure, predictions.png, has a process of its own that renders everything but
@@ -43,10 +44,10 @@ class FigureWorkers:
     """
 
     def __init__(self):
-        from toolkit.figures import FigureProcess, predictions_worker, start_worker
+        from toolkit.figures import FigureProcess
 
-        self.figures = FigureProcess()
-        self.predictions = start_worker(predictions_worker)
+        self.figures = FigureProcess()  # its server imports pyplot while the dataset is read
+        self.predictions = None
         self.drawn: list[str] = []  # what the figures process was asked for, in order
 
     def draw(self, name: str, draw: Callable, *args) -> None:
@@ -55,10 +56,17 @@ class FigureWorkers:
 
     def draw_dataset_figures(self, dataset: Dataset) -> None:
         """The figures that need only the dataset, sent as soon as it is read."""
-        from toolkit.figures import PREDICTIONS_SHOWN, class_grid_figure, sample_image_figure
+        from toolkit.figures import (
+            PREDICTIONS_SHOWN,
+            class_grid_figure,
+            predictions_worker,
+            sample_image_figure,
+            start_worker,
+        )
 
         shown = slice(PREDICTIONS_SHOWN)
         test = dataset.test_images[shown], dataset.test_labels[shown], dataset.label_names
+        self.predictions = start_worker(predictions_worker)
         self.predictions.send(test)
         self.draw("sample_image.png", sample_image_figure, dataset.train_images[0])
         self.draw(
@@ -107,7 +115,8 @@ class FigureWorkers:
 
     def __exit__(self, *exc):
         self.figures.close()
-        self.predictions.close()
+        if self.predictions is not None:
+            self.predictions.close()
 
 
 class NoFigures:
