@@ -70,6 +70,11 @@ def toolkit_and_bare_p50(
 
 def _worker(connection, runner_class, path, data, config, bare_call=runner_bare_call) -> None:
     """measure_isolated's worker contract: sends ("ok", result) or ("error", reason)."""
+    from toolkit.runners import RUNNERS
+
+    # measure_job builds the runner registered for the job's runtime: in this process, the
+    # class given (part 6's KeptRuntime keeps the runtime object that runner built).
+    RUNNERS[runner_class.runtime] = runner_class
     try:
         result = toolkit_and_bare_p50(runner_class, path, data, config, bare_call)
         connection.send(("ok", result))

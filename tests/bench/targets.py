@@ -54,6 +54,10 @@ class KeptRuntime:
     def runtime(self) -> str:
         return self.runner_class.runtime
 
+    @property
+    def package(self) -> str:
+        return self.runner_class.package
+
     def __call__(self, path: Path, threads: int):
         runner = self.runner_class(path, threads)
         self.native = getattr(runner, NATIVE[self.runtime])
