@@ -2,10 +2,10 @@
 
 A crash, a hang or memory over the cap ends one process and becomes a failed row. Each worker is
 forked from a server that imported what it needs before its runtime (numpy and toolkit's
-modules; TensorFlow for the TensorFlow rows): a new interpreter per row cost more than most
-rows' measuring. Workers start AHEAD at a time and import their runtimes together: the first
-ones before anything loads, later ones while the current worker computes outputs, never while
-it loads or times.
+modules; TensorFlow for the TensorFlow rows), so no row pays for a new interpreter and those
+imports again. Workers start AHEAD at a time and import their runtimes together: the first ones
+before anything loads, later ones while the current worker computes outputs, never while it
+loads or times.
 """
 
 from __future__ import annotations
