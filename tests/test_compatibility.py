@@ -112,3 +112,33 @@ def test_a_file_that_is_not_a_model_is_named(tmp_path):
         with pytest.raises(ToolkitError, match="broken.tflite: not a valid TFLite model") as caught:
             check(broken)
         assert caught.value.code == ExitCode.ARTIFACT
+
+
+def test_tflm_refuses_an_int8_softmax_whose_input_scale_its_kernel_aborts_on(tmp_path):
+    """Logits that span almost nothing (an untrained classifier, like MLPerf Tiny's wake-words
+    model in `make bench`) give the int8 softmax an input scale on which TFLM's kernel aborts the
+    process: the verdict names it, and TFLM does abort on the file."""
+    import numpy as np
+
+    from toolkit.exporters import EXPORTERS, ExportContext
+    from toolkit.formats.tflite_micro import HOST_ARENA_BYTES, try_arena
+    from toolkit.process import import_tensorflow
+
+    keras = import_tensorflow().keras
+    flat_logits = keras.initializers.Constant(1e-9)
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(4, "softmax", kernel_initializer=flat_logits)]
+    )
+    model.save(tmp_path / "model.keras")
+    calibration = np.random.default_rng(0).random((32, 8), dtype=np.float32)
+    context = ExportContext(model, tmp_path / "model.keras", calibration, 17, tmp_path / "build")
+    [int8] = [v for v in EXPORTERS["tflite"] if v.variant == "int8"]
+    path = tmp_path / int8.filename
+    int8.write(model, path, context)
+
+    verdict = tflm_compatibility(path)
+
+    assert verdict["runs"] is False and verdict["missing_ops"] == []
+    assert "int8 SOFTMAX input scale" in verdict["reason"]
+    ran, stderr = try_arena(path, HOST_ARENA_BYTES)
+    assert not ran and "SIGABRT" in stderr

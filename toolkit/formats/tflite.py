@@ -116,7 +116,10 @@ def graph_nodes(path: Path) -> list[dict]:
         described = subgraph.tensors[index]
         buffer = model.buffers[described.buffer] if described.buffer else None
         is_constant = buffer is not None and buffer.data is not None and len(buffer.data) > 0
-        return {"type": type_names[described.type], "constant": is_constant}
+        quantization = described.quantization
+        scales = quantization.scale if quantization is not None else None
+        scale = float(scales[0]) if scales is not None and len(scales) else None
+        return {"type": type_names[described.type], "constant": is_constant, "scale": scale}
 
     nodes = []
     for op in subgraph.operators or []:
@@ -129,14 +132,33 @@ def graph_nodes(path: Path) -> list[dict]:
                 "custom": custom,
                 "inputs": [tensor(i) for i in op.inputs if i >= 0],
                 "outputs": [tensor(i) for i in op.outputs],
+                "options": op.builtinOptions,  # the op's own options object (None: none)
             }
         )
     return nodes
 
 
+# TFLM's int8 SOFTMAX scales its input by beta x scale x 2^26 (a fixed point with 5 integer
+# bits) and aborts the process in its Prepare when that factor is not above 1: a model whose
+# logits span almost nothing (an untrained classifier) gets such a scale.
+TFLM_SOFTMAX_INPUT_FACTOR = 2.0**26
+
+
+def _softmax_scales_tflm_aborts_on(nodes: list[dict]) -> list[float]:
+    scales = []
+    for node in nodes:
+        if node["op"] != "SOFTMAX" or not node["inputs"] or node["inputs"][0]["type"] != "INT8":
+            continue
+        scale, beta = node["inputs"][0]["scale"], getattr(node["options"], "beta", 1.0)
+        if scale is not None and scale * beta * TFLM_SOFTMAX_INPUT_FACTOR <= 1:
+            scales.append(scale)
+    return scales
+
+
 def tflm_compatibility(path: Path) -> dict:
     """Whether TFLite Micro can run the file, and why not: ops missing from its op resolver,
-    float16 weights, or dynamic-range int8 (it runs float32 and fully-integer models only)."""
+    float16 weights, dynamic-range int8 (it runs float32 and fully-integer models only), or an
+    int8 softmax whose input scale its kernel aborts on."""
     nodes = graph_nodes(path)
     missing = sorted(
         {
@@ -165,6 +187,12 @@ def tflm_compatibility(path: Path) -> dict:
         reasons.append(
             f"dynamic-range int8 ({', '.join(hybrid)} with float32 inputs and int8 weights; "
             "TFLM runs float32 and full-int8 models)"
+        )
+    tiny_scales = _softmax_scales_tflm_aborts_on(nodes)
+    if tiny_scales:
+        reasons.append(
+            f"int8 SOFTMAX input scale {min(tiny_scales):.3g} (TFLM's softmax aborts when beta "
+            "x scale x 2^26 <= 1; the logits span almost nothing)"
         )
     return {"runs": not reasons, "missing_ops": missing, "reason": "; ".join(reasons) or None}
 
