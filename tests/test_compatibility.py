@@ -142,3 +142,13 @@ def test_tflm_refuses_an_int8_softmax_whose_input_scale_its_kernel_aborts_on(tmp
     assert "int8 SOFTMAX input scale" in verdict["reason"]
     ran, stderr = try_arena(path, HOST_ARENA_BYTES)
     assert not ran and "SIGABRT" in stderr
+    # Its C array is refused with that reason, not with the arena probe's crash.
+    from toolkit.errors import ExitCode, ToolkitError
+    from toolkit.exporters.tflite_micro import export_source
+
+    context.committed[int8.filename] = path
+    with pytest.raises(ToolkitError) as refused:
+        export_source(model, tmp_path / "model_int8.cc", context, int8.filename)
+    assert refused.value.code == ExitCode.ARTIFACT
+    assert str(refused.value) == f"{int8.filename}: TFLM cannot run it: {verdict['reason']}"
+    assert not (tmp_path / "model_int8.cc").exists()

@@ -121,9 +121,23 @@ def _header_matches(text: str, tflite_bytes: bytes) -> bool:
     return f"_model_data_size = {len(tflite_bytes)};" in text
 
 
+def committed_tflm_file(context, source: str) -> Path:
+    """The file committed for `source`, refused when TFLite Micro cannot run it (its verdict's
+    reason): a firmware built on its C array would fail at init, or abort there."""
+    from toolkit.formats.tflite import tflm_compatibility
+
+    tflite_path = context.committed_file(source)
+    verdict = tflm_compatibility(tflite_path)
+    if not verdict["runs"]:
+        raise ToolkitError(
+            f"{tflite_path.name}: TFLM cannot run it: {verdict['reason']}", ExitCode.ARTIFACT
+        )
+    return tflite_path
+
+
 def export_source(model, path: Path, context, source: str) -> None:
     """The .cc of the file committed for `source` (the validated .tflite, or what replaced it)."""
-    tflite_path = context.committed_file(source)
+    tflite_path = committed_tflm_file(context, source)
     tflite_bytes = tflite_path.read_bytes()
     symbol = c_symbol(context.c_name, tflite_path.name)
     text = c_source(tflite_bytes, symbol, path.with_suffix(".h").name)
@@ -150,7 +164,7 @@ def write_header(path: Path, tflite_path: Path, symbol: str, arena_bytes: int) -
 
 
 def export_header(model, path: Path, context, source: str) -> None:
-    tflite_path = context.committed_file(source)
+    tflite_path = committed_tflm_file(context, source)
     arena_bytes = arena_bytes_of(tflite_path.read_bytes(), path.parent)
     write_header(path, tflite_path, c_symbol(context.c_name, tflite_path.name), arena_bytes)
 
