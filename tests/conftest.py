@@ -59,6 +59,20 @@ def pytest_collection_modifyitems(config, items):
     items[:] = [item for name in ordered for item in modules[name]]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """After each test, its garbage is collected and what is still alive frozen: Python's
+    automatic full collections scan every object not frozen, and each one over the Keras
+    models, graphs and fixtures a worker accumulates was slow (README, Performance). Frozen
+    objects are never collected: an object alive now that becomes cyclic garbage later stays
+    (a module fixture's model), which a test process can afford."""
+    import gc
+
+    yield
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(scope="session")
 def dataset():
     from toolkit.data import load_dataset
@@ -98,6 +112,14 @@ def cluster_scenarios_started(request, tmp_path_factory) -> Path:
     if any(item.get_closest_marker("ray") for item in request.session.items) and can_run():
         started_once(root, "cluster-scenarios", lambda: in_background(folder))
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tensorflow_imported(cluster_scenarios_started) -> None:
+    """TensorFlow imported as toolkit imports it (frozen: `import_frozen`) before any test
+    imports Keras on its own, so that no collection ever scans its objects (after the Ray
+    scenarios have started: they run beside everything)."""
+    import_tensorflow()
 
 
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], None], copy_to: Path) -> Path:

@@ -172,6 +172,7 @@ def test_cluster_without_ray_says_how_to_install_it(cluster_out):
         "127.0.0.1:1",
         "--device",
         "sim-a",
+        "--no-figures",
         block_ray=True,
     )
     assert done.returncode == 2, done.stderr
@@ -196,7 +197,8 @@ def test_an_unreachable_cluster_is_one_line_naming_it(cluster_out):
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{probe.getsockname()[1]}"
-    done = _toolkit("compare", "--out", str(cluster_out), "--cluster", address, "--device", "sim-a")
+    command = ["compare", "--out", str(cluster_out), "--cluster", address, "--device", "sim-a"]
+    done = _toolkit(*command, "--no-figures")
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert address in lines[0] and "cannot reach" in lines[0]

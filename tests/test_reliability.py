@@ -221,7 +221,7 @@ def test_a_signal_landing_in_a_destructor_is_not_lost():
 def test_a_signal_during_export_ends_in_130_with_the_outputs_intact(exported_dir, tmp_path, signum):
     out = copy_of(exported_dir, tmp_path)
     before = snapshot(out)
-    process = CliProcess("export", "--out", out, "--format", "tflite")
+    process = CliProcess("export", "--out", out, "--format", "tflite", "--no-figures")
     deadline = time.monotonic() + 120
     while not staging_folders(out) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -544,7 +544,8 @@ def test_export_killed_at_any_moment_leaves_a_verifiable_folder(exported_dir, tm
     formats, trigger, then = KILL_MOMENTS[moment]
     out = copy_of(exported_dir, tmp_path)
     before = snapshot(out)
-    args = ["export", "--out", out, *(f"--format={f}" for f in formats)]
+    # Without --no-figures a figure server would start, for plots drawn after every moment.
+    args = ["export", "--out", out, "--no-figures", *(f"--format={f}" for f in formats)]
     process = CliProcess(*args, prepare=slow_commit if formats else None)
     seen, deadline = False, time.monotonic() + 120
     try:
@@ -690,7 +691,8 @@ def test_export_on_a_full_disk_exits_6_and_keeps_earlier_outputs(
 ):
     out = copy_of(exported_dir, tmp_path)
     before = snapshot(out)
-    result = toolkit_under_file_limit(300_000, "export", "--out", out, "--format", format_)
+    export = ["export", "--out", out, "--format", format_, "--no-figures"]
+    result = toolkit_under_file_limit(300_000, *export)
     assert result.returncode == ExitCode.IO, result.stderr
     assert "Traceback" not in result.stderr
     assert f"error: {out / fails_on}: cannot write: File too large" in result.stderr
@@ -747,7 +749,7 @@ def test_train_on_a_very_full_disk_exits_6(trained_dir, tmp_path):
     out = copy_of(trained_dir, tmp_path)
     before = (out / "model.keras").read_bytes()
     result = toolkit_under_file_limit(
-        64_000, "train", "--out", out, "--epochs", "1", "--limit", "100"
+        64_000, "train", "--out", out, "--epochs", "1", "--limit", "100", "--no-figures"
     )
     assert (out / "model.keras").read_bytes() == before
     assert "Traceback" not in result.stderr
