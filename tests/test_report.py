@@ -634,6 +634,34 @@ def test_toolkit_report_with_another_baseline_recomputes_deltas_and_gate(tmp_pat
     assert stored["rows"][0]["delta_p50_pct"] == pytest.approx(100.0)
 
 
+def test_toolkit_report_without_figures_rechecks_the_gate_and_keeps_the_galleries(tmp_path):
+    out = tmp_path / "out"
+    gate = {"max_accuracy_drop": None, "max_latency_regression": 10.0, "failures": []}
+    report = with_flips(make_report(baseline=False)).with_(gate=gate)
+    inputs = np.random.default_rng(0).integers(0, 256, (200, 28, 28), np.uint8)
+    write_reports(report, out / "report", inputs)
+    galleries = {p.name: p.read_bytes() for p in (out / "report" / "flips").iterdir()}
+    assert galleries and all((out / "report" / name).is_file() for name in PLOTS)
+    slower = [
+        replace(row, latency_ms={**row.latency_ms, "p50": row.p50 / 2}) if row.ok else row
+        for row in report.rows
+    ]
+    baseline = tmp_path / "old.json"
+    baseline.write_text(json.dumps(report.with_(rows=tuple(slower)).to_json()))
+
+    args = ["report", "--out", str(out), "--baseline", str(baseline), "--no-figures"]
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 1 and "p50 latency grew 100.0%" in result.output
+    assert not any((out / "report" / name).exists() for name in PLOTS)
+    kept = {p.name: p.read_bytes() for p in (out / "report" / "flips").iterdir()}
+    assert kept == galleries
+    page = (out / "report" / "report.html").read_text()
+    assert page.count("data:image/png") == len(galleries)
+    assert CliRunner().invoke(app, ["report", "--out", str(out)]).exit_code == 1
+    assert all((out / "report" / name).is_file() for name in PLOTS)  # drawn again
+
+
 def test_toolkit_report_without_a_compare_says_what_to_run(tmp_path):
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path)])
     assert result.exit_code == 4

@@ -233,7 +233,7 @@ def run_report(options: ReportOptions):
         limits = gate.get("max_accuracy_drop"), gate.get("max_latency_regression")
         outside = gate.get("fail_outside_tolerance", False)
         stored = stored.with_(gate={**gate, "failures": gate_failures(stored, *limits, outside)})
-        write_reports(stored, out / "report")
+        write_reports(stored, out / "report", draw=options.figures)
     return stored
 
 

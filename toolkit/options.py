@@ -287,6 +287,9 @@ class ReportOptions(CheckedOptions):
 
     out: Path = option(Path("exported"))
     baseline: Path | None = option(None)
+    # The plots drawn again; without, the page gets the tables and the kept files (export's
+    # per-layer plots, compare's flip galleries).
+    figures: bool = option(True, flag="--no-figures")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from toolkit.cli.options import (
     MixedPrecision,
     Model,
     NoQuantizationFigures,
+    NoRedrawnFigures,
     NoReportFigures,
     NoTrainingFigures,
     NoValidate,
@@ -176,7 +177,11 @@ def compare(
 
 @app.command()
 @handles_errors
-def report(out: Out = ReportOptions.out, baseline: Baseline = ReportOptions.baseline) -> None:
+def report(
+    out: Out = ReportOptions.out,
+    baseline: Baseline = ReportOptions.baseline,
+    no_figures: NoRedrawnFigures = not ReportOptions.figures,
+) -> None:
     """Re-render OUT/report/ from its report.json (and a baseline) without measuring again."""
     print_report(_run("report", locals()), out)
 

@@ -86,6 +86,10 @@ NoReportFigures = _no_figures(
     "Skip the report's plots and flip galleries (a quicker gate); "
     "`toolkit report` draws the plots later."
 )
+NoRedrawnFigures = _no_figures(
+    "Draw no plots (a quicker gate re-check): the page gets the tables, export's per-layer "
+    "plots and the flip galleries compare drew."
+)
 
 # train
 NoTrainingFigures = _no_figures(
