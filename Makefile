@@ -43,8 +43,11 @@ run: setup
 # artifact, an sshd, a Ray cluster) are built once, not once per worker. The session's trained
 # and exported folders are built by one worker for all, while the others run the modules that
 # do not need them: tests/conftest.py orders the modules, which xdist then keeps.
+# Bytecode caches are written even where PYTHONDONTWRITEBYTECODE is set (as on the machines
+# here): the run starts dozens of interpreters (workers, fork servers, commands), each of which
+# would compile toolkit's modules, and each worker rewrite every test module, from source again.
 test: setup
-	$(PY) -m pytest -q -n logical --maxprocesses 4 --dist loadscope --no-loadscope-reorder
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n logical --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
 lint: setup
 	$(VENV)/bin/ruff check .
