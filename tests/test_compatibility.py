@@ -120,7 +120,9 @@ def test_tflm_refuses_an_int8_softmax_whose_input_scale_its_kernel_aborts_on(tmp
     process: the verdict names it, and TFLM does abort on the file."""
     import numpy as np
 
+    from toolkit.errors import ExitCode, ToolkitError
     from toolkit.exporters import EXPORTERS, ExportContext
+    from toolkit.exporters.tflite_micro import export_source
     from toolkit.formats.tflite_micro import HOST_ARENA_BYTES, try_arena
     from toolkit.process import import_tensorflow
 
@@ -143,9 +145,6 @@ def test_tflm_refuses_an_int8_softmax_whose_input_scale_its_kernel_aborts_on(tmp
     ran, stderr = try_arena(path, HOST_ARENA_BYTES)
     assert not ran and "SIGABRT" in stderr
     # Its C array is refused with that reason, not with the arena probe's crash.
-    from toolkit.errors import ExitCode, ToolkitError
-    from toolkit.exporters.tflite_micro import export_source
-
     context.committed[int8.filename] = path
     with pytest.raises(ToolkitError) as refused:
         export_source(model, tmp_path / "model_int8.cc", context, int8.filename)
